@@ -1,0 +1,154 @@
+"""The attention contract: scores -> mask -> normalize -> weighted sum.
+
+Every attention layer in attnkit returns an :class:`AttentionOutput` holding the context and, when asked, the
+attention weights ``(B, [H,] Q, K)``. Asking for weights never silently returns ``None``.
+
+Dimension legend: ``B`` batch, ``H`` heads, ``Q`` queries, ``K`` keys, ``D`` query/key size, ``Dv`` value size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnkit.layers.masks import build_mask
+from attnkit.layers.scoring import Scorer, ScaledDotScorer
+
+
+@dataclass
+class AttentionOutput:
+    """What every attention layer returns.
+
+    Attributes:
+        context: ``(B, [H,] Q, Dv)`` weighted sums of the values (or the layer's projected output).
+        weights: ``(B, [H,] Q, K)`` attention weights when ``need_weights=True``, else ``None``. Rows sum to 1 over
+            kept keys; fully masked rows are all zeros.
+    """
+
+    context: Tensor
+    weights: Tensor | None = None
+
+    def require_weights(self) -> Tensor:
+        """The weights, or a clear error if the layer was called without ``need_weights=True``."""
+        if self.weights is None:
+            raise ValueError("attention weights were not computed: call the layer with need_weights=True")
+        return self.weights
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
+    """Softmax over ``dim`` that gives masked entries exactly 0 and fully masked rows all zeros (never NaN).
+
+    Computed in float32 for stability and returned in the scores' dtype.
+
+    Args:
+        scores: ``(..., K)`` raw scores.
+        mask: bool, broadcastable to ``scores``, True = keep; ``None`` keeps everything.
+    """
+    scores32 = scores.float()
+    if mask is None:
+        return torch.softmax(scores32, dim=dim).to(scores.dtype)
+    # A finite fill keeps fully masked rows NaN-free (they become uniform); multiplying by the mask zeroes them.
+    filled = scores32.masked_fill(~mask, torch.finfo(torch.float32).min)
+    return (torch.softmax(filled, dim=dim) * mask).to(scores.dtype)
+
+
+def weighted_sum(weights: Tensor, value: Tensor) -> Tensor:
+    """``(..., Q, K) @ (..., K, Dv) -> (..., Q, Dv)``."""
+    return weights @ value
+
+
+class AttentionCore(nn.Module):
+    """Base of every attention core: ``forward(query, key, value, *, masks, need_weights) -> AttentionOutput``.
+
+    Inputs are ``query (B, [H,] Q, D)``, ``key (B, [H,] K, D)``, ``value (B, [H,] K, Dv)``;
+    ``key_padding_mask (B, K)`` and ``attn_mask`` (broadcastable to ``(B, [H,] Q, K)``) are bool, True = keep;
+    ``causal`` adds a top-left aligned causal mask.
+    """
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        *,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> AttentionOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
+    if query.dim() < 3 or key.dim() != query.dim() or value.dim() != query.dim():
+        raise ValueError(
+            "query, key and value must share a rank of 3 (B, T, D) or 4 (B, H, T, D); got shapes "
+            f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"key and value need the same length, got {key.shape[-2]} and {value.shape[-2]}")
+
+
+class Attention(AttentionCore):
+    """Attention with any scorer: scores -> mask -> softmax -> dropout -> weighted sum.
+
+    When the scorer is a (scaled) dot product and weights are not needed, the fused
+    ``torch.nn.functional.scaled_dot_product_attention`` computes the same context without materializing
+    the weights; otherwise the weights are computed explicitly.
+
+    Args:
+        scorer: the score function; defaults to scaled dot product over ``dim``.
+        dim: query/key size, used only to build the default scorer.
+        dropout: dropout on the attention weights during training.
+    """
+
+    def __init__(self, scorer: Scorer | None = None, *, dim: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        if scorer is None:
+            if dim is None:
+                raise ValueError("Attention needs a scorer or a `dim` for the default scaled dot-product scorer")
+            scorer = ScaledDotScorer(dim)
+        self.scorer = scorer
+        self.dropout = dropout
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        *,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> AttentionOutput:
+        _check_qkv(query, key, value)
+        q_len, k_len = query.shape[-2], key.shape[-2]
+        mask = build_mask(
+            key_padding_mask=key_padding_mask,
+            attn_mask=attn_mask,
+            causal=causal,
+            q_len=q_len,
+            k_len=k_len,
+            score_ndim=query.dim(),
+            device=query.device,
+        )
+        dropout_p = self.dropout if self.training else 0.0
+        scale = self.scorer.sdpa_scale
+        if scale is not None and not need_weights:
+            context = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale
+            )  # (B, [H,] Q, Dv)
+            if mask is not None:
+                # Some SDPA backends return NaN for rows with no kept key; the contract says zeros.
+                row_kept = mask.any(dim=-1, keepdim=True)  # (B|1, [H|1,] Q|1, 1)
+                context = context.masked_fill(~row_kept, 0.0)
+            return AttentionOutput(context=context)
+        scores = self.scorer(query, key)  # (B, [H,] Q, K)
+        weights = masked_softmax(scores, mask)  # (B, [H,] Q, K)
+        dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+        context = weighted_sum(dropped, value)  # (B, [H,] Q, Dv)
+        return AttentionOutput(context=context, weights=weights if need_weights else None)
