@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from attnkit import __version__
 
@@ -40,12 +41,172 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     pa.set_defaults(handler=bench_attention.main)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from attnkit.train.config import RunConfig
+    from attnkit.train.loop import fit
+
+    if args.resume:
+        result = fit(RunConfig(), args.resume, resume=True)
+    else:
+        if args.out is None:
+            raise UserError("--out RUN_DIR is required (or --resume RUN_DIR)")
+        config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+        raw = config.to_dict()
+        if args.data is not None:
+            raw["data"]["train"] = args.data
+        if args.test is not None:
+            raw["data"]["test"] = args.test
+        if args.model is not None:
+            raw["model"]["name"] = args.model
+        if args.epochs is not None:
+            raw["train"]["epochs"] = args.epochs
+        if args.seed is not None:
+            raw["train"]["seed"] = args.seed
+        if args.device is not None:
+            raw["train"]["device"] = args.device
+        if args.no_progress:
+            raw["train"]["progress"] = False
+        config = RunConfig.from_dict(raw).with_overrides(args.set or [])
+        if (Path(args.out) / "config.yaml").exists() and not args.overwrite:
+            raise UserError(f"{args.out} already holds a run; use --resume {args.out} or --overwrite")
+        result = fit(config, args.out)
+    summary = {k: result.metrics[k]["accuracy"] for k in ("val", "test") if k in result.metrics}
+    print(json.dumps({"run_dir": str(result.run_dir), "accuracy": summary,
+                      "train_seconds": round(result.metrics["train_seconds"], 1)}))
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a text classifier (also under torchrun for several processes)")
+    p.add_argument("--data", help="training data: file, folder, or built-in name (imdb, sst2, embedded, ...)")
+    p.add_argument("--test", help="held-out test data (never used for model selection)")
+    p.add_argument("--model", help="model name (bilstm-attn, cnn-attn, transformer, bag-attn, han)")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--config", help="YAML file with data/tokenizer/model/optim/train sections")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-3")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="train into an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from attnkit.predictor import evaluate_run
+
+    report = evaluate_run(args.run_dir, args.data)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.data}: n={report['n']}  accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}"
+          f"  ECE {report['ece']:.4f}")
+    print(f"{'class':<28}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    for label, m in report["per_class"].items():
+        print(f"{label:<28}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{m['support']:>9}")
+    print("confusion matrix (rows = true, columns = predicted):")
+    for label, row in zip(report["labels"], report["confusion_matrix"], strict=True):
+        print(f"  {label:<26}" + " ".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class P/R, confusion matrix, ECE")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="labelled data: file, folder or built-in name[:split]")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_evaluate)
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    texts = list(args.texts)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UserError(f"--file {path}: no such file")
+        texts += [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts and not sys.stdin.isatty():
+        texts += [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise UserError("give texts as arguments, with --file F, or on standard input")
+    return texts
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from attnkit.predictor import Predictor
+
+    predictor = Predictor(args.run_dir)
+    for prediction in predictor.predict(_read_texts(args)):
+        print(json.dumps({"text": prediction.text, **prediction.to_json_dict()}, ensure_ascii=False))
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict labels: JSON lines with label and probabilities")
+    p.add_argument("run_dir")
+    p.add_argument("texts", nargs="*", help="texts to classify (else --file or standard input)")
+    p.add_argument("--file", help="one text per line")
+    p.set_defaults(handler=_cmd_predict)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from attnkit.demo import run_demo
+    from attnkit.render import terminal_highlight
+
+    console = Console()
+    result = run_demo(args.out, epochs=args.epochs, seed=args.seed)
+    test = result.metrics.get("test", result.metrics["val"])
+    console.print(
+        f"[bold]held-out test accuracy {test['accuracy']:.4f}[/bold] (macro-F1 {test['macro_f1']:.4f}, "
+        f"n = {test['n']}), trained {result.metrics['train_seconds']:.0f} s"
+    )
+    console.print("Test reviews, most-attended tokens highlighted:")
+    for item in result.examples:
+        console.print(terminal_highlight(item))
+    console.print(f"report: {result.report_path}")
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="train, evaluate and explain on the embedded corpus (offline)")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_data_inspect(args: argparse.Namespace) -> int:
+    from attnkit.data import format_report, inspect_source
+
+    report = inspect_source(args.source, test=args.test)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="data tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    pi = data_sub.add_parser("inspect", help="label counts, lengths, duplicates, train/test overlap")
+    pi.add_argument("source")
+    pi.add_argument("--test", help="a test source to check for overlap with the training data")
+    pi.add_argument("--json", action="store_true")
+    pi.set_defaults(handler=_cmd_data_inspect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"attnkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_example(sub)
+    _add_demo(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    _add_data(sub)
     _add_bench(sub)
     return parser
 

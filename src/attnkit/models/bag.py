@@ -1,0 +1,95 @@
+"""A non-contextual bag of words and hashed bigrams with attention pooling (fastText with bigrams + attention).
+
+Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attnkit.models.base import ClassifierConfig, TextClassifier
+
+#: Multiplier of the bigram hash (a prime larger than any realistic vocabulary).
+BIGRAM_HASH_PRIME = 1_000_003
+
+
+def bigram_buckets(input_ids: Tensor, *, pad_id: int, num_buckets: int) -> Tensor:
+    """Hash the bigram ending at each position into ``[1, num_buckets)``; 0 means "no bigram".
+
+    The bigram at position ``i`` is ``(ids[i-1], ids[i])`` with bucket
+    ``1 + (ids[i-1] * BIGRAM_HASH_PRIME + ids[i]) % (num_buckets - 1)``. Position 0 has no bigram, and neither
+    does any position where ``ids[i-1]`` or ``ids[i]`` is ``pad_id``, so padding never creates bigrams.
+
+    Args:
+        input_ids: ``(B, T)`` token ids.
+        pad_id: the padding id.
+        num_buckets: size of the bigram table, bucket 0 included.
+
+    Returns:
+        ``(B, T)`` long bucket ids.
+    """
+    ids = input_ids.long()
+    prev, cur = ids[:, :-1], ids[:, 1:]  # (B, T-1)
+    hashed = 1 + (prev * BIGRAM_HASH_PRIME + cur) % (num_buckets - 1)  # (B, T-1)
+    real = (prev != pad_id) & (cur != pad_id)  # (B, T-1)
+    first = torch.zeros_like(ids[:, :1])  # (B, 1): nothing precedes position 0
+    return torch.cat([first, torch.where(real, hashed, 0)], dim=1)  # (B, T)
+
+
+@dataclass(frozen=True)
+class BagAttnConfig(ClassifierConfig):
+    """Config of :class:`BagAttnClassifier`.
+
+    Attributes:
+        bigram_buckets: rows of the hashed bigram table (row 0 is the "no bigram" zero vector); 0 disables
+            bigrams. The default ``2**17`` rows cost ``2**17 * embed_dim`` parameters (8.4M at ``E = 64``).
+    """
+
+    embed_dim: int = 64
+    bigram_buckets: int = 2**17
+
+    def _validate_model(self) -> None:
+        if self.bigram_buckets != 0 and self.bigram_buckets < 2:
+            raise ValueError(
+                f"{self._name}.bigram_buckets must be 0 (no bigrams) or >= 2, got {self.bigram_buckets}"
+            )
+
+
+class BagAttnClassifier(TextClassifier):
+    """Each token is ``word_emb(ids[i]) + bigram_emb(hash(ids[i-1], ids[i]))``; attention pooling -> Dense.
+
+    ``embed`` includes the bigram term, so gradient attributions of token ``i`` cover its word and the bigram it
+    closes.
+    """
+
+    config: BagAttnConfig
+
+    def __init__(self, config: BagAttnConfig | None = None) -> None:
+        config = config or BagAttnConfig()
+        super().__init__(config)
+        self.bigram_embedding: nn.Embedding | None = None
+        if config.bigram_buckets:
+            self.bigram_embedding = nn.Embedding(config.bigram_buckets, config.embed_dim, padding_idx=0)
+            nn.init.normal_(self.bigram_embedding.weight, std=0.1)
+            with torch.no_grad():
+                self.bigram_embedding.weight[0].zero_()
+        self.pooling = self._make_pooling(config.embed_dim)
+        self.head = nn.Linear(self.pooling.output_dim, config.num_classes)
+        self._init_embedding(std=0.1)
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        words = self.embedding(input_ids)  # (B, T, E)
+        if self.bigram_embedding is None:
+            return words
+        buckets = bigram_buckets(
+            input_ids, pad_id=self.config.pad_id, num_buckets=self.config.bigram_buckets
+        )  # (B, T)
+        return words + self.bigram_embedding(buckets)  # (B, T, E)
+
+    def forward_features(
+        self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
+    ) -> tuple[Tensor, list[Tensor] | None]:
+        return self.dropout(embeddings), None  # (B, T, E): no context, the pooling does all the work

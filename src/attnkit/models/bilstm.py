@@ -1,0 +1,67 @@
+"""The seed article's classifier: Embedding -> BiLSTM -> attention pooling -> Dense.
+
+Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``Hd`` LSTM units per direction, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from attnkit.models.base import ClassifierConfig, TextClassifier
+from attnkit.models.recurrent import init_recurrent_, run_packed
+
+
+@dataclass(frozen=True)
+class BiLSTMAttnConfig(ClassifierConfig):
+    """Config of :class:`BiLSTMAttnClassifier`; defaults are the seed's sizes.
+
+    Attributes:
+        embed_dim: 16, as in the seed.
+        hidden_size: LSTM units per direction (the seed's 32); the states are ``2 * hidden_size`` wide.
+        num_layers: stacked BiLSTM layers (dropout between them).
+        pooling_scorer: ``general``, the seed's ``h^T W x`` score.
+    """
+
+    embed_dim: int = 16
+    pooling_scorer: str = "general"
+    hidden_size: int = 32
+    num_layers: int = 1
+
+    def _validate_model(self) -> None:
+        self._require_min("hidden_size", 1)
+        self._require_min("num_layers", 1)
+
+    def pooling_dims(self) -> tuple[int, ...]:
+        return (2 * self.hidden_size,)
+
+
+class BiLSTMAttnClassifier(TextClassifier):
+    """Embedding -> BiLSTM (packed, so padding never enters either direction) -> attention pooling -> Dense."""
+
+    config: BiLSTMAttnConfig
+
+    def __init__(self, config: BiLSTMAttnConfig | None = None) -> None:
+        config = config or BiLSTMAttnConfig()
+        super().__init__(config)
+        self.lstm = nn.LSTM(
+            config.embed_dim,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=True,
+            batch_first=True,
+        )
+        state_dim = 2 * config.hidden_size
+        self.pooling = self._make_pooling(state_dim)
+        self.head = nn.Linear(self.pooling.output_dim, config.num_classes)
+        self._init_embedding(std=0.1)
+        init_recurrent_(self.lstm)
+
+    def forward_features(
+        self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
+    ) -> tuple[Tensor, list[Tensor] | None]:
+        lengths = attention_mask.sum(dim=1)  # (B,)
+        states = run_packed(self.lstm, self.dropout(embeddings), lengths)  # (B, T, 2 * Hd)
+        return self.dropout(states), None

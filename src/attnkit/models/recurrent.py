@@ -1,0 +1,51 @@
+"""Recurrent encoders over padded batches: packing so padding never reaches the recurrence.
+
+Dimension legend: ``N`` sequences, ``L`` steps, ``I`` input size, ``H`` hidden size per direction.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def run_packed(rnn: nn.RNNBase, inputs: Tensor, lengths: Tensor) -> Tensor:
+    """Run a ``batch_first`` RNN over the first ``lengths[n]`` steps of each row only.
+
+    Both directions of a bidirectional RNN start at each row's own last real step, so the result does not depend
+    on how much padding follows.
+
+    Args:
+        rnn: a ``batch_first`` ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``.
+        inputs: ``(N, L, I)``.
+        lengths: ``(N,)`` number of real steps per row (0 allowed: that row's output is all zeros).
+
+    Returns:
+        ``(N, L, dirs * H)`` outputs, zero at steps ``>= lengths[n]``.
+    """
+    total = inputs.shape[1]
+    # pack_padded_sequence rejects empty rows: run them over one (ignored) step and zero them afterwards.
+    packed = pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    states, _ = pad_packed_sequence(out, batch_first=True, total_length=total)  # (N, L, dirs * H)
+    empty = (lengths == 0).to(states.device)  # (N,)
+    return states.masked_fill(empty[:, None, None], 0.0)
+
+
+def init_recurrent_(rnn: nn.RNNBase) -> None:
+    """Keras-style initialization: Xavier input weights, orthogonal recurrent weights (per gate), zero biases.
+
+    An LSTM's forget-gate bias starts at 1 so the cell remembers by default (Jozefowicz et al. 2015).
+    """
+    hidden = rnn.hidden_size
+    for name, param in rnn.named_parameters():
+        if name.startswith("weight_ih"):
+            for gate in param.data.split(hidden, dim=0):
+                nn.init.xavier_uniform_(gate)
+        elif name.startswith("weight_hh"):
+            for gate in param.data.split(hidden, dim=0):
+                nn.init.orthogonal_(gate)
+        elif name.startswith("bias"):
+            nn.init.zeros_(param)
+            if isinstance(rnn, nn.LSTM) and name.startswith("bias_ih"):
+                param.data[hidden : 2 * hidden].fill_(1.0)  # gates are ordered (input, forget, cell, output)

@@ -1,0 +1,137 @@
+"""Load a trained run directory and predict: the one entry point shared by the CLI, explanations and serving.
+
+Dimension legend: ``B`` batch, ``T`` tokens, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnkit.data import Encoding, TextTokenizer, collate
+from attnkit.train import checkpoint as ckpt
+from attnkit.train.config import RunConfig
+from attnkit.train.loop import CONFIG_FILE, LABELS_FILE, METRICS_FILE, TOKENIZER_DIR, build_classifier
+
+
+@dataclass
+class Prediction:
+    text: str
+    label: str
+    probabilities: dict[str, float]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probabilities": self.probabilities}
+
+
+class Predictor:
+    """A trained classifier with its tokenizer and labels, in eval mode.
+
+    Args:
+        run_dir: a directory written by ``attnkit train``.
+        device: where to run the model.
+    """
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        self.run_dir = Path(run_dir)
+        if not (self.run_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{self.run_dir} is not an attnkit run directory (no {CONFIG_FILE})")
+        self.config = RunConfig.from_yaml(self.run_dir / CONFIG_FILE)
+        self.tokenizer = TextTokenizer.load(self.run_dir / TOKENIZER_DIR)
+        self.labels: list[str] = ckpt.read_json(self.run_dir / LABELS_FILE)
+        self.device = torch.device(device)
+        self.model: nn.Module = build_classifier(self.config, self.tokenizer, len(self.labels))
+        ckpt.load_weights(self.model, self.run_dir / ckpt.WEIGHTS_FILE)
+        self.model.to(self.device).eval()
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        path = self.run_dir / METRICS_FILE
+        return ckpt.read_json(path) if path.is_file() else {}
+
+    def encode(self, texts: list[str]) -> tuple[list[Encoding], torch.Tensor, torch.Tensor]:
+        """Tokenize ``texts``; returns encodings, ``input_ids (B, T)`` and ``attention_mask (B, T)``.
+
+        An empty text still gets one ``[UNK]`` position so every row has a kept token.
+        """
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = [enc.ids if enc.ids else [self.tokenizer.unk_id] for enc in encodings]
+        batch = collate(ids, [0] * len(ids))
+        return encodings, batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
+
+    @torch.no_grad()
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """``(N, C)`` class probabilities."""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            _, input_ids, mask = self.encode(texts[start : start + batch_size])
+            logits = self.model(input_ids, mask).logits  # (B, C)
+            out.append(torch.softmax(logits.float(), dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
+        probabilities = self.predict_proba(texts, batch_size)
+        results = []
+        for text, probs in zip(texts, probabilities, strict=True):
+            scores = {label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)}
+            results.append(Prediction(text=text, label=self.labels[int(probs.argmax())], probabilities=scores))
+        return results
+
+
+def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall, confusion matrix and ECE of a run on ``source``."""
+    from attnkit.data import load_source
+    from attnkit.train.loop import encode, evaluate_dataset
+
+    predictor = Predictor(run_dir)
+    examples = load_source(
+        source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
+    )
+    dataset = encode(predictor.tokenizer, examples, predictor.labels)
+    report = evaluate_dataset(predictor.model, dataset, predictor.labels, batch_size, predictor.device)
+    report["source"] = source
+    return report
+
+
+@dataclass
+class AttendedText:
+    """A text with its prediction and one attention weight per token (character offsets into ``text``)."""
+
+    text: str
+    prediction: Prediction
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    weights: list[float]
+
+    def top_tokens(self, k: int = 5) -> list[tuple[str, float]]:
+        order = sorted(range(len(self.weights)), key=lambda i: -self.weights[i])[:k]
+        return [(self.tokens[i], self.weights[i]) for i in order]
+
+
+@torch.no_grad()
+def attended_texts(predictor: Predictor, texts: list[str]) -> list[AttendedText]:
+    """Predictions plus the pooling attention over each text's tokens."""
+    encodings, input_ids, mask = predictor.encode(texts)
+    out = predictor.model(input_ids, mask)
+    probabilities = torch.softmax(out.logits.float(), dim=-1).cpu()
+    token_attention = out.token_attention.float().cpu()  # (B, T)
+    results = []
+    for row, (text, enc) in enumerate(zip(texts, encodings, strict=True)):
+        probs = probabilities[row]
+        scores = {label: round(float(p), 6) for label, p in zip(predictor.labels, probs, strict=True)}
+        prediction = Prediction(text=text, label=predictor.labels[int(probs.argmax())], probabilities=scores)
+        n = len(enc.ids)
+        results.append(
+            AttendedText(
+                text=text,
+                prediction=prediction,
+                tokens=list(enc.tokens),
+                offsets=[tuple(o) for o in enc.offsets],  # type: ignore[misc]
+                weights=[float(w) for w in token_attention[row, :n]],
+            )
+        )
+    return results

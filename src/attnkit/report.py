@@ -1,0 +1,85 @@
+"""Self-contained HTML run report: metrics, curves, confusion matrix and attended examples (no CDN)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from attnkit.predictor import AttendedText
+
+
+def highlight_html(item: AttendedText) -> str:
+    """The original text with each token's background shaded by its attention weight (max weight = darkest)."""
+    peak = max(item.weights, default=0.0) or 1.0
+    pieces, cursor = [], 0
+    for (start, end), weight in zip(item.offsets, item.weights, strict=True):
+        pieces.append(html.escape(item.text[cursor:start]))
+        alpha = weight / peak
+        pieces.append(
+            f'<span class="tok" style="background: rgba(220, 60, 30, {alpha:.3f})" '
+            f'title="{weight:.4f}">{html.escape(item.text[start:end])}</span>'
+        )
+        cursor = end
+    pieces.append(html.escape(item.text[cursor:]))
+    return "".join(pieces)
+
+
+def _image_tag(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _metrics_table(name: str, metrics: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
+        f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
+        for label, m in metrics["per_class"].items()
+    )
+    return (
+        f"<h3>{html.escape(name)}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+        f"ECE {metrics['ece']:.4f} (n = {metrics['n']})</h3>"
+        "<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def write_report(run_dir: Path, metrics: dict[str, Any], examples: list[AttendedText], title: str) -> Path:
+    """Write ``report.html`` into ``run_dir`` and return its path."""
+    sections = [_metrics_table(split, metrics[split]) for split in ("val", "test") if split in metrics]
+    example_rows = "".join(
+        f"<div class='ex'><div class='pred'>predicted <b>{html.escape(item.prediction.label)}</b> "
+        f"({max(item.prediction.probabilities.values()):.3f})</div>"
+        f"<div class='text'>{highlight_html(item)}</div></div>"
+        for item in examples
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1em; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+td:first-child {{ text-align: left; }}
+.ex {{ border-bottom: 1px solid #eee; padding: 0.6em 0; }}
+.pred {{ font-size: 0.9em; color: #555; }}
+.tok {{ border-radius: 3px; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Trained {metrics.get("epochs_run", "?")} epochs in {metrics.get("train_seconds", 0):.1f} s; best epoch
+{metrics.get("best_epoch", "?")} by validation accuracy. Test data was not used for model selection.</p>
+<h2>Metrics</h2>{"".join(sections)}
+<h2>Training curves</h2>{_image_tag(run_dir / "curves.png", "training curves")}
+<h2>Confusion matrix</h2>{_image_tag(run_dir / "confusion.png", "confusion matrix")}
+<h2>What the model attends to</h2>
+<p>Each token is shaded by its attention-pooling weight (darkest = most attended). Attention shows where the model
+looked; whether that is why it decided is measured separately.</p>
+{example_rows}
+</body></html>
+"""
+    path = run_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

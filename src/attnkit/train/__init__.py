@@ -1,0 +1,1 @@
+"""Training: typed run configs, the loop (alone or under torchrun), checkpoints and metrics."""

@@ -1,0 +1,422 @@
+"""Training as plain functions: ``prepare_data -> build_classifier -> fit`` (and ``evaluate_dataset``).
+
+Dimension legend: ``B`` batch, ``T`` tokens, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from attnkit.data import (
+    BucketBatchSampler,
+    EncodedDataset,
+    TextExample,
+    TextTokenizer,
+    TokenizerConfig,
+    check_trainable,
+    collate,
+    label_vocab,
+    load_source,
+    make_splits,
+)
+from attnkit.models import build_model
+from attnkit.train import checkpoint as ckpt
+from attnkit.train.config import RunConfig
+from attnkit.train.distributed import DistContext, barrier, broadcast_flag, init_distributed
+from attnkit.train.metrics import classification_report
+
+log = logging.getLogger(__name__)
+
+# Built-in datasets whose official held-out split is used as the test set when none is given.
+OFFICIAL_TEST_SPLITS = {"imdb": "test", "20newsgroups": "test", "sst2": "dev", "ag_news": "test"}
+SENTENCE_END_TOKENS = (".", "!", "?", "。", "！", "？", "…")
+TOKENIZER_DIR = "tokenizer"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class PreparedData:
+    """Tokenizer, label names and encoded splits of one run."""
+
+    tokenizer: TextTokenizer
+    labels: list[str]
+    train: EncodedDataset
+    val: EncodedDataset
+    test: EncodedDataset | None
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def _load(source: str, config: RunConfig) -> list[TextExample]:
+    return load_source(source, text_field=config.data.text_field, label_field=config.data.label_field)
+
+
+def load_splits(config: RunConfig) -> tuple[list[TextExample], list[TextExample], list[TextExample] | None]:
+    """Read train/val/test examples as the config says; val is carved from train when not given."""
+    data = config.data
+    train = _load(data.train, config)
+    check_trainable(train, data.train)
+    test_source = data.test
+    if test_source is None and data.train in OFFICIAL_TEST_SPLITS:
+        test_source = f"{data.train}:{OFFICIAL_TEST_SPLITS[data.train]}"
+    test = _load(test_source, config) if test_source else None
+    if data.train == "embedded" and data.test is None:
+        from attnkit.data import load_embedded
+
+        embedded = load_embedded(seed=data.split_seed)
+        return embedded.train, embedded.val, embedded.test
+    if data.val:
+        val = _load(data.val, config)
+    else:
+        splits = make_splits(train, None, val_fraction=data.val_fraction, seed=data.split_seed)
+        train, val = splits.train, splits.val
+    return train, val, test
+
+
+def encode(tokenizer: TextTokenizer, examples: list[TextExample], labels: list[str]) -> EncodedDataset:
+    label_ids = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({ex.label for ex in examples} - set(label_ids))
+    if unknown:
+        raise ValueError(
+            f"labels {', '.join(unknown[:5])} do not occur in the training data (known: {', '.join(labels)})"
+        )
+    ids = [enc.ids for enc in tokenizer.encode_batch([ex.text for ex in examples])]
+    return EncodedDataset(ids, [label_ids[ex.label] for ex in examples])
+
+
+def prepare_data(config: RunConfig, tokenizer: TextTokenizer | None = None) -> PreparedData:
+    """Load, split, fit the tokenizer on train only (unless one is given) and encode every split."""
+    train, val, test = load_splits(config)
+    labels = label_vocab(train)
+    if tokenizer is None:
+        t = config.tokenizer
+        tok_config = TokenizerConfig(
+            level=t.level,
+            vocab_size=t.vocab_size,
+            min_freq=t.min_freq,
+            lowercase=t.lowercase,
+            max_length=t.max_length,
+        )
+        tokenizer = TextTokenizer.fit([ex.text for ex in train], tok_config)
+    sizes = {"train": len(train), "val": len(val), "test": len(test) if test is not None else 0}
+    log.info("data: %s; %d classes; vocabulary %d", sizes, len(labels), tokenizer.vocab_size)
+    return PreparedData(
+        tokenizer=tokenizer,
+        labels=labels,
+        train=encode(tokenizer, train, labels),
+        val=encode(tokenizer, val, labels),
+        test=encode(tokenizer, test, labels) if test is not None else None,
+        sizes=sizes,
+    )
+
+
+def model_options(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> dict[str, Any]:
+    """The model config fields of a run: vocabulary and classes from the data, the rest from ``model.options``."""
+    options: dict[str, Any] = {
+        "vocab_size": tokenizer.vocab_size,
+        "num_classes": num_classes,
+        "max_length": config.tokenizer.max_length,
+    }
+    if config.model.name == "han" and "sentence_end_ids" not in config.model.options:
+        ids = [tokenizer.token_to_id(tok) for tok in SENTENCE_END_TOKENS]
+        options["sentence_end_ids"] = tuple(sorted({i for i in ids if i is not None and i != tokenizer.unk_id}))
+    options.update(config.model.options)
+    return options
+
+
+def build_classifier(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> nn.Module:
+    return build_model(config.model.name, **model_options(config, tokenizer, num_classes))
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
+    """Multiplier on the base learning rate: linear warmup, then linear/cosine decay to 0 (or constant)."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return factor
+
+
+def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases, norms and embeddings' padding-free vectors (1-D parameters)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.optim.lr)
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module, dataset: EncodedDataset, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """``(N, C)`` class probabilities in dataset order (batched by length for speed)."""
+    model.eval()
+    lengths = [len(ids) for ids in dataset.token_ids]
+    order = np.argsort(lengths, kind="stable")
+    probabilities: np.ndarray | None = None
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = collate([dataset.token_ids[i] for i in index], [dataset.labels[i] for i in index])
+        logits = model(batch.input_ids.to(device), batch.attention_mask.to(device)).logits  # (B, C)
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        if probabilities is None:
+            probabilities = np.zeros((len(dataset), probs.shape[1]), dtype=np.float32)
+        probabilities[index] = probs
+    assert probabilities is not None, "empty dataset"
+    return probabilities
+
+
+def evaluate_dataset(
+    model: nn.Module, dataset: EncodedDataset, labels: list[str], batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    probabilities = predict_dataset(model, dataset, batch_size, device)
+    return classification_report(probabilities, np.asarray(dataset.labels), labels)
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    model: nn.Module
+    data: PreparedData
+
+
+@dataclass
+class _LoopState:
+    best_acc: float
+    best_epoch: int
+    stale: int
+    history: list[dict[str, Any]]
+
+
+def _local_slice(indices: list[int], ctx: DistContext) -> list[int]:
+    return indices[ctx.rank :: ctx.world_size]
+
+
+def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitResult:
+    """Train a classifier and write the run directory; continue an interrupted run with ``resume=True``.
+
+    The run directory receives ``config.yaml``, ``tokenizer/``, ``labels.json``, ``model.safetensors`` (best
+    validation weights), ``metrics.json``, ``curves.png``, ``confusion.png`` and ``state/`` (for resuming).
+    """
+    run_dir = Path(run_dir)
+    ctx = init_distributed(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if resume:
+        config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
+        tokenizer: TextTokenizer | None = TextTokenizer.load(run_dir / TOKENIZER_DIR)
+    else:
+        tokenizer = None
+    data = prepare_data(config, tokenizer)
+    labels = data.labels
+    if resume:
+        saved_labels = ckpt.read_json(run_dir / LABELS_FILE)
+        if saved_labels != labels:
+            raise ValueError(f"{run_dir}: the data's labels {labels} differ from the run's {saved_labels}")
+
+    torch.manual_seed(config.train.seed)
+    model = build_classifier(config, data.tokenizer, len(labels)).to(ctx.device)
+    optim_cfg = config.optim
+    sampler = BucketBatchSampler(
+        [len(ids) for ids in data.train.token_ids], optim_cfg.batch_size, shuffle=True, seed=config.train.seed
+    )
+    steps_per_epoch = len(sampler)
+    total_steps = steps_per_epoch * config.train.epochs
+    optimizer = make_optimizer(model, config)
+    warmup = int(optim_cfg.warmup_fraction * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, optim_cfg.schedule))
+
+    start_epoch, best_acc, best_epoch, stale, train_seconds = 0, -1.0, -1, 0, 0.0
+    history: list[dict[str, Any]] = []
+    if resume:
+        progress = ckpt.load_training_state(run_dir, model, optimizer, scheduler)
+        start_epoch = progress["epoch"] + 1
+        best_acc, best_epoch, stale = progress["best_val_accuracy"], progress["best_epoch"], progress["stale"]
+        train_seconds, history = progress["train_seconds"], progress["history"]
+        log.info("resuming %s after epoch %d", run_dir, progress["epoch"] + 1)
+    elif ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save_yaml(run_dir / CONFIG_FILE)
+        data.tokenizer.save(run_dir / TOKENIZER_DIR)
+        ckpt.write_json(run_dir / LABELS_FILE, labels)
+
+    train_model: nn.Module = model
+    if ctx.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+
+    state = _LoopState(best_acc=best_acc, best_epoch=best_epoch, stale=stale, history=history)
+
+    def evaluate_point(
+        epoch: int, step: int, train_loss: float, examples_per_second: float, elapsed_train: float
+    ) -> None:
+        """Validate (and optionally track test), record, keep the best weights."""
+        val_metrics = evaluate_dataset(model, data.val, labels, optim_cfg.eval_batch_size, ctx.device)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "epoch_progress": round(epoch + (step % steps_per_epoch or steps_per_epoch) / steps_per_epoch, 4),
+            "train_loss": train_loss,
+            "val_accuracy": val_metrics["accuracy"],
+            "val_macro_f1": val_metrics["macro_f1"],
+            "train_seconds": elapsed_train,
+            "train_examples_per_second": examples_per_second,
+            "lr": scheduler.get_last_lr()[0],
+        }
+        if config.train.track_test and data.test is not None:  # reported only, never used for selection
+            record["test_accuracy"] = evaluate_dataset(
+                model, data.test, labels, optim_cfg.eval_batch_size, ctx.device
+            )["accuracy"]
+        improved = val_metrics["accuracy"] > state.best_acc
+        if improved:
+            state.best_acc, state.best_epoch, state.stale = val_metrics["accuracy"], epoch + 1, 0
+            if ctx.is_main:
+                ckpt.save_weights(model, run_dir / ckpt.WEIGHTS_FILE)
+        else:
+            state.stale += 1
+        state.history.append(record)
+        log.info(
+            "epoch %.2f: loss %.4f, val accuracy %.4f%s (%.0f ex/s)",
+            record["epoch_progress"],
+            train_loss,
+            record["val_accuracy"],
+            " (best)" if improved else "",
+            examples_per_second,
+        )
+        model.train()
+
+    stopped_early = False
+    step = steps_per_epoch * start_epoch
+    for epoch in range(start_epoch, config.train.epochs):
+        if state.stale >= config.train.patience:
+            stopped_early = True
+            break
+        if config.train.max_train_seconds is not None and train_seconds >= config.train.max_train_seconds:
+            log.info("training time budget of %.0f s reached", config.train.max_train_seconds)
+            break
+        torch.manual_seed(config.train.seed * 1_000_003 + epoch)  # dropout stream, the same after a resume
+        sampler.set_epoch(epoch)
+        epoch_loss, seen, epoch_start = 0.0, 0, time.perf_counter()
+        eval_seconds = 0.0  # time spent validating inside the epoch: not training time
+        model.train()
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{config.train.epochs}",
+            disable=not (ctx.is_main and config.train.progress),
+            unit="batch",
+            dynamic_ncols=True,
+            leave=False,
+        )
+        for global_batch in sampler:
+            local = _local_slice(list(global_batch), ctx)
+            weight = 1.0
+            if not local:  # fewer examples than ranks in the last batch: join the all-reduce with zero loss
+                local, weight = [global_batch[0]], 0.0
+            batch = collate([data.train.token_ids[i] for i in local], [data.train.labels[i] for i in local])
+            logits = train_model(batch.input_ids.to(ctx.device), batch.attention_mask.to(ctx.device)).logits
+            # Sum over this rank's slice / global batch size * world size: DDP's gradient mean then equals the
+            # gradient of the mean loss over the global batch, so N ranks train exactly like one process.
+            loss_sum = F.cross_entropy(
+                logits.float(),
+                batch.labels.to(ctx.device),
+                reduction="sum",
+                label_smoothing=optim_cfg.label_smoothing,
+            )
+            loss = loss_sum * weight * ctx.world_size / len(global_batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if optim_cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim_cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            epoch_loss += float(loss_sum) * weight
+            seen += len(local) if weight else 0
+            speed = seen * ctx.world_size / max(time.perf_counter() - epoch_start - eval_seconds, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{epoch_loss / max(seen, 1):.4f}", ex_s=f"{speed:.0f}")
+            every = config.train.eval_every_steps
+            if every and step % every == 0 and step % steps_per_epoch != 0:
+                eval_start = time.perf_counter()
+                elapsed = train_seconds + (eval_start - epoch_start - eval_seconds)
+                evaluate_point(epoch, step, epoch_loss / max(seen, 1), speed, elapsed)
+                eval_seconds += time.perf_counter() - eval_start
+        bar.close()
+        epoch_time = time.perf_counter() - epoch_start - eval_seconds
+        train_seconds += epoch_time
+        evaluate_point(epoch, step, epoch_loss / max(seen, 1), len(data.train) / epoch_time, train_seconds)
+        if ctx.is_main:
+            progress = {
+                "epoch": epoch,
+                "best_val_accuracy": state.best_acc,
+                "best_epoch": state.best_epoch,
+                "stale": state.stale,
+                "train_seconds": train_seconds,
+                "history": state.history,
+            }
+            ckpt.save_training_state(run_dir, model, optimizer, scheduler, progress)
+        barrier(ctx)
+        if broadcast_flag(ctx, state.stale >= config.train.patience) and epoch + 1 < config.train.epochs:
+            stopped_early = True
+            log.info("early stop: validation accuracy has not improved for %d evaluations", state.stale)
+            break
+
+    barrier(ctx)
+    ckpt.load_weights(model, run_dir / ckpt.WEIGHTS_FILE)
+    metrics = final_metrics(model, data, config, ctx.device)
+    metrics.update(
+        {
+            "best_epoch": state.best_epoch,
+            "best_val_accuracy": state.best_acc,
+            "epochs_run": len({h["epoch"] for h in state.history}),
+            "stopped_early": stopped_early,
+            "train_seconds": train_seconds,
+            "world_size": ctx.world_size,
+            "history": state.history,
+            "data_sizes": data.sizes,
+        }
+    )
+    if ctx.is_main:
+        ckpt.write_json(run_dir / METRICS_FILE, metrics)
+        from attnkit.train.plots import plot_confusion, plot_curves
+
+        plot_curves(state.history, run_dir / "curves.png")
+        held_out = metrics.get("test") or metrics["val"]
+        plot_confusion(np.asarray(held_out["confusion_matrix"]), labels, run_dir / "confusion.png")
+    return FitResult(run_dir=run_dir, metrics=metrics, model=model, data=data)
+
+
+def final_metrics(
+    model: nn.Module, data: PreparedData, config: RunConfig, device: torch.device
+) -> dict[str, Any]:
+    """Validation and (when present) test metrics of the selected weights."""
+    batch_size = config.optim.eval_batch_size
+    metrics: dict[str, Any] = {"val": evaluate_dataset(model, data.val, data.labels, batch_size, device)}
+    if data.test is not None:
+        metrics["test"] = evaluate_dataset(model, data.test, data.labels, batch_size, device)
+    return metrics

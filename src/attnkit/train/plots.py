@@ -1,0 +1,49 @@
+"""Training-curve and confusion-matrix figures (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from attnkit.train.checkpoint import atomic_write  # noqa: E402
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and validation accuracy per epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], marker="o", color="tab:green")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> None:
+    """Row-normalized confusion matrix with counts in the cells."""
+    size = max(4.0, 0.45 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size))
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalized = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    if len(labels) <= 25:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                color = "white" if normalized[i, j] > 0.5 else "black"
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)

@@ -1,0 +1,114 @@
+"""The CLI is a thin adapter: user mistakes become one-line errors with exit code 2, outputs are JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attnkit.cli import main
+from attnkit.train import checkpoint as ckpt
+
+
+def _train(train: Path, test: Path, out: Path, *extra: str) -> int:
+    return main(
+        [
+            "train", "--data", str(train), "--test", str(test), "--model", "bag-attn", "--out", str(out),
+            "--epochs", "2", "--no-progress", "--set", "tokenizer.vocab_size=200", *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_train_predict_evaluate(tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, test = tiny_data
+    run = tmp_path / "run"
+    assert _train(train, test, run) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["run_dir"] == str(run)
+
+    assert main(["predict", str(run), "great wonderful film", "awful boring film"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["label"] for line in lines] == ["pos", "neg"]
+    for line in lines:
+        assert set(line["probabilities"]) == {"neg", "pos"}
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+    assert main(["evaluate", str(run), "--data", str(test), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    metrics = ckpt.read_json(run / "metrics.json")
+    assert report["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert {"macro_f1", "ece", "per_class", "confusion_matrix"} <= set(report)
+
+
+def test_refuses_to_overwrite_a_run(tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, test = tiny_data
+    assert _train(train, test, tmp_path / "run") == 0
+    capsys.readouterr()
+    assert _train(train, test, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        ('{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n', "class"),
+        ('{"text": "a", "label": "x"}\nnot json\n', "line 2"),
+        ('{"body": "a", "label": "x"}\n', "text"),
+    ],
+    ids=["empty-file", "one-class", "bad-json", "missing-column"],
+)
+def test_bad_data_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    assert main(["train", "--data", str(bad), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "bad.jsonl" in err and message in err
+    assert "Traceback" not in err
+
+
+def test_unknown_model_lists_choices(tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, test = tiny_data
+    assert main(["train", "--data", str(train), "--model", "nope", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "bilstm-attn" in err
+
+
+def test_kill_9_leaves_resumable_run(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """SIGKILL in the middle of training: every file on disk is complete and --resume finishes the run."""
+    train, test = tiny_data
+    run = tmp_path / "run"
+    args = [
+        sys.executable, "-m", "attnkit.cli", "train", "--data", str(train), "--test", str(test),
+        "--model", "bilstm-attn", "--out", str(run), "--epochs", "8", "--no-progress",
+        "--set", "tokenizer.vocab_size=200", "--set", "train.patience=100",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    progress = run / "state" / "progress.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not progress.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere inside a later epoch, possibly mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert progress.exists(), "no epoch finished before the kill"
+    done = ckpt.read_json(progress)["epoch"]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "attnkit.cli", "train", "--resume", str(run), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = ckpt.read_json(run / "metrics.json")
+    assert metrics["history"][0]["epoch"] == 1
+    assert metrics["epochs_run"] >= done + 1
+    assert metrics["test"]["accuracy"] >= 0.9

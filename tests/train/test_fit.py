@@ -1,0 +1,107 @@
+"""End-to-end training on a tiny synthetic task: learning, determinism, resume, run-directory contents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from attnkit.predictor import Predictor, evaluate_run
+from attnkit.train import checkpoint as ckpt
+from attnkit.train.config import RunConfig
+from attnkit.train.loop import fit
+
+
+def tiny_config(train: Path, test: Path, model: str = "bag-attn", epochs: int = 3) -> RunConfig:
+    return RunConfig.from_dict(
+        {
+            "data": {"train": str(train), "test": str(test)},
+            "tokenizer": {"level": "word", "vocab_size": 200, "max_length": 64},
+            "model": {"name": model, "options": {"embed_dim": 16, "dropout": 0.0}},
+            "optim": {"lr": 0.01, "batch_size": 16},
+            "train": {"epochs": epochs, "seed": 3, "progress": False, "patience": 5},
+        }
+    )
+
+
+def test_fit_learns_and_writes_run_dir(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = tiny_data
+    result = fit(tiny_config(train, test), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ["config.yaml", "labels.json", "model.safetensors", "metrics.json", "curves.png", "confusion.png"]:
+        assert (run / name).is_file(), name
+    assert (run / "tokenizer").is_dir()
+    metrics = ckpt.read_json(run / "metrics.json")
+    assert metrics["test"]["accuracy"] >= 0.9  # one planted cue word decides the label
+    assert metrics["test"]["n"] == 100 and metrics["val"]["n"] == 40
+    assert metrics["epochs_run"] == 3 and len(metrics["history"]) == 3
+    # The saved weights are the best validation epoch's, and evaluating them again reproduces the metrics.
+    report = evaluate_run(run, str(test))
+    assert report["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert report["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    predictor = Predictor(run)
+    probs = predictor.predict_proba(["the movie was great and wonderful", "awful boring worst film"])
+    assert predictor.labels == ["neg", "pos"]
+    assert probs[0, 1] > 0.5 and probs[1, 0] > 0.5
+    assert result.metrics["test"]["accuracy"] == metrics["test"]["accuracy"]
+
+
+def test_same_seed_same_weights(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = tiny_data
+    config = tiny_config(train, test, model="bilstm-attn", epochs=2)
+    fit(config, tmp_path / "a")
+    fit(config, tmp_path / "b")
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_resume_after_interrupt_matches_uninterrupted(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, test = tiny_data
+    config = tiny_config(train, test, model="cnn-attn", epochs=3)
+    fit(config, tmp_path / "full")
+
+    real_save = ckpt.save_training_state
+    calls = {"n": 0}
+
+    def save_then_interrupt(*args: object, **kwargs: object) -> None:
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # Ctrl-C right after epoch 1 was saved
+
+    monkeypatch.setattr(ckpt, "save_training_state", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, tmp_path / "cut")
+    assert ckpt.read_json(tmp_path / "cut" / "state" / "progress.json")["epoch"] == 0
+    monkeypatch.setattr(ckpt, "save_training_state", real_save)
+    resumed = fit(RunConfig(), tmp_path / "cut", resume=True)
+
+    full_metrics = ckpt.read_json(tmp_path / "full" / "metrics.json")
+    assert [h["train_loss"] for h in resumed.metrics["history"]] == pytest.approx(
+        [h["train_loss"] for h in full_metrics["history"]], rel=1e-6
+    )
+    a = load_file(str(tmp_path / "full" / "state" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "state" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-6)
+
+
+def test_test_split_never_selects(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """Tracking test accuracy records it but model selection follows validation only."""
+    train, test = tiny_data
+    config = tiny_config(train, test, epochs=2).with_overrides(["train.track_test=true", "train.eval_every_steps=5"])
+    result = fit(config, tmp_path / "run")
+    history = result.metrics["history"]
+    assert all("test_accuracy" in h for h in history)
+    assert len(history) > 2  # evaluations inside epochs too
+    best = max(history, key=lambda h: h["val_accuracy"])
+    assert result.metrics["best_val_accuracy"] == best["val_accuracy"]
+    times = [h["train_seconds"] for h in history]
+    assert times == sorted(times)
