@@ -20,7 +20,7 @@ def _train(train: Path, test: Path, out: Path, *extra: str) -> int:
     return main(
         [
             "train", "--data", str(train), "--test", str(test), "--model", "bag-attn", "--out", str(out),
-            "--epochs", "2", "--no-progress", "--set", "tokenizer.vocab_size=200", *extra,
+            "--epochs", "3", "--no-progress", "--set", "tokenizer.vocab_size=200", "--set", "optim.lr=0.01", *extra,
         ]
     )  # fmt: skip
 
@@ -90,8 +90,8 @@ def test_kill_9_leaves_resumable_run(tiny_data: tuple[Path, Path], tmp_path: Pat
     run = tmp_path / "run"
     args = [
         sys.executable, "-m", "attnkit.cli", "train", "--data", str(train), "--test", str(test),
-        "--model", "bilstm-attn", "--out", str(run), "--epochs", "8", "--no-progress",
-        "--set", "tokenizer.vocab_size=200", "--set", "train.patience=100",
+        "--model", "bag-attn", "--out", str(run), "--epochs", "6", "--no-progress",
+        "--set", "tokenizer.vocab_size=200", "--set", "train.patience=100", "--set", "optim.lr=0.01",
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
     progress = run / "state" / "progress.json"

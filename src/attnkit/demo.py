@@ -19,7 +19,7 @@ def demo_config(epochs: int = 4, seed: int = 0) -> RunConfig:
     return RunConfig(
         data=DataConfig(train="embedded"),
         tokenizer=TokenizerSection(level="auto", vocab_size=6000, min_freq=2, max_length=200),
-        model=ModelSection(name="bilstm-attn", options={"embed_dim": 64, "hidden_dim": 64}),
+        model=ModelSection(name="bilstm-attn", options={"embed_dim": 64, "hidden_size": 64}),
         optim=OptimConfig(lr=3e-3, batch_size=64),
         train=TrainConfig(epochs=epochs, seed=seed, patience=2),
     )

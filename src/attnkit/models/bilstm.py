@@ -1,6 +1,7 @@
 """The seed article's classifier: Embedding -> BiLSTM -> attention pooling -> Dense.
 
-Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``Hd`` LSTM units per direction, ``C`` classes.
+Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``Hd`` LSTM units per direction,
+``C`` classes.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class BiLSTMAttnConfig(ClassifierConfig):
 
 
 class BiLSTMAttnClassifier(TextClassifier):
-    """Embedding -> BiLSTM (packed, so padding never enters either direction) -> attention pooling -> Dense."""
+    """Embedding -> BiLSTM (packed: padding never enters either direction) -> attention pooling -> Dense."""
 
     config: BiLSTMAttnConfig
 

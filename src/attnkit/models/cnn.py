@@ -20,7 +20,7 @@ class CNNAttnConfig(ClassifierConfig):
 
     Attributes:
         num_filters: output channels ``F`` of each convolution.
-        kernel_sizes: one convolution per size, run in parallel; the states are ``F * len(kernel_sizes)`` wide.
+        kernel_sizes: one convolution per size, run in parallel; states are ``F * len(kernel_sizes)`` wide.
     """
 
     num_filters: int = 64
@@ -30,7 +30,8 @@ class CNNAttnConfig(ClassifierConfig):
         self._require_min("num_filters", 1)
         if not self.kernel_sizes or min(self.kernel_sizes) < 1:
             raise ValueError(
-                f"{self._name}.kernel_sizes must be a non-empty list of sizes >= 1, got {list(self.kernel_sizes)}"
+                f"{self._name}.kernel_sizes must be a non-empty list of sizes >= 1, "
+                f"got {list(self.kernel_sizes)}"
             )
 
     def pooling_dims(self) -> tuple[int, ...]:
@@ -46,16 +47,18 @@ class CNNAttnClassifier(TextClassifier):
     def __init__(self, config: CNNAttnConfig | None = None) -> None:
         config = config or CNNAttnConfig()
         super().__init__(config)
-        self.convs = nn.ModuleList(
+        convs = [
             nn.Conv1d(config.embed_dim, config.num_filters, kernel_size=k, padding="same")
             for k in config.kernel_sizes
-        )
+        ]
+        for conv in convs:
+            nn.init.kaiming_uniform_(conv.weight, nonlinearity="relu")
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+        self.convs = nn.ModuleList(convs)
         self.pooling = self._make_pooling(config.num_filters * len(config.kernel_sizes))
         self.head = nn.Linear(self.pooling.output_dim, config.num_classes)
         self._init_embedding(std=0.1)
-        for conv in self.convs:
-            nn.init.kaiming_uniform_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
 
     def forward_features(
         self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False

@@ -5,6 +5,9 @@ Dimension legend: ``N`` sequences, ``L`` steps, ``I`` input size, ``H`` hidden s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -12,8 +15,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 def run_packed(rnn: nn.RNNBase, inputs: Tensor, lengths: Tensor) -> Tensor:
     """Run a ``batch_first`` RNN over the first ``lengths[n]`` steps of each row only.
 
-    Both directions of a bidirectional RNN start at each row's own last real step, so the result does not depend
-    on how much padding follows.
+    Both directions of a bidirectional RNN start at each row's own last real step, so the result does not
+    depend on how much padding follows.
 
     Args:
         rnn: a ``batch_first`` ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``.
@@ -49,3 +52,41 @@ def init_recurrent_(rnn: nn.RNNBase) -> None:
             nn.init.zeros_(param)
             if isinstance(rnn, nn.LSTM) and name.startswith("bias_ih"):
                 param.data[hidden : 2 * hidden].fill_(1.0)  # gates are ordered (input, forget, cell, output)
+
+
+class BidirectionalRNN(nn.Module):
+    """A bidirectional RNN without packing: the backward RNN reads each row reversed within its own length.
+
+    Padding sits after each row's real steps in both directions, so it never reaches a real step's output, as
+    with packing; but the fused (unpacked) CPU kernels run. With packing a GRU falls back to a per-step path
+    whose backward pass costs time quadratic in the number of steps.
+
+    Args:
+        input_size: features per step ``I``.
+        hidden_size: units per direction ``H``.
+        cell: ``nn.GRU`` (default), ``nn.LSTM`` or ``nn.RNN``.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, *, cell: Callable[..., nn.RNNBase] = nn.GRU
+    ) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.forward_rnn = cell(input_size, hidden_size, batch_first=True)
+        self.backward_rnn = cell(input_size, hidden_size, batch_first=True)
+        init_recurrent_(self.forward_rnn)
+        init_recurrent_(self.backward_rnn)
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """``inputs (N, L, I)``, ``lengths (N,)`` -> ``(N, L, 2H)`` (forward then backward features), zero at
+        steps ``>= lengths[n]``."""
+        steps = torch.arange(inputs.shape[1], device=inputs.device)  # (L,)
+        lengths = lengths.to(inputs.device).unsqueeze(1)  # (N, 1)
+        real = steps < lengths  # (N, L)
+        # Reversing within the length is its own inverse: step t <-> length - 1 - t; padding stays in place.
+        order = torch.where(real, lengths - 1 - steps, steps)  # (N, L)
+        reversed_inputs = inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))  # (N, L, I)
+        ahead, _ = self.forward_rnn(inputs)  # (N, L, H)
+        behind, _ = self.backward_rnn(reversed_inputs)  # (N, L, H), in reversed order
+        behind = behind.gather(1, order.unsqueeze(-1).expand_as(behind))  # (N, L, H)
+        return torch.cat([ahead, behind], dim=-1) * real.unsqueeze(-1)  # (N, L, 2H)

@@ -1,7 +1,7 @@
 """A small pre-LN transformer encoder classifier with attention pooling.
 
-Dimension legend: ``B`` batch, ``T`` tokens, ``D`` model size (= embedding size), ``H`` heads, ``F`` feed-forward
-size, ``C`` classes.
+Dimension legend: ``B`` batch, ``T`` tokens, ``D`` model size (= embedding size), ``H`` heads,
+``F`` feed-forward size, ``C`` classes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ class TransformerConfig(ClassifierConfig):
         num_layers: encoder blocks.
         num_heads: self-attention heads (must divide ``embed_dim``).
         ff_dim: hidden size of each block's feed-forward network.
+        attention_dropout: dropout on the self-attention weights. Off by default: on CPU it forces SDPA onto
+            its slow path and draws a ``(B, H, T, T)`` random mask per layer; ``dropout`` still regularizes
+            the embeddings and both residual branches.
         max_length: number of learned positions.
     """
 
@@ -32,11 +35,16 @@ class TransformerConfig(ClassifierConfig):
     num_layers: int = 2
     num_heads: int = 4
     ff_dim: int = 256
+    attention_dropout: float = 0.0
 
     def _validate_model(self) -> None:
         self._require_min("num_layers", 1)
         self._require_min("num_heads", 1)
         self._require_min("ff_dim", 1)
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(
+                f"{self._name}.attention_dropout must be in [0, 1), got {self.attention_dropout}"
+            )
         if self.embed_dim % self.num_heads != 0:
             raise ValueError(
                 f"{self._name}.num_heads={self.num_heads} must divide embed_dim={self.embed_dim}"
@@ -50,13 +58,16 @@ class EncoderBlock(nn.Module):
         dim: model size ``D``.
         num_heads: attention heads.
         ff_dim: feed-forward hidden size.
-        dropout: dropout on the attention weights and on both residual branches.
+        dropout: dropout on both residual branches.
+        attention_dropout: dropout on the attention weights.
     """
 
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, *, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, ff_dim: int, *, dropout: float = 0.0, attention_dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.attn = MultiHeadAttention(dim, num_heads, dropout=attention_dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim))
         self.dropout = nn.Dropout(dropout)
@@ -87,7 +98,13 @@ class TransformerClassifier(TextClassifier):
         dim = config.embed_dim
         self.position = nn.Embedding(config.max_length, dim)
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim, config.num_heads, config.ff_dim, dropout=config.dropout)
+            EncoderBlock(
+                dim,
+                config.num_heads,
+                config.ff_dim,
+                dropout=config.dropout,
+                attention_dropout=config.attention_dropout,
+            )
             for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(dim)

@@ -93,7 +93,9 @@ def encode(tokenizer: TextTokenizer, examples: list[TextExample], labels: list[s
         raise ValueError(
             f"labels {', '.join(unknown[:5])} do not occur in the training data (known: {', '.join(labels)})"
         )
-    ids = [enc.ids for enc in tokenizer.encode_batch([ex.text for ex in examples])]
+    ids = tokenizer.encode_ids([ex.text for ex in examples])
+    # An empty encoding (text of only stripped markup) still needs one position to attend to.
+    ids = [row if row else [tokenizer.unk_id] for row in ids]
     return EncodedDataset(ids, [label_ids[ex.label] for ex in examples])
 
 
@@ -131,8 +133,8 @@ def model_options(config: RunConfig, tokenizer: TextTokenizer, num_classes: int)
         "max_length": config.tokenizer.max_length,
     }
     if config.model.name == "han" and "sentence_end_ids" not in config.model.options:
-        ids = [tokenizer.token_to_id(tok) for tok in SENTENCE_END_TOKENS]
-        options["sentence_end_ids"] = tuple(sorted({i for i in ids if i is not None and i != tokenizer.unk_id}))
+        ids = {tokenizer.token_to_id(tok) for tok in SENTENCE_END_TOKENS} - {tokenizer.unk_id}
+        options["sentence_end_ids"] = tuple(sorted(ids))
     options.update(config.model.options)
     return options
 
@@ -176,12 +178,12 @@ def predict_dataset(
 ) -> np.ndarray:
     """``(N, C)`` class probabilities in dataset order (batched by length for speed)."""
     model.eval()
-    lengths = [len(ids) for ids in dataset.token_ids]
+    lengths = [len(ids) for ids in dataset.ids]
     order = np.argsort(lengths, kind="stable")
     probabilities: np.ndarray | None = None
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = collate([dataset.token_ids[i] for i in index], [dataset.labels[i] for i in index])
+        batch = collate([dataset.ids[i] for i in index], [dataset.labels[i] for i in index])
         logits = model(batch.input_ids.to(device), batch.attention_mask.to(device)).logits  # (B, C)
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         if probabilities is None:
@@ -244,7 +246,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     model = build_classifier(config, data.tokenizer, len(labels)).to(ctx.device)
     optim_cfg = config.optim
     sampler = BucketBatchSampler(
-        [len(ids) for ids in data.train.token_ids], optim_cfg.batch_size, shuffle=True, seed=config.train.seed
+        [len(ids) for ids in data.train.ids], optim_cfg.batch_size, shuffle=True, seed=config.train.seed
     )
     steps_per_epoch = len(sampler)
     total_steps = steps_per_epoch * config.train.epochs
@@ -337,7 +339,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
             weight = 1.0
             if not local:  # fewer examples than ranks in the last batch: join the all-reduce with zero loss
                 local, weight = [global_batch[0]], 0.0
-            batch = collate([data.train.token_ids[i] for i in local], [data.train.labels[i] for i in local])
+            batch = collate([data.train.ids[i] for i in local], [data.train.labels[i] for i in local])
             logits = train_model(batch.input_ids.to(ctx.device), batch.attention_mask.to(ctx.device)).logits
             # Sum over this rank's slice / global batch size * world size: DDP's gradient mean then equals the
             # gradient of the mean loss over the global batch, so N ranks train exactly like one process.
@@ -355,7 +357,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
             optimizer.step()
             scheduler.step()
             step += 1
-            epoch_loss += float(loss_sum) * weight
+            epoch_loss += float(loss_sum.detach()) * weight
             seen += len(local) if weight else 0
             speed = seen * ctx.world_size / max(time.perf_counter() - epoch_start - eval_seconds, 1e-9)
             bar.update(1)

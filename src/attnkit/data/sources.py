@@ -1,0 +1,663 @@
+"""Load labelled texts from files, folders and built-in datasets into :class:`TextExample` lists.
+
+Supported sources (see :func:`load_source`):
+
+- built-in names: ``imdb``, ``20newsgroups``, ``sst2``, ``ag_news``, ``mr`` and ``embedded``, optionally
+  with a split as ``name:split`` (``imdb:test``);
+- JSON Lines (``.jsonl``, ``.jsonl.gz``), ``.json`` (JSON Lines, or one JSON array of objects);
+- ``.csv`` / ``.tsv`` with a header row (optionally ``.gz``);
+- ``.parquet``;
+- a directory with one subfolder per label holding ``.txt`` files (one example per file).
+
+Rows whose text is empty or whitespace, or whose label is missing, are skipped; every skip is counted in a
+:class:`LoadReport` and logged as a warning, so nothing is dropped silently. Everything else that is wrong
+(a missing file or column, bytes that are not UTF-8, a line that is not JSON) raises :class:`DataError` naming
+the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+import os
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from attnkit.data.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+#: Default text column: the first of these present in the file.
+TEXT_FIELD_CANDIDATES: tuple[str, ...] = ("text", "sentence", "review", "content", "document")
+#: Default label column: the first of these present in the file.
+LABEL_FIELD_CANDIDATES: tuple[str, ...] = ("label", "labels", "class", "category", "sentiment", "target")
+#: Optional integer column copied into :attr:`TextExample.rating` when present.
+RATING_FIELD = "rating"
+
+FILE_SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv")
+FILE_SUFFIXES += (".tsv.gz", ".parquet")
+
+# csv's default field limit (128 KiB) is too small for long documents; raised only while reading.
+_CSV_FIELD_LIMIT = 1 << 30
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """One labelled text.
+
+    Attributes:
+        text: the text as stored in the source (not stripped or cleaned).
+        label: the class name as a string (integer labels become ``"0"``, ``"1"``, ...). Unlabelled built-in
+            splits (``imdb:unsup``) use ``""``.
+        rating: an integer rating when the source has one (IMDb stars), else ``None``.
+    """
+
+    text: str
+    label: str
+    rating: int | None = None
+
+
+@dataclass
+class LoadReport:
+    """What happened while loading one source.
+
+    Attributes:
+        source: the file, folder or built-in name that was loaded.
+        kept: rows returned.
+        empty_text: rows skipped because the text was missing, empty or only whitespace.
+        missing_label: rows skipped because the label was missing or empty (a row with both problems counts
+            as ``empty_text``).
+        invalid_rating: kept rows whose rating column held something other than an integer (rating set to
+            ``None``).
+        blank_lines: blank lines in line-based files (not rows, not counted as skipped).
+        ignored_files: files in a label directory that are not ``.txt`` (or sit outside the label folders).
+    """
+
+    source: str
+    kept: int = 0
+    empty_text: int = 0
+    missing_label: int = 0
+    invalid_rating: int = 0
+    blank_lines: int = 0
+    ignored_files: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Rows skipped for any reason."""
+        return self.empty_text + self.missing_label
+
+    @property
+    def total(self) -> int:
+        """Rows seen: kept plus skipped."""
+        return self.kept + self.skipped
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """Non-zero skip counts keyed by reason, e.g. ``{"empty text": 2, "missing label": 1}``."""
+        reasons = {"empty text": self.empty_text, "missing label": self.missing_label}
+        return {reason: n for reason, n in reasons.items() if n}
+
+    def summary(self) -> str:
+        """One line, e.g. ``skipped 3 rows of data.csv (kept 97): 2 empty text, 1 missing label``."""
+        if not self.skipped:
+            return f"kept all {self.kept} rows of {self.source}"
+        reasons = ", ".join(f"{n} {reason}" for reason, n in self.skipped_by_reason().items())
+        return f"skipped {self.skipped} rows of {self.source} (kept {self.kept}): {reasons}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serializable fields plus ``skipped``."""
+        return {**asdict(self), "skipped": self.skipped}
+
+
+class _Collector:
+    """Turns raw (text, label, rating) values into examples, counting what it skips."""
+
+    def __init__(self, source: str, *, require_label: bool = True) -> None:
+        self.report = LoadReport(source=source)
+        self.examples: list[TextExample] = []
+        self.require_label = require_label
+
+    def add(self, text: Any, label: Any, rating: Any, where: str, text_field: str) -> None:
+        if text is not None and not isinstance(text, str):
+            raise DataError(f"{where}: field {text_field!r} is {type(text).__name__}, expected a string")
+        if text is None or not text.strip():
+            self.report.empty_text += 1
+            return
+        label_str = _label_to_str(label, where)
+        if label_str is None:
+            if self.require_label:
+                self.report.missing_label += 1
+                return
+            label_str = ""
+        self.examples.append(TextExample(text=text, label=label_str, rating=self._rating(rating)))
+        self.report.kept += 1
+
+    def _rating(self, value: Any) -> int | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        parsed = _to_int(value)
+        if parsed is None:
+            self.report.invalid_rating += 1
+        return parsed
+
+    def finish(self) -> tuple[list[TextExample], LoadReport]:
+        report = self.report
+        if report.skipped:
+            logger.warning(report.summary())
+        if report.invalid_rating:
+            logger.warning(
+                "%s: %d rows have a non-integer %r value; their rating is None",
+                report.source,
+                report.invalid_rating,
+                RATING_FIELD,
+            )
+        if not report.kept:
+            if report.skipped:
+                raise DataError(f"{report.source}: every row was skipped ({report.summary()})")
+            raise DataError(f"{report.source}: no rows found")
+        return self.examples, report
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        s = value.strip()
+        if re.fullmatch(r"[+-]?\d+", s):
+            return int(s)
+        if re.fullmatch(r"[+-]?\d+\.0*", s):
+            return int(float(s))
+    return None
+
+
+def _label_to_str(value: Any, where: str) -> str | None:
+    """A label as a stripped string, or ``None`` when missing (None, empty, NaN)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else str(value)
+    raise DataError(
+        f"{where}: label is {type(value).__name__} ({value!r:.60}); expected one string or integer per row "
+        "(multi-label data is not supported)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading bytes and text.
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if path.name.lower().endswith(".gz"):
+        if not data:
+            raise DataError(f"{path}: file is empty")
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: not a valid gzip file ({e})") from None
+    if not data.strip():
+        raise DataError(f"{path}: file is empty")
+    return data
+
+
+def decode_utf8(data: bytes, where: str | os.PathLike[str]) -> str:
+    """Decode ``data`` as strict UTF-8 (a leading BOM is dropped).
+
+    Raises:
+        DataError: naming ``where``, the 1-based line and the offending byte when the bytes are not UTF-8.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(
+            f"{where}: line {line}: invalid UTF-8 byte 0x{data[e.start]:02x} at byte {column} of the line; "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _pick_field(
+    available: Sequence[str], requested: str | None, candidates: Sequence[str], kind: str, where: str
+) -> str:
+    """The column to use for ``kind`` (``text`` or ``label``)."""
+    shown = ", ".join(repr(a) for a in available) or "none"
+    if requested is not None:
+        if requested in available:
+            return requested
+        raise DataError(f"{where}: no {kind} column {requested!r}; available columns: {shown}")
+    for name in candidates:
+        if name in available:
+            return name
+    lowered = {a.lower(): a for a in reversed(available)}
+    for name in candidates:
+        if name in lowered:
+            return lowered[name]
+    option = f"{kind}_field" if kind == "text" else "label_field"
+    raise DataError(
+        f"{where}: no {kind} column found (looked for {', '.join(candidates)}); available columns: {shown}; "
+        f"pass {option}= to choose one"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Format readers. Each returns (examples, report).
+
+
+def _load_records(
+    records: Iterator[tuple[str, Any]],
+    text_field: str | None,
+    label_field: str | None,
+    collector: _Collector,
+) -> tuple[list[TextExample], LoadReport]:
+    """Shared by JSON Lines and JSON arrays: ``records`` yields (location, decoded value)."""
+    text_key: str | None = None
+    label_key: str | None = None
+    for where, obj in records:
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{where}: expected a JSON object with a text and a label, got {type(obj).__name__}"
+            )
+        if text_key is None:
+            keys = list(obj)
+            text_key = _pick_field(keys, text_field, TEXT_FIELD_CANDIDATES, "text", where)
+            if collector.require_label or label_field is not None:
+                label_key = _pick_field(keys, label_field, LABEL_FIELD_CANDIDATES, "label", where)
+        collector.add(
+            obj.get(text_key),
+            obj.get(label_key) if label_key else None,
+            obj.get(RATING_FIELD),
+            where,
+            text_key,
+        )
+    return collector.finish()
+
+
+def _jsonl_records(text: str, path: Path, collector: _Collector) -> Iterator[tuple[str, Any]]:
+    # Split on "\n" only: JSON strings may hold raw U+2028 and friends, which str.splitlines would cut.
+    body = text[:-1] if text.endswith("\n") else text
+    for number, line in enumerate(body.split("\n"), start=1):
+        if not line.strip():
+            collector.report.blank_lines += 1
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {number}: invalid JSON ({e.msg} at column {e.colno})") from None
+        yield f"{path}: line {number}", obj
+
+
+def load_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    require_label: bool = True,
+) -> tuple[list[TextExample], LoadReport]:
+    """Read JSON Lines (optionally gzip'd): one object per ``\\n``-separated line; blank lines are ignored.
+
+    Field names are chosen from the first object (see :data:`TEXT_FIELD_CANDIDATES`).
+    """
+    path = Path(path)
+    text = decode_utf8(_read_bytes(path), path)
+    collector = _Collector(str(path), require_label=require_label)
+    return _load_records(_jsonl_records(text, path, collector), text_field, label_field, collector)
+
+
+def _load_json(
+    path: Path, text_field: str | None, label_field: str | None, require_label: bool
+) -> tuple[list[TextExample], LoadReport]:
+    """``.json``: a JSON array of objects, or JSON Lines under a ``.json`` name."""
+    text = decode_utf8(_read_bytes(path), path)
+    collector = _Collector(str(path), require_label=require_label)
+    if not text.lstrip().startswith("["):
+        return _load_records(_jsonl_records(text, path, collector), text_field, label_field, collector)
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    records = ((f"{path}: item {i}", obj) for i, obj in enumerate(items, start=1))
+    return _load_records(records, text_field, label_field, collector)
+
+
+@contextmanager
+def _csv_field_limit() -> Iterator[None]:
+    old = csv.field_size_limit()
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _load_csv(
+    path: Path, text_field: str | None, label_field: str | None, require_label: bool, delimiter: str
+) -> tuple[list[TextExample], LoadReport]:
+    """CSV (RFC 4180 quoting) or TSV (no quoting, as GLUE writes it) with a header row."""
+    text = decode_utf8(_read_bytes(path), path)
+    stream = io.StringIO(text, newline="")
+    if delimiter == "\t":
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
+    collector = _Collector(str(path), require_label=require_label)
+    with _csv_field_limit():
+        try:
+            header = [h.strip() for h in next(reader)]
+            text_key = _pick_field(header, text_field, TEXT_FIELD_CANDIDATES, "text", f"{path}: header")
+            label_key = None
+            if require_label or label_field is not None:
+                label_key = _pick_field(
+                    header, label_field, LABEL_FIELD_CANDIDATES, "label", f"{path}: header"
+                )
+            text_i = header.index(text_key)
+            label_i = header.index(label_key) if label_key is not None else None
+            rating_i = header.index(RATING_FIELD) if RATING_FIELD in header else None
+            previous_line = reader.line_num
+            for row in reader:
+                start, previous_line = previous_line + 1, reader.line_num
+                where = f"{path}: line {start}"
+                if not any(cell.strip() for cell in row):
+                    collector.report.blank_lines += 1
+                    continue
+                if len(row) != len(header) and not (
+                    len(row) > len(header) and not "".join(row[len(header) :])
+                ):
+                    raise DataError(
+                        f"{where}: {len(row)} fields but the header has {len(header)}; check the quoting "
+                        f"and the delimiter ({'tab' if delimiter == chr(9) else repr(delimiter)})"
+                    )
+                collector.add(
+                    row[text_i],
+                    row[label_i] if label_i is not None else None,
+                    row[rating_i] if rating_i is not None else None,
+                    where,
+                    text_key,
+                )
+        except StopIteration:
+            raise DataError(f"{path}: file is empty") from None
+        except csv.Error as e:
+            raise DataError(f"{path}: line {reader.line_num}: malformed CSV ({e})") from None
+    if collector.report.total == 0:
+        raise DataError(f"{path}: has a header but no data rows")
+    return collector.finish()
+
+
+def _load_parquet(
+    path: Path, text_field: str | None, label_field: str | None, require_label: bool
+) -> tuple[list[TextExample], LoadReport]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+    names = list(parquet.schema_arrow.names)
+    text_key = _pick_field(names, text_field, TEXT_FIELD_CANDIDATES, "text", str(path))
+    label_key = None
+    if require_label or label_field is not None:
+        label_key = _pick_field(names, label_field, LABEL_FIELD_CANDIDATES, "label", str(path))
+    text_type = parquet.schema_arrow.field(text_key).type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise DataError(f"{path}: text column {text_key!r} has type {text_type}, expected strings")
+    columns = [c for c in dict.fromkeys([text_key, label_key, RATING_FIELD]) if c is not None and c in names]
+    try:
+        table = parquet.read(columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: cannot read Parquet data ({e})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: file has no rows")
+    texts = table.column(text_key).to_pylist()
+    labels = table.column(label_key).to_pylist() if label_key else [None] * len(texts)
+    ratings = table.column(RATING_FIELD).to_pylist() if RATING_FIELD in columns else [None] * len(texts)
+    collector = _Collector(str(path), require_label=require_label)
+    for i, (t, y, r) in enumerate(zip(texts, labels, ratings, strict=True), start=1):
+        collector.add(t, y, r, f"{path}: row {i}", text_key)
+    return collector.finish()
+
+
+def _natural_key(name: str) -> list[Any]:
+    # "2.txt" before "10.txt"; the split alternates str/int pieces so comparisons never mix types.
+    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", name))]
+
+
+def _load_directory(path: Path, require_label: bool) -> tuple[list[TextExample], LoadReport]:
+    """``<path>/<label>/*.txt``: the folder name is the label, each file one example (UTF-8)."""
+    entries = sorted(
+        (p for p in path.iterdir() if not p.name.startswith(".")), key=lambda p: _natural_key(p.name)
+    )
+    label_dirs = [p for p in entries if p.is_dir()]
+    stray = [p for p in entries if not p.is_dir()]
+    if not label_dirs:
+        raise DataError(
+            f"{path}: no label subfolders; expected one folder per label holding .txt files "
+            f"({path}/<label>/<name>.txt)"
+        )
+    collector = _Collector(str(path), require_label=require_label)
+    if stray:
+        collector.report.ignored_files += len(stray)
+        logger.warning(
+            "%s: ignoring %d files outside the label folders (e.g. %s)", path, len(stray), stray[0].name
+        )
+    for label_dir in label_dirs:
+        files = sorted(
+            (p for p in label_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
+            key=lambda p: _natural_key(p.name),
+        )
+        texts = [p for p in files if p.suffix.lower() == ".txt"]
+        if len(texts) < len(files):
+            collector.report.ignored_files += len(files) - len(texts)
+            logger.warning("%s: ignoring %d files not ending in .txt", label_dir, len(files) - len(texts))
+        if not texts:
+            raise DataError(
+                f"{label_dir}: no .txt files; a label directory holds one example per file "
+                f"({path}/<label>/<name>.txt)"
+            )
+        for file in texts:
+            try:
+                data = file.read_bytes()
+            except OSError as e:
+                raise DataError(f"{file}: cannot read file ({e.strerror or e})") from None
+            collector.add(decode_utf8(data, file), label_dir.name, None, str(file), "text")
+    return collector.finish()
+
+
+def load_file_with_report(
+    path: str | os.PathLike[str],
+    *,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    require_label: bool = True,
+) -> tuple[list[TextExample], LoadReport]:
+    """Load one file or label directory, choosing the reader by suffix.
+
+    Args:
+        path: a ``.jsonl``/``.jsonl.gz``/``.json``, ``.csv``/``.tsv`` (optionally ``.gz``), ``.parquet`` file,
+            or a directory of label folders.
+        text_field: column holding the text; default: the first of :data:`TEXT_FIELD_CANDIDATES` present.
+        label_field: column holding the label; default: the first of :data:`LABEL_FIELD_CANDIDATES` present.
+        require_label: when False, rows without a label are kept with label ``""`` (unlabelled data).
+
+    Raises:
+        DataError: missing or empty file, unknown format, missing column, undecodable bytes, invalid JSON.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if text_field is not None or label_field is not None:
+            raise DataError(f"{p}: text_field/label_field do not apply to a directory of label folders")
+        return _load_directory(p, require_label)
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    name = p.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return load_jsonl(p, text_field=text_field, label_field=label_field, require_label=require_label)
+    if name.endswith((".json", ".json.gz")):
+        return _load_json(p, text_field, label_field, require_label)
+    if name.endswith((".csv", ".csv.gz")):
+        return _load_csv(p, text_field, label_field, require_label, ",")
+    if name.endswith((".tsv", ".tsv.gz")):
+        return _load_csv(p, text_field, label_field, require_label, "\t")
+    if name.endswith(".parquet"):
+        return _load_parquet(p, text_field, label_field, require_label)
+    raise DataError(
+        f"{p}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)} or a directory of label folders"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dispatch.
+
+
+def parse_source_name(source: str) -> tuple[str, str | None] | None:
+    """``"imdb:test"`` -> ``("imdb", "test")``, ``"IMDb"`` -> ``("imdb", None)``; ``None`` if not built-in."""
+    from attnkit.data.builtin import DATASETS
+
+    name, sep, split = source.partition(":")
+    key = name.strip().lower()
+    if key in DATASETS or key == "embedded":
+        return key, (split.strip() if sep else None)
+    return None
+
+
+def load_source_with_report(
+    source: str | os.PathLike[str],
+    *,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    split: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    allow_download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[list[TextExample], LoadReport]:
+    """Like :func:`load_source`, also returning the :class:`LoadReport` (kept and skipped counts)."""
+    path = Path(os.fspath(source)).expanduser()
+    if path.exists():
+        if split is not None:
+            raise DataError(f"{source}: split={split!r} only applies to built-in datasets, not to files")
+        return load_file_with_report(path, text_field=text_field, label_field=label_field)
+    parsed = parse_source_name(str(source)) if isinstance(source, str) else None
+    if parsed is None:
+        from attnkit.data.builtin import DATASETS
+
+        names = ", ".join([*DATASETS, "embedded"])
+        raise DataError(f"{source}: no such file or directory, and not a built-in dataset ({names})")
+    name, name_split = parsed
+    if name_split is not None and split is not None and name_split != split:
+        raise DataError(f"{source}: conflicting splits {name_split!r} (in the name) and split={split!r}")
+    chosen = name_split if name_split is not None else split
+    if name == "embedded":
+        if text_field is not None or label_field is not None:
+            raise DataError("embedded: text_field/label_field do not apply to the embedded corpus")
+        from attnkit.data.embedded import EMBEDDED_SPLITS, load_embedded
+
+        chosen = chosen or "train"
+        if chosen not in EMBEDDED_SPLITS:
+            raise DataError(f"embedded: unknown split {chosen!r}; valid splits: {', '.join(EMBEDDED_SPLITS)}")
+        examples = load_embedded().as_dict()[chosen]
+        return examples, LoadReport(source=f"embedded:{chosen}", kept=len(examples))
+    from attnkit.data.builtin import load_builtin_with_report
+
+    return load_builtin_with_report(
+        name,
+        chosen,
+        data_dir=data_dir,
+        allow_download=allow_download,
+        cache_dir=cache_dir,
+        text_field=text_field,
+        label_field=label_field,
+    )
+
+
+def load_source(
+    source: str | os.PathLike[str],
+    *,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    split: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    allow_download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[TextExample]:
+    """Load labelled examples from a file, a label directory or a built-in dataset.
+
+    An existing path always wins over a built-in name of the same spelling.
+
+    Args:
+        source: a path (see :func:`load_file_with_report` for formats) or a built-in name, optionally with a
+            split: ``imdb``, ``imdb:test``, ``sst2:dev``, ``mr:all``, ``embedded:val``.
+        text_field: text column for files (and for built-ins: e.g. ``"title"`` of ``ag_news``).
+        label_field: label column for files.
+        split: split of a built-in dataset; ``None`` means ``train`` (``all`` for ``mr``). Giving a split
+            for a file is an error.
+        data_dir: root holding ``<name>/<split>.jsonl.gz`` copies of the built-ins; default ``$ATTNKIT_DATA``.
+        allow_download: fetch a missing built-in split from its official source.
+        cache_dir: where downloads are cached; default ``$ATTNKIT_CACHE`` or ``~/.cache/attnkit``.
+
+    Returns:
+        The examples in source order. Skipped rows are counted and logged (see
+        :func:`load_source_with_report`).
+
+    Raises:
+        DataError: for anything wrong with the source (the message names the file and line).
+    """
+    examples, _ = load_source_with_report(
+        source,
+        text_field=text_field,
+        label_field=label_field,
+        split=split,
+        data_dir=data_dir,
+        allow_download=allow_download,
+        cache_dir=cache_dir,
+    )
+    return examples
+
+
+def check_trainable(examples: Sequence[TextExample], source_name: str) -> list[str]:
+    """Check that ``examples`` can train a classifier and return its sorted label names.
+
+    Raises:
+        DataError: if there are no examples or fewer than two distinct labels.
+    """
+    from attnkit.data.splits import label_vocab
+
+    if not examples:
+        raise DataError(f"{source_name}: no examples to train on")
+    labels = label_vocab(examples)
+    if len(labels) < 2:
+        found = f"only the label {labels[0]!r}" if labels else "no labels"
+        raise DataError(
+            f"{source_name}: found {found} in {len(examples)} examples; a classifier needs at least 2 classes"
+        )
+    return labels

@@ -1,0 +1,420 @@
+"""Word- and character-level tokenization on Hugging Face ``tokenizers``, with offsets into the original text.
+
+Levels:
+
+- ``word`` (space-delimited languages): runs of word characters (``\\w+``) are tokens and every other
+  non-space character (punctuation, symbols, emoji) is a token of its own: ``"Don't!"`` -> ``Don ' t !``.
+- ``char`` (CJK text): every CJK character (Han, kana, Hangul) is a token; runs of other word characters,
+  such as ASCII words inside Chinese text, stay whole; punctuation as for ``word``.
+- ``auto``: ``char`` when CJK characters are at least :data:`CJK_THRESHOLD` of the non-space characters in a
+  sample of the training texts, else ``word``.
+
+Normalization never moves characters, so offsets need no mapping: before the Rust tokenizer runs, HTML
+line breaks (``<br />``, ``<br/>``, ``<br>``, any case) and invisible characters (C0/C1 controls, zero-width
+spaces, BOMs, unpaired surrogates) are replaced by the same number of spaces, then the text is lowercased
+with :meth:`str.lower`. The rare texts where lowercasing is not one character for one character (``İ``
+becomes two characters; ``Σ`` depends on its neighbours) are split on the unchanged text and each piece is
+lowercased on its own. Either way, for every token ``text[start:end]`` is its original surface form and
+``text[start:end].lower()`` is the vocabulary entry it is looked up under.
+
+Special tokens: ``[PAD]`` is id 0 and ``[UNK]`` id 1. They are ordinary vocabulary entries, not "added
+tokens", so text that happens to contain ``[PAD]`` is tokenized like any other text and id 0 only ever means
+padding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+from attnkit.data.errors import DataError
+
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+PAD_ID = 0
+UNK_ID = 1
+#: ``auto`` picks ``char`` when at least this fraction of non-space sample characters are CJK.
+CJK_THRESHOLD = 0.3
+
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+_FORMAT = "attnkit-tokenizer"
+_FORMAT_VERSION = 1
+
+# Han (with extension A, compatibility ideographs and the supplementary planes), kana and Hangul syllables.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0003134f"
+_CJK_RE = re.compile(f"[{_CJK}]")
+# Oniguruma patterns for the Rust pre-tokenizer; each non-space character lands in exactly one token.
+_WORD_PATTERN = r"\w+|[^\w\s]"
+_CHAR_PATTERN = f"[{_CJK}]|(?:(?![{_CJK}])\\w)+|[^\\w\\s]"
+
+_BR_RE = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
+# C0/C1 controls except the whitespace ones (\t \n \v \f \r and NEL), zero-width space, word joiner, BOM and
+# unpaired surrogates (which cannot reach the Rust side): all become spaces.
+_INVISIBLE_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u2060\ufeff\ud800-\udfff]")
+# How far past ``max_length`` tokens' worth of characters a long text is cut before the Rust side sees it.
+_CHARS_PER_TOKEN_BOUND = 16
+
+Level = Literal["word", "char", "auto"]
+
+
+@dataclass
+class TokenizerConfig:
+    """How to build a :class:`TextTokenizer`.
+
+    Attributes:
+        level: ``word``, ``char`` (CJK characters as tokens) or ``auto`` (decided from the training texts).
+        vocab_size: maximum vocabulary size, including ``[PAD]`` and ``[UNK]``; the most frequent tokens win.
+        min_freq: tokens seen fewer times in the training texts map to ``[UNK]``.
+        lowercase: lowercase before lookup (offsets still point into the original text).
+        max_length: encodings are truncated to this many tokens.
+    """
+
+    level: Level = "auto"
+    vocab_size: int = 10000
+    min_freq: int = 1
+    lowercase: bool = True
+    max_length: int = 500
+
+    def __post_init__(self) -> None:
+        if self.level not in ("word", "char", "auto"):
+            raise ValueError(f"level must be 'word', 'char' or 'auto', got {self.level!r}")
+        if not isinstance(self.vocab_size, int) or self.vocab_size < 3:
+            raise ValueError(
+                f"vocab_size must be an integer >= 3 ([PAD], [UNK] and a token), got {self.vocab_size}"
+            )
+        if not isinstance(self.min_freq, int) or self.min_freq < 1:
+            raise ValueError(f"min_freq must be an integer >= 1, got {self.min_freq}")
+        if not isinstance(self.max_length, int) or self.max_length < 1:
+            raise ValueError(f"max_length must be an integer >= 1, got {self.max_length}")
+        if not isinstance(self.lowercase, bool):
+            raise ValueError(f"lowercase must be true or false, got {self.lowercase!r}")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One encoded text.
+
+    Attributes:
+        ids: ``(T,)`` token ids, ``T <= max_length``; ``[UNK]`` (1) for out-of-vocabulary tokens, never
+            ``[PAD]`` (0).
+        offsets: ``(T,)`` ``(start, end)`` character offsets into the original text: ``text[start:end]`` is
+            the token as written.
+        text: the original text.
+    """
+
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    text: str = field(repr=False)
+
+    @property
+    def tokens(self) -> list[str]:
+        """The tokens as written in the original text (case and accents kept)."""
+        return [self.text[s:e] for s, e in self.offsets]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def cjk_fraction(texts: Sequence[str], max_texts: int = 2000, max_chars: int = 2000) -> float:
+    """Fraction of CJK characters among the non-space characters of an evenly spaced sample of ``texts``.
+
+    Args:
+        texts: the corpus.
+        max_texts: at most this many texts are looked at, evenly spaced through the corpus.
+        max_chars: at most this many leading characters of each sampled text are looked at.
+    """
+    if not texts:
+        return 0.0
+    step = max(1, math.ceil(len(texts) / max_texts))
+    cjk = visible = 0
+    for text in texts[::step]:
+        head = text[:max_chars]
+        cjk += len(_CJK_RE.findall(head))
+        visible += sum(1 for c in head if not c.isspace())
+    return cjk / visible if visible else 0.0
+
+
+def detect_level(texts: Sequence[str]) -> Literal["word", "char"]:
+    """``char`` if :func:`cjk_fraction` of ``texts`` is at least :data:`CJK_THRESHOLD`, else ``word``."""
+    return "char" if cjk_fraction(texts) >= CJK_THRESHOLD else "word"
+
+
+def _pre_tokenizer(level: Literal["word", "char"]) -> pre_tokenizers.PreTokenizer:
+    pattern = _WORD_PATTERN if level == "word" else _CHAR_PATTERN
+    # invert=True: the pattern's matches are the tokens and everything between them (whitespace) is dropped.
+    return pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
+
+
+def clean_text(text: str) -> str:
+    """``text`` with HTML line breaks and invisible characters replaced by as many spaces (same length)."""
+    if "<" in text:
+        text = _BR_RE.sub(lambda m: " " * (m.end() - m.start()), text)
+    return _INVISIBLE_RE.sub(" ", text)
+
+
+class TextTokenizer:
+    """A word- or character-level tokenizer with a learned vocabulary (see the module docstring).
+
+    Build one with :meth:`fit`, or :meth:`load` a saved one. Encodings carry character offsets into the
+    original text, which the explanation tools use to map attention back onto the words.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, config: TokenizerConfig, level: Literal["word", "char"]) -> None:
+        """Wrap a built Hugging Face ``tokenizer``; use :meth:`fit` or :meth:`load` rather than this."""
+        if level not in ("word", "char"):
+            raise ValueError(f"level must be resolved to 'word' or 'char', got {level!r}")
+        self.config = config
+        self.level: Literal["word", "char"] = level
+        self._hf = tokenizer
+        self._hf.no_padding()
+        self._hf.enable_truncation(config.max_length)
+        self._vocab: dict[str, int] = tokenizer.get_vocab()
+        self._id_to_token = [""] * len(self._vocab)
+        for token, i in self._vocab.items():
+            self._id_to_token[i] = token
+        if self._vocab.get(PAD_TOKEN) != PAD_ID or self._vocab.get(UNK_TOKEN) != UNK_ID:
+            raise ValueError(f"vocabulary must map {PAD_TOKEN} to {PAD_ID} and {UNK_TOKEN} to {UNK_ID}")
+        self._pre = _pre_tokenizer(level)
+
+    # ------------------------------------------------------------------------------------------------
+    # Building.
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], config: TokenizerConfig | None = None) -> TextTokenizer:
+        """Learn a vocabulary from ``texts``.
+
+        Args:
+            texts: training texts (not validation or test texts, to keep them unseen).
+            config: options; default :class:`TokenizerConfig()`.
+
+        Returns:
+            The tokenizer; ``config.level == "auto"`` is resolved into :attr:`level`.
+
+        Raises:
+            ValueError: no texts.
+        """
+        config = config or TokenizerConfig()
+        texts = list(texts)
+        if not texts:
+            raise ValueError("cannot fit a tokenizer on zero texts")
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(
+                f"texts[{bad}] is {type(texts[bad]).__name__}; fit takes strings ([ex.text for ex in ...])"
+            )
+        level: Literal["word", "char"] = detect_level(texts) if config.level == "auto" else config.level
+        pre = _pre_tokenizer(level)
+        counter = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
+        counter.pre_tokenizer = pre
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=config.vocab_size - 2,
+            min_frequency=config.min_freq,
+            special_tokens=[],
+            show_progress=False,
+        )
+        # Ties in frequency are broken by the trainer in token order, so the vocabulary is deterministic.
+        counter.train_from_iterator(
+            (_training_form(t, config.lowercase, pre) for t in texts), trainer=trainer, length=len(texts)
+        )
+        learned = counter.get_vocab()
+        vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}
+        for token in sorted(learned, key=learned.__getitem__):
+            vocab.setdefault(token, len(vocab))
+        hf = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+        hf.pre_tokenizer = _pre_tokenizer(level)
+        return cls(hf, config, level)
+
+    def with_max_length(self, max_length: int) -> TextTokenizer:
+        """The same tokenizer truncating at ``max_length`` tokens instead."""
+        config = TokenizerConfig(**{**asdict(self.config), "max_length": max_length})
+        return TextTokenizer(Tokenizer.from_str(self._hf.to_str()), config, self.level)
+
+    # ------------------------------------------------------------------------------------------------
+    # Vocabulary.
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, including ``[PAD]`` and ``[UNK]``."""
+        return len(self._id_to_token)
+
+    @property
+    def pad_id(self) -> int:
+        return PAD_ID
+
+    @property
+    def unk_id(self) -> int:
+        return UNK_ID
+
+    def id_to_token(self, index: int) -> str:
+        """The vocabulary entry (normalized, e.g. lowercased) of ``index``."""
+        if not 0 <= index < len(self._id_to_token):
+            raise IndexError(f"token id {index} out of range [0, {len(self._id_to_token)})")
+        return self._id_to_token[index]
+
+    def token_to_id(self, token: str) -> int:
+        """The id of a token as written (normalized here), or ``unk_id``."""
+        return self._vocab.get(token.lower() if self.config.lowercase else token, UNK_ID)
+
+    def get_vocab(self) -> dict[str, int]:
+        """A copy of the vocabulary (normalized token -> id)."""
+        return dict(self._vocab)
+
+    # ------------------------------------------------------------------------------------------------
+    # Encoding.
+
+    def encode(self, text: str) -> Encoding:
+        """Tokenize one text: ids, and character offsets into ``text``, truncated to ``max_length``."""
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[Encoding]:
+        """Tokenize many texts at once through the parallel Rust batch API; same result as :meth:`encode`."""
+        return [
+            Encoding(ids=ids, offsets=offsets, text=text)
+            for text, (ids, offsets) in zip(texts, self._encode_many(texts, with_offsets=True), strict=True)
+        ]
+
+    def encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids only (no offsets): the fastest path, for building training data."""
+        return [ids for ids, _ in self._encode_many(texts, with_offsets=False)]
+
+    def _encode_many(
+        self, texts: Sequence[str], with_offsets: bool
+    ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got one str; use encode() for a single text")
+        max_length = self.config.max_length
+        results: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(texts)
+        fast_inputs: list[str] = []
+        fast_index: list[tuple[int, bool]] = []  # (position, whether the text was cut)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            cleaned = clean_text(text)
+            cut = _cut_point(cleaned, max_length * _CHARS_PER_TOKEN_BOUND)
+            head = cleaned[:cut]
+            lowered = _lower_in_place(head) if self.config.lowercase else head
+            if lowered is None:
+                results[i] = self._encode_split(cleaned)
+            else:
+                fast_inputs.append(lowered)
+                fast_index.append((i, cut < len(cleaned)))
+        if fast_inputs:
+            if with_offsets:
+                encodings = self._hf.encode_batch(fast_inputs, add_special_tokens=False)
+            else:
+                encodings = self._hf.encode_batch_fast(fast_inputs, add_special_tokens=False)
+            for (i, was_cut), enc in zip(fast_index, encodings, strict=True):
+                ids = enc.ids
+                if was_cut and len(ids) < max_length:
+                    # The cut kept too few tokens (very long words); redo this one on the whole text.
+                    results[i] = self._encode_whole(texts[i])
+                else:
+                    results[i] = (ids, enc.offsets if with_offsets else [])
+        return results
+
+    def _encode_whole(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        cleaned = clean_text(text)
+        lowered = _lower_in_place(cleaned) if self.config.lowercase else cleaned
+        if lowered is None:
+            return self._encode_split(cleaned)
+        enc = self._hf.encode(lowered, add_special_tokens=False)
+        return enc.ids, enc.offsets
+
+    def _encode_split(self, cleaned: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Slow path: split the un-lowercased text, then lowercase and look up each piece on its own."""
+        pieces = self._pre.pre_tokenize_str(cleaned)[: self.config.max_length]
+        lower = self.config.lowercase
+        ids = [self._vocab.get(p.lower() if lower else p, UNK_ID) for p, _ in pieces]
+        return ids, [offsets for _, offsets in pieces]
+
+    # ------------------------------------------------------------------------------------------------
+    # Persistence.
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``tokenizer.json`` (the Hugging Face tokenizer) and ``tokenizer_config.json`` to a directory.
+
+        ``tokenizer.json`` alone expects text already normalized as described in the module docstring; load
+        both with :meth:`load`.
+
+        Returns:
+            The directory.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self._hf.save(str(out / TOKENIZER_FILE))
+        meta = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "level": self.level,
+            "config": asdict(self.config),
+        }
+        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> TextTokenizer:
+        """Load a tokenizer written by :meth:`save`.
+
+        Raises:
+            DataError: missing or unreadable files.
+        """
+        src = Path(directory)
+        for name in (TOKENIZER_FILE, CONFIG_FILE):
+            if not (src / name).is_file():
+                raise DataError(
+                    f"{src / name}: not found; expected a directory written by TextTokenizer.save"
+                )
+        try:
+            meta = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
+            if meta.get("format") != _FORMAT:
+                raise ValueError(f"format is {meta.get('format')!r}, not {_FORMAT!r}")
+            config = TokenizerConfig(**meta["config"])
+            hf = Tokenizer.from_file(str(src / TOKENIZER_FILE))
+            return cls(hf, config, meta["level"])
+        except Exception as e:  # tokenizers raises plain Exception for bad JSON
+            raise DataError(f"{src}: cannot load tokenizer ({e})") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"TextTokenizer(level={self.level!r}, vocab_size={self.vocab_size}, "
+            f"lowercase={self.config.lowercase}, max_length={self.config.max_length})"
+        )
+
+
+def _lower_in_place(text: str) -> str | None:
+    """``text.lower()`` when it maps one character to one character with no context, else ``None``."""
+    lowered = text.lower()
+    if len(lowered) != len(text) or "\u03a3" in text:  # final sigma depends on its neighbours
+        return None
+    return lowered
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """A whitespace position at or before ``limit`` to cut a long text at (``len(text)`` if not needed).
+
+    No token contains whitespace, so the tokens of ``text[:cut]`` are the first tokens of ``text``.
+    """
+    if len(text) <= limit:
+        return len(text)
+    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    return cut if cut > 0 else len(text)
+
+
+def _training_form(text: str, lowercase: bool, pre: pre_tokenizers.PreTokenizer) -> str:
+    """What the vocabulary trainer sees for ``text``: its normalized pieces, as encoding will look them up."""
+    cleaned = clean_text(text)
+    if not lowercase:
+        return cleaned
+    lowered = _lower_in_place(cleaned)
+    if lowered is not None:
+        return lowered
+    return " ".join(piece.lower() for piece, _ in pre.pre_tokenize_str(cleaned))
