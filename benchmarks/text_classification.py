@@ -128,9 +128,13 @@ def run_model(dataset: str, model: str, thresholds: list[float], overrides: list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", required=True, choices=sorted(TEST_SPLIT))
-    parser.add_argument("--models", nargs="+", default=["bag-attn", "cnn-attn", "bilstm-attn", "transformer", "han"])
+    parser.add_argument(
+        "--models", nargs="+", default=["bag-attn", "cnn-attn", "bilstm-attn", "transformer", "han"]
+    )
     parser.add_argument("--thresholds", nargs="*", type=float, default=[0.85, 0.874, 0.88, 0.90, 0.92])
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--set", action="append", default=[], help="config override for every model")

@@ -10,7 +10,24 @@ import pytest
 
 POSITIVE = ["great", "wonderful", "excellent", "superb", "loved"]
 NEGATIVE = ["awful", "terrible", "boring", "worst", "hated"]
-FILLER = "the a film movie plot actor scene story it was and but very quite really some".split()
+FILLER = [
+    "the",
+    "a",
+    "film",
+    "movie",
+    "plot",
+    "actor",
+    "scene",
+    "story",
+    "it",
+    "was",
+    "and",
+    "but",
+    "very",
+    "quite",
+    "really",
+    "some",
+]
 
 
 def synthetic_rows(n: int, seed: int) -> list[dict[str, str]]:

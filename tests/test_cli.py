@@ -25,7 +25,9 @@ def _train(train: Path, test: Path, out: Path, *extra: str) -> int:
     )  # fmt: skip
 
 
-def test_train_predict_evaluate(tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_predict_evaluate(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     train, test = tiny_data
     run = tmp_path / "run"
     assert _train(train, test, run) == 0
@@ -46,7 +48,9 @@ def test_train_predict_evaluate(tiny_data: tuple[Path, Path], tmp_path: Path, ca
     assert {"macro_f1", "ece", "per_class", "confusion_matrix"} <= set(report)
 
 
-def test_refuses_to_overwrite_a_run(tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuses_to_overwrite_a_run(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     train, test = tiny_data
     assert _train(train, test, tmp_path / "run") == 0
     capsys.readouterr()
@@ -77,9 +81,16 @@ def test_bad_data_is_one_line_error(
     assert "Traceback" not in err
 
 
-def test_unknown_model_lists_choices(tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    train, test = tiny_data
-    assert main(["train", "--data", str(train), "--model", "nope", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+def test_unknown_model_lists_choices(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, _ = tiny_data
+    assert (
+        main(
+            ["train", "--data", str(train), "--model", "nope", "--out", str(tmp_path / "r"), "--no-progress"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "nope" in err and "bilstm-attn" in err
 

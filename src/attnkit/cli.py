@@ -71,8 +71,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f"{args.out} already holds a run; use --resume {args.out} or --overwrite")
         result = fit(config, args.out)
     summary = {k: result.metrics[k]["accuracy"] for k in ("val", "test") if k in result.metrics}
-    print(json.dumps({"run_dir": str(result.run_dir), "accuracy": summary,
-                      "train_seconds": round(result.metrics["train_seconds"], 1)}))
+    print(
+        json.dumps(
+            {
+                "run_dir": str(result.run_dir),
+                "accuracy": summary,
+                "train_seconds": round(result.metrics["train_seconds"], 1),
+            }
+        )
+    )
     return 0
 
 
@@ -100,8 +107,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.data}: n={report['n']}  accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}"
-          f"  ECE {report['ece']:.4f}")
+    print(
+        f"{args.data}: n={report['n']}  accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}"
+        f"  ECE {report['ece']:.4f}"
+    )
     print(f"{'class':<28}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for label, m in report["per_class"].items():
         print(f"{label:<28}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{m['support']:>9}")

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from attnkit.predictor import AttendedText, Predictor, attended_texts
 from attnkit.report import write_report
-from attnkit.train.config import DataConfig, ModelSection, OptimConfig, RunConfig, TokenizerSection, TrainConfig
+from attnkit.train.config import (
+    DataConfig,
+    ModelSection,
+    OptimConfig,
+    RunConfig,
+    TokenizerSection,
+    TrainConfig,
+)
 from attnkit.train.loop import fit
 
 log = logging.getLogger(__name__)
@@ -33,18 +40,22 @@ class DemoResult:
     report_path: Path
 
 
-def run_demo(out_dir: str | Path = "runs/demo", epochs: int = 4, seed: int = 0, num_examples: int = 6) -> DemoResult:
+def run_demo(
+    out_dir: str | Path = "runs/demo", epochs: int = 4, seed: int = 0, num_examples: int = 6
+) -> DemoResult:
     """Train, evaluate on the held-out split, pick test examples and write ``report.html``."""
     config = demo_config(epochs=epochs, seed=seed)
     result = fit(config, out_dir)
     predictor = Predictor(result.run_dir)
     from attnkit.data import load_embedded
 
-    test = load_embedded(seed=config.data.split_seed).test
+    test = load_embedded(seed=config.data.split_seed).test or []
     # A few short reviews of each label, in a fixed order.
     picks = []
     for label in sorted({ex.label for ex in test}):
-        picks += [ex.text for ex in test if ex.label == label and 12 <= len(ex.text) <= 60][: num_examples // 2]
+        picks += [ex.text for ex in test if ex.label == label and 12 <= len(ex.text) <= 60][
+            : num_examples // 2
+        ]
     examples = attended_texts(predictor, picks)
     report = write_report(result.run_dir, result.metrics, examples, "attnkit demo: Chinese review sentiment")
     return DemoResult(run_dir=result.run_dir, metrics=result.metrics, examples=examples, report_path=report)

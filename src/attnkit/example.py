@@ -49,7 +49,9 @@ def worked_example(
 ) -> WorkedExample:
     """Run similarity -> softmax -> weighted sum on ``tokens`` with one-hot word vectors."""
     if len(tokens) != len(similarities):
-        raise ValueError(f"need one similarity per token, got {len(tokens)} tokens and {len(similarities)} scores")
+        raise ValueError(
+            f"need one similarity per token, got {len(tokens)} tokens and {len(similarities)} scores"
+        )
     scores = torch.tensor(similarities, dtype=torch.float64).view(1, 1, -1)  # (B=1, Q=1, K)
     values = torch.eye(len(tokens), dtype=torch.float64).unsqueeze(0)  # (B=1, K, Dv=K): one-hot words
     weights = masked_softmax(scores, mask=None)  # (1, 1, K)
@@ -58,9 +60,9 @@ def worked_example(
         tokens=list(tokens),
         target=target,
         similarities=[float(s) for s in similarities],
-        weights=[round(float(w), 6) for w in weights.flatten()],
-        output=[round(float(o), 6) for o in output.flatten()],
-        seed_weights_sum=round(float(sum(similarities)), 6),
+        weights=[float(w) for w in weights.flatten()],
+        output=[float(o) for o in output.flatten()],
+        seed_weights_sum=float(sum(similarities)),
     )
 
 

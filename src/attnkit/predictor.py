@@ -78,7 +78,9 @@ class Predictor:
         results = []
         for text, probs in zip(texts, probabilities, strict=True):
             scores = {label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)}
-            results.append(Prediction(text=text, label=self.labels[int(probs.argmax())], probabilities=scores))
+            results.append(
+                Prediction(text=text, label=self.labels[int(probs.argmax())], probabilities=scores)
+            )
         return results
 
 

@@ -113,18 +113,13 @@ def test_pooling_in_bfloat16_matches_float32(scorer: str, device: torch.device) 
 # ------------------------------------------------------------------------------------------------------------
 # float64: the cores should keep double precision (what torch.autograd.gradcheck needs)
 
-FLOAT64_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: float64 inputs are computed in float32 (masked_softmax does scores.float(); LinearAttention "
-    "does query/key/value.float()), so results carry ~1e-8 error and gradcheck fails",
-)
 FLOAT64_CASES = [
     pytest.param("attention", False, id="attention-fused"),
-    pytest.param("attention", True, id="attention-weights", marks=FLOAT64_BUG),
+    pytest.param("attention", True, id="attention-weights"),
     pytest.param("chunked", False, id="chunked-fused"),
-    pytest.param("chunked", True, id="chunked-weights", marks=FLOAT64_BUG),
-    pytest.param("local", False, id="local", marks=FLOAT64_BUG),
-    pytest.param("linear", False, id="linear", marks=FLOAT64_BUG),
+    pytest.param("chunked", True, id="chunked-weights"),
+    pytest.param("local", False, id="local"),
+    pytest.param("linear", False, id="linear"),
 ]
 FLOAT64_CORES: dict[str, Callable[[], AttentionCore]] = {
     "attention": lambda: Attention(dim=3),

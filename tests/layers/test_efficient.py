@@ -364,21 +364,12 @@ def test_linear_custom_feature_map() -> None:
     torch.testing.assert_close(out.require_weights(), sim / sim.sum(-1, keepdim=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LinearAttention accepts chunk_size < 1 (ChunkedAttention rejects it with ValueError)",
-)
 @pytest.mark.parametrize("chunk_size", [0, -2])
 def test_linear_rejects_bad_chunk_size(chunk_size: int) -> None:
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         LinearAttention(chunk_size)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: elu_feature_map computes (exp(x) - 1) + 1 in float32, which cancels: 44% error at x = -17 "
-    "and exactly 0 below x ~ -17.3, where phi must be exp(x) > 0",
-)
 def test_elu_feature_map_is_accurate_and_positive_for_negative_inputs() -> None:
     x = torch.tensor([-5.0, -10.0, -15.0, -17.0, -20.0, -40.0])
     phi = elu_feature_map(x)
@@ -386,11 +377,6 @@ def test_elu_feature_map_is_accurate_and_positive_for_negative_inputs() -> None:
     torch.testing.assert_close(phi, torch.exp(x), rtol=1e-5, atol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a query whose features are all <= -18 gets phi(q) == 0 (see elu_feature_map), so its row is "
-    "treated as fully masked: zero weights and zero context although every key is kept",
-)
 def test_linear_weights_sum_to_one_for_very_negative_queries() -> None:
     query = torch.full((1, 1, 2), -20.0)
     key, value = torch.randn(1, 3, 2), torch.randn(1, 3, 2)

@@ -233,11 +233,6 @@ def test_require_weights_returns_the_weights() -> None:
     assert AttentionOutput(context=torch.zeros(1, 2, 1), weights=weights).require_weights() is weights
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ChunkedAttention does not validate attn_mask's shape as build_mask does: a (Q, 1) mask is "
-    "silently accepted (masking whole query rows) and other wrong shapes raise RuntimeError/IndexError",
-)
 @pytest.mark.parametrize("shape", [(4, 5), (4, 1), (4,), (3, 4), (2, 3, 4)])
 def test_chunked_rejects_wrong_attn_mask_shape_like_attention(shape: tuple[int, ...]) -> None:
     q = k = v = torch.randn(2, 4, 4)
@@ -248,13 +243,17 @@ def test_chunked_rejects_wrong_attn_mask_shape_like_attention(shape: tuple[int, 
         ChunkedAttention(chunk_size=2)(q, k, v, attn_mask=mask)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: no core checks key_padding_mask's batch size; a (B+1, K) mask fails with a broadcasting "
-    "RuntimeError instead of the ValueError that names the expected shape",
-)
 @pytest.mark.parametrize("core_name", sorted(CORES))
 def test_cores_reject_key_padding_with_wrong_batch(core_name: str) -> None:
     q = k = v = torch.randn(2, 4, 4)
     with pytest.raises(ValueError, match="key_padding_mask"):
         CORES[core_name]()(q, k, v, key_padding_mask=torch.ones(3, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("core_name", ["attention", "chunked"])
+def test_attn_mask_with_more_dims_than_scores_is_rejected(core_name: str, need_weights: bool) -> None:
+    q = k = v = torch.randn(2, 3, 4)  # scores (B, Q, K)
+    mask = torch.ones(2, 1, 3, 3, dtype=torch.bool)  # (B, 1, Q, K): meant for 4-d inputs
+    with pytest.raises(ValueError, match="attn_mask"):
+        CORES[core_name]()(q, k, v, attn_mask=mask, need_weights=need_weights)

@@ -28,8 +28,13 @@ from attnkit.layers import (
 )
 
 CORE_NAMES = ["attention", "chunked", "local", "linear"]
+# Derandomized: the same examples every run, so the suite is reproducible and never flaky in CI.
 PROPERTY_SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -218,8 +223,10 @@ def test_gradients_flow_and_are_finite(core_name: str, data: st.DataObject) -> N
     if kept_per_row.max() >= 1:
         assert grad_v.abs().sum() > 0
     if kept_per_row.max() >= 2:  # a single kept key gets weight 1 whatever the scores: no signal to q or k
-        assert grad_q.abs().sum() > 0
         assert grad_k.abs().sum() > 0
+        # With one feature, linear attention's phi(q) cancels between numerator and denominator.
+        if not (core_name == "linear" and case.query.shape[-1] == 1):
+            assert grad_q.abs().sum() > 0
     # Masked keys take no part in the output, so they receive no gradient at all.
     unused = ~case.keep.any(dim=-2)  # (B, [H,] K)
     assert (grad_v[unused] == 0).all()

@@ -23,11 +23,11 @@ def test_unknown_key_named() -> None:
 
 
 def test_wrong_type_and_range() -> None:
-    with pytest.raises(ConfigError, match="optim.batch_size must be int"):
+    with pytest.raises(ConfigError, match=r"optim.batch_size must be int"):
         RunConfig.from_dict({"optim": {"batch_size": "big"}})
-    with pytest.raises(ConfigError, match="train.epochs must be >= 1"):
+    with pytest.raises(ConfigError, match=r"train.epochs must be >= 1"):
         RunConfig.from_dict({"train": {"epochs": 0}})
-    with pytest.raises(ConfigError, match="tokenizer.level must be one of"):
+    with pytest.raises(ConfigError, match=r"tokenizer.level must be one of"):
         RunConfig.from_dict({"tokenizer": {"level": "bytes"}})
 
 
@@ -36,7 +36,7 @@ def test_int_accepted_for_float() -> None:
 
 
 def test_bad_override() -> None:
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section.key=value"):
         RunConfig().with_overrides(["optim.lr"])
 
 

@@ -30,7 +30,14 @@ def test_fit_learns_and_writes_run_dir(tiny_data: tuple[Path, Path], tmp_path: P
     train, test = tiny_data
     result = fit(tiny_config(train, test), tmp_path / "run")
     run = tmp_path / "run"
-    for name in ["config.yaml", "labels.json", "model.safetensors", "metrics.json", "curves.png", "confusion.png"]:
+    for name in [
+        "config.yaml",
+        "labels.json",
+        "model.safetensors",
+        "metrics.json",
+        "curves.png",
+        "confusion.png",
+    ]:
         assert (run / name).is_file(), name
     assert (run / "tokenizer").is_dir()
     metrics = ckpt.read_json(run / "metrics.json")
@@ -96,7 +103,9 @@ def test_resume_after_interrupt_matches_uninterrupted(
 def test_test_split_never_selects(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
     """Tracking test accuracy records it but model selection follows validation only."""
     train, test = tiny_data
-    config = tiny_config(train, test, epochs=2).with_overrides(["train.track_test=true", "train.eval_every_steps=5"])
+    config = tiny_config(train, test, epochs=2).with_overrides(
+        ["train.track_test=true", "train.eval_every_steps=5"]
+    )
     result = fit(config, tmp_path / "run")
     history = result.metrics["history"]
     assert all("test_accuracy" in h for h in history)

@@ -28,7 +28,9 @@ def test_report_matches_sklearn(predictions: tuple[np.ndarray, np.ndarray]) -> N
         assert report["per_class"][label]["recall"] == pytest.approx(recall[i])
         assert report["per_class"][label]["f1"] == pytest.approx(f1[i])
         assert report["per_class"][label]["support"] == support[i]
-    np.testing.assert_array_equal(report["confusion_matrix"], sk_confusion(targets, preds, labels=[0, 1, 2, 3]))
+    np.testing.assert_array_equal(
+        report["confusion_matrix"], sk_confusion(targets, preds, labels=[0, 1, 2, 3])
+    )
 
 
 def test_confusion_matrix_by_hand() -> None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit.layers.masks import build_mask
-from attnkit.layers.scoring import Scorer, ScaledDotScorer
+from attnkit.layers.scoring import ScaledDotScorer, Scorer
 
 
 @dataclass
@@ -41,17 +41,18 @@ class AttentionOutput:
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
     """Softmax over ``dim`` that gives masked entries exactly 0 and fully masked rows all zeros (never NaN).
 
-    Computed in float32 for stability and returned in the scores' dtype.
+    Computed in at least float32 (float64 stays float64) and returned in the scores' dtype.
 
     Args:
         scores: ``(..., K)`` raw scores.
         mask: bool, broadcastable to ``scores``, True = keep; ``None`` keeps everything.
     """
-    scores32 = scores.float()
+    compute = torch.promote_types(scores.dtype, torch.float32)
+    wide = scores.to(compute)
     if mask is None:
-        return torch.softmax(scores32, dim=dim).to(scores.dtype)
+        return torch.softmax(wide, dim=dim).to(scores.dtype)
     # A finite fill keeps fully masked rows NaN-free (they become uniform); multiplying by the mask zeroes them.
-    filled = scores32.masked_fill(~mask, torch.finfo(torch.float32).min)
+    filled = wide.masked_fill(~mask, torch.finfo(compute).min)
     return (torch.softmax(filled, dim=dim) * mask).to(scores.dtype)
 
 
@@ -109,7 +110,9 @@ class Attention(AttentionCore):
         super().__init__()
         if scorer is None:
             if dim is None:
-                raise ValueError("Attention needs a scorer or a `dim` for the default scaled dot-product scorer")
+                raise ValueError(
+                    "Attention needs a scorer or a `dim` for the default scaled dot-product scorer"
+                )
             scorer = ScaledDotScorer(dim)
         self.scorer = scorer
         self.dropout = dropout
@@ -135,6 +138,7 @@ class Attention(AttentionCore):
             k_len=k_len,
             score_ndim=query.dim(),
             device=query.device,
+            batch=query.shape[0],
         )
         dropout_p = self.dropout if self.training else 0.0
         scale = self.scorer.sdpa_scale

@@ -25,18 +25,12 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from attnkit.layers.attention import AttentionCore, AttentionOutput, _check_qkv, masked_softmax
+from attnkit.layers.masks import check_attn_mask, padding_view
 
 
-def _padding_view(key_padding_mask: Tensor | None, score_ndim: int, k_len: int) -> Tensor | None:
+def _padding_view(key_padding_mask: Tensor | None, score_ndim: int, batch: int, k_len: int) -> Tensor | None:
     """``(B, K)`` -> ``(B, 1, [1,] K)``, validated."""
-    if key_padding_mask is None:
-        return None
-    if key_padding_mask.dtype != torch.bool or key_padding_mask.shape[-1] != k_len or key_padding_mask.dim() != 2:
-        raise ValueError(
-            f"key_padding_mask must be a bool (batch, {k_len}) tensor with True = keep, "
-            f"got {key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
-        )
-    return key_padding_mask.view(key_padding_mask.shape[0], *([1] * (score_ndim - 2)), k_len)
+    return None if key_padding_mask is None else padding_view(key_padding_mask, score_ndim, batch, k_len)
 
 
 class ChunkedAttention(AttentionCore):
@@ -71,12 +65,12 @@ class ChunkedAttention(AttentionCore):
         _check_qkv(query, key, value)
         q_len, k_len = query.shape[-2], key.shape[-2]
         scale = self.scale if self.scale is not None else 1.0 / math.sqrt(query.shape[-1])
-        padding = _padding_view(key_padding_mask, query.dim(), k_len)  # (B, 1, [1,] K)
-        if attn_mask is not None and attn_mask.dtype != torch.bool:
-            raise ValueError("attn_mask must be a bool tensor with True = keep")
+        padding = _padding_view(key_padding_mask, query.dim(), query.shape[0], k_len)  # (B, 1, [1,] K)
+        if attn_mask is not None:
+            check_attn_mask(attn_mask, q_len, k_len, query.dim())
         key_positions = torch.arange(k_len, device=query.device)  # (K,)
-        use_checkpoint = torch.is_grad_enabled() and not need_weights and any(
-            t.requires_grad for t in (query, key, value)
+        use_checkpoint = (
+            torch.is_grad_enabled() and not need_weights and any(t.requires_grad for t in (query, key, value))
         )
 
         contexts: list[Tensor] = []
@@ -190,7 +184,7 @@ class LocalAttention(AttentionCore):
             keep = keep & (key_pos <= query_pos)
         mask = keep
         if key_padding_mask is not None:
-            padding = _padding_view(key_padding_mask, query.dim() - 1, length)  # (B, [1,] T)
+            padding = _padding_view(key_padding_mask, query.dim() - 1, query.shape[0], length)  # (B, [1,] T)
             assert padding is not None
             padded_keys = F.pad(padding, (window, right), value=False)  # (B, [1,] W + N*C + W)
             key_windows = padded_keys.unfold(-1, span, block)  # (B, [1,] N, C + 2W)
@@ -210,8 +204,11 @@ class LocalAttention(AttentionCore):
 
 
 def elu_feature_map(x: Tensor) -> Tensor:
-    """``phi(x) = elu(x) + 1``: positive features (Katharopoulos et al. 2020)."""
-    return F.elu(x) + 1.0
+    """``phi(x) = elu(x) + 1``: positive features (Katharopoulos et al. 2020).
+
+    Written as ``exp(x)`` for ``x <= 0`` rather than ``(exp(x) - 1) + 1``, which rounds small values to 0.
+    """
+    return torch.where(x > 0, x + 1.0, torch.exp(x.clamp(max=0.0)))
 
 
 class LinearAttention(AttentionCore):
@@ -227,8 +224,12 @@ class LinearAttention(AttentionCore):
         feature_map: the positive feature map ``phi``.
     """
 
-    def __init__(self, chunk_size: int = 256, feature_map: Callable[[Tensor], Tensor] = elu_feature_map) -> None:
+    def __init__(
+        self, chunk_size: int = 256, feature_map: Callable[[Tensor], Tensor] = elu_feature_map
+    ) -> None:
         super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
         self.feature_map = feature_map
 
@@ -249,10 +250,11 @@ class LinearAttention(AttentionCore):
         q_len, k_len = query.shape[-2], key.shape[-2]
         if causal and q_len != k_len:
             raise ValueError(f"causal LinearAttention needs as many queries as keys, got {q_len} and {k_len}")
-        q_feat = self.feature_map(query.float())  # (B, [H,] Q, D)
-        k_feat = self.feature_map(key.float())  # (B, [H,] K, D)
-        v32 = value.float()
-        padding = _padding_view(key_padding_mask, query.dim(), k_len)
+        compute = torch.promote_types(query.dtype, torch.float32)  # bf16 -> f32, f64 stays f64
+        q_feat = self.feature_map(query.to(compute))  # (B, [H,] Q, D)
+        k_feat = self.feature_map(key.to(compute))  # (B, [H,] K, D)
+        v32 = value.to(compute)
+        padding = _padding_view(key_padding_mask, query.dim(), query.shape[0], k_len)
         if padding is not None:
             k_feat = k_feat * padding.transpose(-2, -1)  # masked keys contribute nothing: (B, 1, [1,] K, 1)
         if causal:
@@ -261,7 +263,7 @@ class LinearAttention(AttentionCore):
             kv = k_feat.transpose(-2, -1) @ v32  # (B, [H,] D, Dv)
             numerator = q_feat @ kv  # (B, [H,] Q, Dv)
             denominator = q_feat @ k_feat.sum(dim=-2).unsqueeze(-1)  # (B, [H,] Q, 1)
-        safe = denominator.clamp_min(torch.finfo(torch.float32).tiny)
+        safe = denominator.clamp_min(torch.finfo(compute).tiny)
         context = torch.where(denominator > 0, numerator / safe, torch.zeros_like(numerator))
         weights = None
         if need_weights:

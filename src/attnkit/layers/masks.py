@@ -45,6 +45,31 @@ def _check_bool(name: str, mask: Tensor) -> None:
         )
 
 
+def check_attn_mask(attn_mask: Tensor, q_len: int, k_len: int, score_ndim: int) -> None:
+    """Raise ``ValueError`` unless ``attn_mask`` is bool and broadcastable to scores ``(..., Q, K)``."""
+    _check_bool("attn_mask", attn_mask)
+    if attn_mask.dim() < 2 or attn_mask.dim() > score_ndim:
+        raise ValueError(
+            f"attn_mask must have 2 to {score_ndim} dimensions ending in (queries, keys) = ({q_len}, {k_len}), "
+            f"got shape {tuple(attn_mask.shape)}"
+        )
+    if attn_mask.shape[-2:] not in {(q_len, k_len), (1, k_len)}:
+        raise ValueError(
+            f"attn_mask must end in (queries, keys) = ({q_len}, {k_len}), got {tuple(attn_mask.shape)}"
+        )
+
+
+def padding_view(key_padding_mask: Tensor, score_ndim: int, batch: int, k_len: int) -> Tensor:
+    """Validate a ``(B, K)`` key-padding mask and view it as ``(B, 1, ..., K)`` with ``score_ndim`` dims."""
+    _check_bool("key_padding_mask", key_padding_mask)
+    if key_padding_mask.dim() != 2 or tuple(key_padding_mask.shape) != (batch, k_len):
+        raise ValueError(
+            f"key_padding_mask must have shape (batch, {k_len}) = ({batch}, {k_len}) to match the keys, "
+            f"got {tuple(key_padding_mask.shape)}"
+        )
+    return key_padding_mask.view(batch, *([1] * (score_ndim - 2)), k_len)
+
+
 def build_mask(
     *,
     key_padding_mask: Tensor | None,
@@ -54,6 +79,7 @@ def build_mask(
     k_len: int,
     score_ndim: int,
     device: torch.device,
+    batch: int | None = None,
 ) -> Tensor | None:
     """Combine a key-padding mask, an explicit mask and causality into one mask broadcastable to the scores.
 
@@ -65,26 +91,18 @@ def build_mask(
         k_len: number of keys ``K``.
         score_ndim: number of dimensions of the scores (3 for ``(B, Q, K)``, 4 for ``(B, H, Q, K)``).
         device: device of the scores.
+        batch: batch size ``B`` of the scores, to check ``key_padding_mask`` against.
 
     Returns:
         A bool mask broadcastable to the scores, or ``None`` when nothing is masked.
     """
     mask: Tensor | None = None
     if key_padding_mask is not None:
-        _check_bool("key_padding_mask", key_padding_mask)
-        if key_padding_mask.dim() != 2 or key_padding_mask.shape[1] != k_len:
-            raise ValueError(
-                f"key_padding_mask must have shape (batch, {k_len}) to match the keys, "
-                f"got {tuple(key_padding_mask.shape)}"
-            )
+        rows = key_padding_mask.shape[0] if batch is None else batch
         # (B, K) -> (B, 1, [1,] K): broadcast over heads and queries
-        mask = key_padding_mask.view(key_padding_mask.shape[0], *([1] * (score_ndim - 2)), k_len)
+        mask = padding_view(key_padding_mask, score_ndim, rows, k_len)
     if attn_mask is not None:
-        _check_bool("attn_mask", attn_mask)
-        if attn_mask.shape[-2:] not in {(q_len, k_len), (1, k_len)}:
-            raise ValueError(
-                f"attn_mask must end in (queries, keys) = ({q_len}, {k_len}), got {tuple(attn_mask.shape)}"
-            )
+        check_attn_mask(attn_mask, q_len, k_len, score_ndim)
         mask = attn_mask if mask is None else mask & attn_mask
     if causal:
         tri = causal_mask(q_len, k_len, device=device)  # (Q, K)

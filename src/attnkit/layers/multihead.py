@@ -80,7 +80,9 @@ class MultiHeadAttention(nn.Module):
         key = query if key is None else key
         value = key if value is None else value
         if query.dim() != 3:
-            raise ValueError(f"MultiHeadAttention expects (batch, length, dim) inputs, got {tuple(query.shape)}")
+            raise ValueError(
+                f"MultiHeadAttention expects (batch, length, dim) inputs, got {tuple(query.shape)}"
+            )
         q = self._split_heads(self.q_proj(query))  # (B, H, Q, Dh)
         k = self._split_heads(self.k_proj(key))  # (B, H, K, Dh)
         v = self._split_heads(self.v_proj(value))  # (B, H, K, Dh)

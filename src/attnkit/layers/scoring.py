@@ -43,10 +43,11 @@ class ScaledDotScorer(Scorer):
 
     def __init__(self, dim: int, scale: float | None = None) -> None:
         super().__init__()
-        self.sdpa_scale = scale if scale is not None else 1.0 / math.sqrt(dim)
+        self.scale = scale if scale is not None else 1.0 / math.sqrt(dim)
+        self.sdpa_scale = self.scale
 
     def forward(self, query: Tensor, key: Tensor) -> Tensor:
-        return (query @ key.transpose(-2, -1)) * self.sdpa_scale  # (..., Q, K)
+        return (query @ key.transpose(-2, -1)) * self.scale  # (..., Q, K)
 
 
 class BilinearScorer(Scorer):
@@ -81,11 +82,15 @@ class AdditiveScorer(Scorer):
         return self.vector(torch.tanh(q + k)).squeeze(-1)  # (..., Q, K)
 
 
-def make_scorer(name: str, query_dim: int, key_dim: int | None = None, hidden_dim: int | None = None) -> Scorer:
+def make_scorer(
+    name: str, query_dim: int, key_dim: int | None = None, hidden_dim: int | None = None
+) -> Scorer:
     """Build a scorer by name: ``dot``, ``scaled_dot``, ``general`` (bilinear) or ``additive``."""
     key_dim = query_dim if key_dim is None else key_dim
     if name in {"dot", "scaled_dot"} and key_dim != query_dim:
-        raise ValueError(f"the {name!r} scorer needs equal query and key sizes, got {query_dim} and {key_dim}")
+        raise ValueError(
+            f"the {name!r} scorer needs equal query and key sizes, got {query_dim} and {key_dim}"
+        )
     if name == "dot":
         return DotScorer()
     if name == "scaled_dot":

@@ -21,7 +21,7 @@ WEIGHTS_FILE = "model.safetensors"
 STATE_DIR = "state"  # resumable training state: weights, optimizer, scheduler, progress
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)`` then atomically move ``tmp_path`` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -38,7 +38,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8"))
+    text = json.dumps(payload, indent=2)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_json(path: Path) -> Any:

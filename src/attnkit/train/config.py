@@ -195,7 +195,9 @@ def _build(cls: type[T], raw: Any, prefix: str) -> T:
     unknown = sorted(set(raw) - known)
     if unknown:
         where = f" in {prefix.rstrip('.')}" if prefix else ""
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)}{where}; known keys: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)}{where}; known keys: {', '.join(sorted(known))}"
+        )
     kwargs: dict[str, Any] = {}
     for name, value in raw.items():
         hint = hints[name]

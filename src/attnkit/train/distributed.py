@@ -36,7 +36,9 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device auto or cpu")
+        raise ValueError(
+            "--device cuda was asked for but no CUDA device is available; use --device auto or cpu"
+        )
     return device
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,8 @@ def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
 
 def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases, norms and embeddings' padding-free vectors (1-D parameters)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         if param.requires_grad:
             (decay if param.dim() >= 2 else no_decay).append(param)
@@ -178,12 +180,13 @@ def predict_dataset(
 ) -> np.ndarray:
     """``(N, C)`` class probabilities in dataset order (batched by length for speed)."""
     model.eval()
+    labels = _labels_of(dataset)
     lengths = [len(ids) for ids in dataset.ids]
     order = np.argsort(lengths, kind="stable")
     probabilities: np.ndarray | None = None
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = collate([dataset.ids[i] for i in index], [dataset.labels[i] for i in index])
+        batch = collate([dataset.ids[i] for i in index], [labels[i] for i in index])
         logits = model(batch.input_ids.to(device), batch.attention_mask.to(device)).logits  # (B, C)
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         if probabilities is None:
@@ -193,11 +196,17 @@ def predict_dataset(
     return probabilities
 
 
+def _labels_of(dataset: EncodedDataset) -> list[int]:
+    if dataset.labels is None:
+        raise ValueError("this dataset has no labels")
+    return dataset.labels
+
+
 def evaluate_dataset(
     model: nn.Module, dataset: EncodedDataset, labels: list[str], batch_size: int, device: torch.device
 ) -> dict[str, Any]:
     probabilities = predict_dataset(model, dataset, batch_size, device)
-    return classification_report(probabilities, np.asarray(dataset.labels), labels)
+    return classification_report(probabilities, np.asarray(_labels_of(dataset)), labels)
 
 
 @dataclass
@@ -252,7 +261,9 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = make_optimizer(model, config)
     warmup = int(optim_cfg.warmup_fraction * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, optim_cfg.schedule))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total_steps, warmup, optim_cfg.schedule)
+    )
 
     start_epoch, best_acc, best_epoch, stale, train_seconds = 0, -1.0, -1, 0, 0.0
     history: list[dict[str, Any]] = []
@@ -270,7 +281,9 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
 
     train_model: nn.Module = model
     if ctx.distributed:
-        train_model = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+        train_model = DistributedDataParallel(
+            model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
+        )
 
     state = _LoopState(best_acc=best_acc, best_epoch=best_epoch, stale=stale, history=history)
 
@@ -313,6 +326,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
         model.train()
 
     stopped_early = False
+    train_labels = _labels_of(data.train)
     step = steps_per_epoch * start_epoch
     for epoch in range(start_epoch, config.train.epochs):
         if state.stale >= config.train.patience:
@@ -329,7 +343,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{config.train.epochs}",
-            disable=not (ctx.is_main and config.train.progress),
+            disable=not (ctx.is_main and config.train.progress and sys.stderr.isatty()),
             unit="batch",
             dynamic_ncols=True,
             leave=False,
@@ -339,7 +353,8 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
             weight = 1.0
             if not local:  # fewer examples than ranks in the last batch: join the all-reduce with zero loss
                 local, weight = [global_batch[0]], 0.0
-            batch = collate([data.train.ids[i] for i in local], [data.train.labels[i] for i in local])
+            batch = collate([data.train.ids[i] for i in local], [train_labels[i] for i in local])
+            assert batch.labels is not None
             logits = train_model(batch.input_ids.to(ctx.device), batch.attention_mask.to(ctx.device)).logits
             # Sum over this rank's slice / global batch size * world size: DDP's gradient mean then equals the
             # gradient of the mean loss over the global batch, so N ranks train exactly like one process.

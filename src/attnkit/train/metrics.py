@@ -55,7 +55,7 @@ def classification_report(
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(true_pos), where=denom > 0)
     return {
-        "n": int(len(targets)),
+        "n": len(targets),
         "accuracy": float((predictions == targets).mean()) if len(targets) else 0.0,
         "macro_f1": float(f1.mean()),
         "ece": expected_calibration_error(probabilities, targets) if len(targets) else 0.0,

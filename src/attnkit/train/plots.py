@@ -8,10 +8,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from attnkit.train.checkpoint import atomic_write  # noqa: E402
+from attnkit.train.checkpoint import atomic_write
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
