@@ -123,3 +123,22 @@ def test_kill_9_leaves_resumable_run(tiny_data: tuple[Path, Path], tmp_path: Pat
     assert metrics["history"][0]["epoch"] == 1
     assert metrics["epochs_run"] >= done + 1
     assert metrics["test"]["accuracy"] >= 0.9
+
+
+def test_data_inspect_reports_duplicates_and_overlap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = tmp_path / "train.jsonl"
+    test = tmp_path / "test.jsonl"
+    rows = ["good film", "bad film", "good film", "fine film"]
+    train.write_text("".join(json.dumps({"text": t, "label": str(i % 2)}) + "\n" for i, t in enumerate(rows)))
+    test.write_text(json.dumps({"text": "bad film", "label": "1"}) + "\n" + json.dumps({"text": "new", "label": "0"}) + "\n")
+    assert main(["data", "inspect", str(train), "--test", str(test), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # 4 train rows, one exact duplicate ("good film" twice); "bad film" is in both train and test.
+    assert report["splits"]["train"]["rows"] == 4
+    assert report["splits"]["train"]["labels"] == {"0": 2, "1": 2}
+    assert report["splits"]["train"]["duplicates"]["rows"] == 1
+    assert report["splits"]["test"]["duplicates"]["rows"] == 0
+    assert report["overlap"] == [{"a": "train", "b": "test", "shared_texts": 1}]
+    assert report["splits"]["train"]["chars"]["mean"] == pytest.approx((9 + 8 + 9 + 9) / 4)
+    assert main(["data", "inspect", str(train), "--test", str(test)]) == 0
+    assert "train & test             1" in capsys.readouterr().out

@@ -68,17 +68,18 @@ def _load(source: str, config: RunConfig) -> list[TextExample]:
 def load_splits(config: RunConfig) -> tuple[list[TextExample], list[TextExample], list[TextExample] | None]:
     """Read train/val/test examples as the config says; val is carved from train when not given."""
     data = config.data
-    train = _load(data.train, config)
-    check_trainable(train, data.train)
-    test_source = data.test
-    if test_source is None and data.train in OFFICIAL_TEST_SPLITS:
-        test_source = f"{data.train}:{OFFICIAL_TEST_SPLITS[data.train]}"
-    test = _load(test_source, config) if test_source else None
-    if data.train == "embedded" and data.test is None:
+    if data.train == "embedded" and data.test is None and data.val is None:
         from attnkit.data import load_embedded
 
         embedded = load_embedded(seed=data.split_seed)
         return embedded.train, embedded.val, embedded.test
+    train = _load(data.train, config)
+    check_trainable(train, data.train)
+    test_source = data.test
+    builtin_name = data.train.split(":")[0]
+    if test_source is None and builtin_name in OFFICIAL_TEST_SPLITS and not Path(data.train).exists():
+        test_source = f"{builtin_name}:{OFFICIAL_TEST_SPLITS[builtin_name]}"
+    test = _load(test_source, config) if test_source else None
     if data.val:
         val = _load(data.val, config)
     else:
