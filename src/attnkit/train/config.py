@@ -105,7 +105,7 @@ class TrainConfig:
     """The loop: epochs, early stopping, seed, device.
 
     Attributes:
-        patience: stop after this many evaluations without a better validation accuracy.
+        patience: stop after this many epochs without a better validation accuracy.
         max_train_seconds: stop at the first epoch end past this much training time.
         eval_every_steps: also evaluate on validation every N optimizer steps (besides each epoch end).
         track_test: also record test accuracy at each evaluation, for time-to-accuracy reports only; it is

@@ -228,6 +228,7 @@ class _LoopState:
     best_epoch: int
     stale: int
     history: list[dict[str, Any]]
+    improved_this_epoch: bool = False
 
 
 def _local_slice(indices: list[int], ctx: DistContext) -> list[int]:
@@ -314,11 +315,10 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
             )["accuracy"]
         improved = val_metrics["accuracy"] > state.best_acc
         if improved:
-            state.best_acc, state.best_epoch, state.stale = val_metrics["accuracy"], epoch + 1, 0
+            state.best_acc, state.best_epoch = val_metrics["accuracy"], epoch + 1
+            state.improved_this_epoch = True
             if ctx.is_main:
                 ckpt.save_weights(model, run_dir / ckpt.WEIGHTS_FILE)
-        else:
-            state.stale += 1
         state.history.append(record)
         log.info(
             "epoch %.2f: loss %.4f, val accuracy %.4f%s (%.0f ex/s)",
@@ -392,6 +392,9 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
         epoch_time = time.perf_counter() - epoch_start - eval_seconds
         train_seconds += epoch_time
         evaluate_point(epoch, step, epoch_loss / max(seen, 1), len(data.train) / epoch_time, train_seconds)
+        # Patience counts epochs: an epoch with any improving evaluation resets it.
+        state.stale = 0 if state.improved_this_epoch else state.stale + 1
+        state.improved_this_epoch = False
         if ctx.is_main:
             progress = {
                 "epoch": epoch,
@@ -405,7 +408,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
         barrier(ctx)
         if broadcast_flag(ctx, state.stale >= config.train.patience) and epoch + 1 < config.train.epochs:
             stopped_early = True
-            log.info("early stop: validation accuracy has not improved for %d evaluations", state.stale)
+            log.info("early stop: validation accuracy has not improved for %d epochs", state.stale)
             break
 
     barrier(ctx)
