@@ -125,12 +125,19 @@ def test_kill_9_leaves_resumable_run(tiny_data: tuple[Path, Path], tmp_path: Pat
     assert metrics["test"]["accuracy"] >= 0.9
 
 
-def test_data_inspect_reports_duplicates_and_overlap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_inspect_reports_duplicates_and_overlap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     train = tmp_path / "train.jsonl"
     test = tmp_path / "test.jsonl"
     rows = ["good film", "bad film", "good film", "fine film"]
     train.write_text("".join(json.dumps({"text": t, "label": str(i % 2)}) + "\n" for i, t in enumerate(rows)))
-    test.write_text(json.dumps({"text": "bad film", "label": "1"}) + "\n" + json.dumps({"text": "new", "label": "0"}) + "\n")
+    test.write_text(
+        json.dumps({"text": "bad film", "label": "1"})
+        + "\n"
+        + json.dumps({"text": "new", "label": "0"})
+        + "\n"
+    )
     assert main(["data", "inspect", str(train), "--test", str(test), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     # 4 train rows, one exact duplicate ("good film" twice); "bad film" is in both train and test.

@@ -1,0 +1,25 @@
+"""`attnkit demo` end to end on the embedded corpus (slow: trains on 13,891 reviews)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attnkit.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_trains_explains_and_reports(tmp_path: Path) -> None:
+    result = run_demo(tmp_path / "demo", epochs=2)
+    test = result.metrics["test"]
+    assert test["n"] == 1736  # the held-out split of the de-duplicated corpus
+    assert test["accuracy"] >= 0.85
+    assert result.examples, "the demo shows test reviews"
+    for item in result.examples:
+        assert sum(item.weights) == pytest.approx(1.0, abs=1e-4)
+        for token, (start, end) in zip(item.tokens, item.offsets, strict=True):
+            assert item.text[start:end] == token
+    page = result.report_path.read_text(encoding="utf-8")
+    assert "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
+    assert f"{test['accuracy']:.4f}" in page
