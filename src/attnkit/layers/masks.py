@@ -50,7 +50,7 @@ def check_attn_mask(attn_mask: Tensor, q_len: int, k_len: int, score_ndim: int) 
     _check_bool("attn_mask", attn_mask)
     if attn_mask.dim() < 2 or attn_mask.dim() > score_ndim:
         raise ValueError(
-            f"attn_mask must have 2 to {score_ndim} dimensions ending in (queries, keys) = ({q_len}, {k_len}), "
+            f"attn_mask must end in (queries, keys) = ({q_len}, {k_len}) and have 2 to {score_ndim} dimensions, "
             f"got shape {tuple(attn_mask.shape)}"
         )
     if attn_mask.shape[-2:] not in {(q_len, k_len), (1, k_len)}:
