@@ -13,3 +13,11 @@ mkdir -p "$OUT"
     --mode both --repeats 5 --warmup 1 --threads 1 --clock cpu --max-seconds 300 --skip-over-memory 14 \
     --json --plot "$OUT/attention.png" > "$OUT/attention.json"
 "$ATTNKIT" bench attention --from-json "$OUT/attention.json" --markdown > "$OUT/attention.md"
+
+# Supplementary: causal masking, for the variants whose memory stays sub-quadratic in the masked case
+# (naive/explicit would hold ~15 GB at T=16384 with a dense causal mask).
+"$ATTNKIT" bench attention --causal --variants sdpa fast chunked local linear \
+    --lengths 1024 4096 16384 --batch 1 --heads 4 --dim 64 --dtype float32 \
+    --mode both --repeats 5 --warmup 1 --threads 1 --clock cpu --max-seconds 300 --skip-over-memory 14 \
+    --json --plot "$OUT/attention-causal.png" > "$OUT/attention-causal.json"
+"$ATTNKIT" bench attention --from-json "$OUT/attention-causal.json" --markdown > "$OUT/attention-causal.md"

@@ -28,7 +28,8 @@ def demo_config(epochs: int = 4, seed: int = 0) -> RunConfig:
         tokenizer=TokenizerSection(level="auto", vocab_size=6000, min_freq=2, max_length=200),
         model=ModelSection(name="bilstm-attn", options={"embed_dim": 64, "hidden_size": 64}),
         optim=OptimConfig(lr=3e-3, batch_size=64),
-        train=TrainConfig(epochs=epochs, seed=seed, patience=2),
+        # One thread: on a shared 2-core machine a second OpenMP thread spin-waits and can make LSTM steps 10x slower.
+        train=TrainConfig(epochs=epochs, seed=seed, patience=2, threads=1),
     )
 
 
