@@ -1,6 +1,6 @@
 """Render text-classification benchmark JSON files as the Markdown tables in BENCHMARKS.md.
 
-    .venv/bin/python benchmarks/results_table.py benchmarks/results/imdb-*.json
+.venv/bin/python benchmarks/results_table.py benchmarks/results/imdb-*.json
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ def main(paths: list[str]) -> None:
         print("|" + "---|" * len(header))
         for r in runs:
             cells = [r["model"], f"{r['test_accuracy']:.2%}", f"{r['train_seconds']:.1f} s"]
-            cells += [fmt_seconds(r.get("time_to_accuracy", {}).get(t)) if "history" in r else "" for t in thresholds]
+            cells += [
+                fmt_seconds(r.get("time_to_accuracy", {}).get(t)) if "history" in r else ""
+                for t in thresholds
+            ]
             cells += [
                 f"{r['train_examples_per_second']:.0f}" if "train_examples_per_second" in r else "",
                 f"{r['inference_examples_per_second']:.0f}",

@@ -63,7 +63,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
 
 def test_report_has_every_cell_and_the_machine(small_run: tuple[dict[str, Any], Path]) -> None:
     report, _ = small_run
-    assert set(report) >= {"machine", "config", "memory_method", "records", "scaling"}
+    assert set(report) >= {"machine", "config", "code", "memory_method", "records", "scaling"}
+    assert report["code"]["attnkit"]
     machine = report["machine"]
     assert machine["torch"] == torch.__version__
     assert machine["threads"] == 1 and machine["dtype"] == "float32" and machine["cores"] >= 1

@@ -17,7 +17,8 @@ In the worker, after a tiny warm-up that initializes kernels and thread pools, o
 3. ``--warmup`` passes, then ``--repeats`` timed repeats of the variant, each followed by a timed repeat of
    the SDPA reference on the same inputs (paired, so that load from other processes hits both alike). A repeat
    is one pass, or a batch of passes lasting ``--min-repeat-seconds`` when one pass is shorter. ``ms`` and
-   ``sdpa_ms`` are the medians over repeats and ``ratio_to_sdpa`` the median of the per-repeat ratios.
+   ``sdpa_ms`` are the medians over repeats and ``ratio_to_sdpa`` the median of the per-repeat ratios. Times
+   are on the wall clock, or with ``--clock cpu`` the worker's CPU time (both are recorded).
 
 A pass is ``forward`` under ``torch.no_grad()`` (mode ``fwd``) or ``forward`` then ``backward`` from a fixed
 output gradient with inputs and parameters requiring gradients (mode ``fwdbwd``).
@@ -36,6 +37,7 @@ import multiprocessing as mp
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -709,6 +711,31 @@ def machine_info(config: BenchConfig) -> dict[str, Any]:
     return info
 
 
+def code_version() -> dict[str, Any]:
+    """attnkit's version and, in a git checkout, the commit and the files of the package that differ from it.
+
+    Workers are forked from a server that imports attnkit when the first cell starts, so a run measures the code
+    as it was then, even if files change during the run.
+    """
+    from attnkit import __version__
+
+    package = Path(__file__).resolve().parents[1]  # src/attnkit
+    info: dict[str, Any] = {"attnkit": __version__, "git_commit": None, "uncommitted": None}
+    git = ["git", "--no-optional-locks", "-C", str(package)]  # read-only: no index refresh
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return info
+    info["git_commit"] = commit
+    info["uncommitted"] = sorted(line[3:] for line in status.splitlines() if line.strip())
+    return info
+
+
 def scaling_exponents(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Log-log slopes of time and peak memory against length, per variant and mode.
 
@@ -752,8 +779,9 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 
 
 def run_report(config: BenchConfig) -> dict[str, Any]:
-    """Run the benchmark and return the JSON document: machine, config, memory method, records, scaling."""
+    """Run the benchmark and return the JSON document: machine, config, code, memory method, records, scaling."""
     machine = machine_info(config)
+    code = code_version()
     started = time.time()
     results = run_benchmark(config)
     records = [asdict(r) for r in results]
@@ -764,6 +792,7 @@ def run_report(config: BenchConfig) -> dict[str, Any]:
         "benchmark": "attention",
         "machine": machine,
         "config": asdict(config),
+        "code": code,
         "memory_method": MEMORY_METHOD,
         "wall_seconds": round(time.time() - started, 1),
         "records": records,
@@ -852,6 +881,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"load average {m['load_average']} at start and {m.get('load_average_end')} at end.",
         "",
     ]
+    code = report.get("code") or {}
+    if code.get("git_commit"):
+        changed = code.get("uncommitted") or []
+        lines[0] += f" Code: attnkit {code['attnkit']} at commit {code['git_commit'][:10]}" + (
+            f", with uncommitted changes in {', '.join(changed)}."
+            if changed
+            else " (no uncommitted changes)."
+        )
     for title, header, rows in pivot_tables(report):
         lines += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -143,6 +143,13 @@ class Attention(AttentionCore):
         dropout_p = self.dropout if self.training else 0.0
         scale = self.scorer.sdpa_scale
         if scale is not None and not need_weights:
+            if causal and key_padding_mask is None and attn_mask is None:
+                # SDPA's own causal mode (same top-left alignment) never materializes a (Q, K) mask.
+                return AttentionOutput(
+                    context=F.scaled_dot_product_attention(
+                        query, key, value, dropout_p=dropout_p, is_causal=True, scale=scale
+                    )
+                )
             context = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale
             )  # (B, [H,] Q, Dv)

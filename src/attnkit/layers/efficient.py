@@ -44,7 +44,7 @@ class ChunkedAttention(AttentionCore):
         scale: score multiplier; defaults to ``1 / sqrt(D)``.
     """
 
-    def __init__(self, chunk_size: int = 512, scale: float | None = None) -> None:
+    def __init__(self, chunk_size: int = 1024, scale: float | None = None) -> None:
         super().__init__()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
