@@ -52,18 +52,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UserError("--out RUN_DIR is required (or --resume RUN_DIR)")
         config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
         raw = config.to_dict()
-        if args.data is not None:
-            raw["data"]["train"] = args.data
-        if args.test is not None:
-            raw["data"]["test"] = args.test
-        if args.model is not None:
-            raw["model"]["name"] = args.model
-        if args.epochs is not None:
-            raw["train"]["epochs"] = args.epochs
-        if args.seed is not None:
-            raw["train"]["seed"] = args.seed
-        if args.device is not None:
-            raw["train"]["device"] = args.device
+        # Flags win over the YAML file; --set wins over both.
+        flag_fields = [("data", "data", "train"), ("test", "data", "test"), ("model", "model", "name"),
+                       ("epochs", "train", "epochs"), ("seed", "train", "seed"), ("device", "train", "device")]  # fmt: skip
+        for flag, section, key in flag_fields:
+            if getattr(args, flag) is not None:
+                raw[section][key] = getattr(args, flag)
         if args.no_progress:
             raw["train"]["progress"] = False
         config = RunConfig.from_dict(raw).with_overrides(args.set or [])

@@ -73,15 +73,14 @@ class Predictor:
             out.append(torch.softmax(logits.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
+    def prediction(self, text: str, probabilities: torch.Tensor) -> Prediction:
+        """A :class:`Prediction` from one row of ``(C,)`` class probabilities."""
+        scores = {label: round(float(p), 6) for label, p in zip(self.labels, probabilities, strict=True)}
+        return Prediction(text=text, label=self.labels[int(probabilities.argmax())], probabilities=scores)
+
     def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
         probabilities = self.predict_proba(texts, batch_size)
-        results = []
-        for text, probs in zip(texts, probabilities, strict=True):
-            scores = {label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)}
-            results.append(
-                Prediction(text=text, label=self.labels[int(probs.argmax())], probabilities=scores)
-            )
-        return results
+        return [self.prediction(text, probs) for text, probs in zip(texts, probabilities, strict=True)]
 
 
 def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> dict[str, Any]:
@@ -123,9 +122,7 @@ def attended_texts(predictor: Predictor, texts: list[str]) -> list[AttendedText]
     token_attention = out.token_attention.float().cpu()  # (B, T)
     results = []
     for row, (text, enc) in enumerate(zip(texts, encodings, strict=True)):
-        probs = probabilities[row]
-        scores = {label: round(float(p), 6) for label, p in zip(predictor.labels, probs, strict=True)}
-        prediction = Prediction(text=text, label=predictor.labels[int(probs.argmax())], probabilities=scores)
+        prediction = predictor.prediction(text, probabilities[row])
         n = len(enc.ids)
         results.append(
             AttendedText(
