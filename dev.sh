@@ -25,6 +25,24 @@ setup_env() {
     fi
 }
 
+# Browser tests drive Debian's Chromium with Playwright; a browser is never downloaded by a test tool.
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null; then
+            sudo="sudo"
+        else
+            echo "dev.sh: the browser tests need Debian's chromium; run: apt-get install chromium chromium-driver" >&2
+            exit 1
+        fi
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+}
+
 cmd=${1:-demo}
 shift || true
 case "$cmd" in
@@ -38,6 +56,7 @@ case "$cmd" in
         ;;
     test)
         setup_env
+        ensure_chromium
         export ATTNKIT_DATA=${ATTNKIT_DATA:-$ROOT/../shared/datasets}
         "$VENV/bin/ruff" check src tests benchmarks
         "$VENV/bin/ruff" format --check src tests benchmarks
