@@ -11,7 +11,14 @@ import pytest
 
 XSS = "</script><script>window.__pwned = 1; alert(1)</script>"
 
-SIGNED = {"attention": False, "gradient": False, "grad-input": True, "ig": True, "loo": True, "rollout": False}
+SIGNED = {
+    "attention": False,
+    "gradient": False,
+    "grad-input": True,
+    "ig": True,
+    "loo": True,
+    "rollout": False,
+}
 
 
 def spans(text: str, pattern: str = r"\w+|[^\w\s]") -> list[tuple[int, int]]:
@@ -117,9 +124,7 @@ def make_html_stripped() -> dict[str, Any]:
     # The tokenizer stripped the <br /> tags and lowercased: offsets skip the tags, token texts are lowercase.
     text = "Great acting!<br /><br />The PLOT, however, was thin."
     offsets = [(m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s<>/]", text) if m.group() != "br"]
-    return explanation(
-        text, offsets, five_methods(len(offsets), seed=3, peak=0), label="neg", target="pos"
-    )
+    return explanation(text, offsets, five_methods(len(offsets), seed=3, peak=0), label="neg", target="pos")
 
 
 def make_transformer() -> dict[str, Any]:
@@ -138,9 +143,7 @@ def make_transformer() -> dict[str, Any]:
         "rollout": [v / total for v in rollout],
         "grad-input": [0.0, 0.1, 0.4, -0.1, -0.8, 0.05, 0.0, 0.3, 0.0, 1.2, 0.0],
     }
-    return explanation(
-        text, offsets, scores, token_texts=names, layers={"attention": attention}, label="pos"
-    )
+    return explanation(text, offsets, scores, token_texts=names, layers={"attention": attention}, label="pos")
 
 
 def make_xss() -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import json
 import math
 import re
@@ -118,7 +119,7 @@ def test_highest_score_gets_most_intense_colour(named: dict[str, dict[str, Any]]
     for sign in (1, -1):
         order = sorted((i for i in range(len(scores)) if scores[i] * sign >= 0), key=lambda i: strength[i])
         lums = [luminance(colours[i]) for i in order]
-        assert all(a >= b - 1e-9 for a, b in zip(lums, lums[1:], strict=False))
+        assert all(a >= b - 1e-9 for a, b in itertools.pairwise(lums))
 
 
 def test_signed_negatives_take_the_other_hue() -> None:
@@ -183,7 +184,9 @@ def test_terminal_shows_original_text_and_no_markup(named: dict[str, dict[str, A
     assert "(all scores are zero)" in text
 
 
-def test_terminal_default_console(named: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_terminal_default_console(
+    named: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     render_terminal([named["emoji_truncated"]])
     captured = capsys.readouterr().out
     assert "truncated" in captured and "👍" in captured
@@ -220,7 +223,9 @@ class PageParser(HTMLParser):
         if "ak-explanation" in classes:
             self.sections += 1
         if "ak-method" in classes:
-            self.rows.append({"method": a.get("data-method"), "section": self.sections, "text": "", "tokens": []})
+            self.rows.append(
+                {"method": a.get("data-method"), "section": self.sections, "text": "", "tokens": []}
+            )
         if self._in_text:
             self._in_text += 1
             if "ak-tok" in classes:
@@ -381,9 +386,17 @@ def _long(n_tokens: int) -> dict[str, Any]:
     text = " ".join(words)
     tokens, cursor = [], 0
     for i, w in enumerate(words):
-        tokens.append({"text": w, "start": cursor, "end": cursor + len(w), "scores": {"attention": (i % 7) / 7}})
+        tokens.append(
+            {"text": w, "start": cursor, "end": cursor + len(w), "scores": {"attention": (i % 7) / 7}}
+        )
         cursor += len(w) + 1
-    return {"text": text, "label": "pos", "methods": ["attention"], "signed": {"attention": False}, "tokens": tokens}
+    return {
+        "text": text,
+        "label": "pos",
+        "methods": ["attention"],
+        "signed": {"attention": False},
+        "tokens": tokens,
+    }
 
 
 def test_png_written_and_sized(named: dict[str, dict[str, Any]], tmp_path: Path) -> None:

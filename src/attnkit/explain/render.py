@@ -365,7 +365,13 @@ def render_json(explanations: list[dict[str, Any]]) -> str:
 
 # ------------------------------------------------------------------------------------------------------ HTML
 
-_ESCAPES_IN_SCRIPT = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_ESCAPES_IN_SCRIPT = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def _script_json(data: Any) -> str:
@@ -646,7 +652,12 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
             for r, m in enumerate(methods):
                 for c, i in enumerate(block):
                     image[r, c] = np.array(score_rgb(norm[m][i], _is_signed(exp, m))) / 255
-            ax.imshow(image, aspect="auto", interpolation="nearest", extent=(-0.5, columns - 0.5, len(methods) - 0.5, -0.5))
+            ax.imshow(
+                image,
+                aspect="auto",
+                interpolation="nearest",
+                extent=(-0.5, columns - 0.5, len(methods) - 0.5, -0.5),
+            )
             ax.set_yticks(range(len(methods)))
             ax.set_yticklabels([f"{m} {'±' if _is_signed(exp, m) else '≥0'}" for m in methods], fontsize=8)
             ax.set_xticks(range(len(block)))
