@@ -132,6 +132,25 @@ def test_signed_negatives_take_the_other_hue() -> None:
     assert score_rgb(-1.0, False) == (255, 255, 255)
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0, "0"),
+        (1.0, "1"),
+        (-0.25, "-0.25"),
+        (1e-05, "0.00001"),
+        (1e-07, "1e-7"),
+        (-2.5e-08, "-2.5e-8"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (123.0e18, "123000000000000000000"),
+        (1.5e21, "1.5e+21"),
+        (math.nan, "NaN"),
+    ],
+)
+def test_js_number(value: float, text: str) -> None:
+    assert render.js_number(value) == text
+
+
 def test_text_colour_contrasts() -> None:
     assert text_rgb((255, 255, 255)) == (0, 0, 0)
     assert text_rgb((20, 20, 60)) == (255, 255, 255)
@@ -304,7 +323,7 @@ def test_html_token_colours_follow_scores(named: dict[str, dict[str, Any]]) -> N
             colours.append(tuple(int(x) for x in m.groups()))
         darkest = min(range(len(colours)), key=lambda i: luminance(colours[i]))
         assert darkest == 1, method
-        assert row["tokens"][1]["data-score"] == repr(exp["tokens"][1]["scores"][method])
+        assert row["tokens"][1]["data-score"] == render.js_number(exp["tokens"][1]["scores"][method])
 
 
 def test_html_escapes_xss(named: dict[str, dict[str, Any]], xss_payload: str) -> None:

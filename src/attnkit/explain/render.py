@@ -33,6 +33,7 @@ __all__ = [
     "UNSIGNED_RGB",
     "Segment",
     "head_view_html",
+    "js_number",
     "model_view_html",
     "normalize_scores",
     "reconstruct_text",
@@ -206,6 +207,40 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
     return f"{value:+.3g}" if signed else f"{value:.3g}"
+
+
+def js_number(value: float) -> str:
+    """``value`` written as JavaScript's ``String(value)`` writes it: the shortest digits that round-trip.
+
+    The pages show scores this way whether Python or attnkit-viz.js rendered them (``1`` not ``1.0``,
+    ``0.00001`` not ``1e-05``).
+    """
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    m = re.fullmatch(r"(\d+)(?:\.(\d*))?(?:e([+-]\d+))?", repr(abs(value)))
+    assert m is not None
+    whole, frac, exp = m.group(1), m.group(2) or "", int(m.group(3) or 0)
+    all_digits = whole + frac
+    digits = all_digits.lstrip("0")
+    point = len(whole) + exp - (len(all_digits) - len(digits))  # value = 0.<digits> * 10**point
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= point <= 21:
+        out = digits + "0" * (point - k)
+    elif 0 < point <= 21:
+        out = digits[:point] + "." + digits[point:]
+    elif -6 < point <= 0:
+        out = "0." + "0" * -point + digits
+    else:
+        e = point - 1
+        mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+        out = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + out
 
 
 def _top_tokens(scores: Sequence[float | None], signed: bool, k: int) -> list[int]:
@@ -488,7 +523,7 @@ def _html_tokens(exp: dict[str, Any], method: str) -> str:
         value = scores[i]
         shown = seg.text if seg.text else _token_label(exp, i)
         classes = "ak-tok" if seg.text else "ak-tok ak-special"
-        score_text = "n/a" if value is None else repr(value)
+        score_text = "n/a" if value is None else js_number(value)
         pieces.append(
             f'<span class="{classes}" data-i="{i}" data-score="{_attr(score_text)}" '
             f'style="background-color: {_css_rgb(bg)}; color: {_css_rgb(fg)}" '
