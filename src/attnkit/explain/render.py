@@ -360,7 +360,8 @@ def _terminal_top(exp: dict[str, Any], method: str, plain: bool, top_k: int) -> 
     signed = _is_signed(exp, method)
     scores = _scores(exp, method)
     norm = normalize_scores(scores, signed)
-    out = Text("top: ", style="dim")
+    out = Text()
+    out.append("top: ", style="dim")
     top = _top_tokens(scores, signed, top_k)
     if not top:
         out.append("(all scores are zero)", style="dim")
@@ -658,7 +659,8 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
     cell_w, cell_h, label_h = 0.42, 0.42, 1.0
     width = 1.8 + max(columns, 4) * cell_w
     block_h = max(len(methods), 1) * cell_h + label_h
-    height = 0.9 + len(blocks) * block_h
+    footer_h = 0.4
+    height = 0.9 + len(blocks) * block_h + footer_h
     label = str(exp.get("label", "?"))
     title = f"predicted {label}"
     probs = dict(_probabilities(exp))
@@ -709,5 +711,13 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
                             continue
                         fg = np.array(text_rgb(score_rgb(norm[m][i], _is_signed(exp, m)))) / 255
                         ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=6, color=fg)
-        fig.tight_layout()
+        fig.text(
+            0.01,
+            0.1 / height,
+            "rows scaled to their max |score| · ≥0: white→orange · ±: red supports the target, blue is against it",
+            fontsize=7,
+            color="#555555",
+            wrap=True,
+        )
+        fig.tight_layout(rect=(0, footer_h / height, 1, 1))
         fig.savefig(Path(path), format="png")
