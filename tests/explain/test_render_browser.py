@@ -223,6 +223,7 @@ def test_head_view_lines(page: Page, named: dict[str, dict[str, Any]]) -> None:
     assert A[4] == pytest.approx(_weights(exp, 1, 2)[4], abs=1e-4)
     expected = sum(1 for row in A for w in row if w >= 0.01)
     assert lines.count() == expected > n
+    assert view.locator(".ak-hv-status").inner_text().startswith(f"{expected} of {n * n} lines")
     assert set(lines.evaluate_all("ls => ls.map(l => l.dataset.head)")) == {"2"}
     stroke = lines.first.get_attribute("stroke")
     assert stroke == "rgb(44, 160, 44)"  # the colour of head 3
@@ -311,3 +312,34 @@ def test_renderers_reject_explanations_without_layers(page: Page, named: dict[st
         catch (e) {{ return e.message; }} }}"""
     )
     assert "no attention layers" in message
+
+
+def test_head_view_caps_lines_for_long_texts(page: Page, named: dict[str, dict[str, Any]]) -> None:
+    p = page.load(render_html([named["ascii"]]))
+    status = p.evaluate(
+        """() => {
+            const n = 80, text = Array.from({length: n}, (_, i) => 'w' + i).join(' ');
+            let cursor = 0;
+            const tokens = text.split(' ').map(w => {
+                const t = {text: w, start: cursor, end: cursor + w.length, scores: {attention: 1 / n}};
+                cursor += w.length + 1;
+                return t;
+            });
+            const row = i => Array.from({length: n}, (_, j) => (j === i ? 0.2 : 0.8 / (n - 1)));
+            const A = [[Array.from({length: n}, (_, i) => row(i))]];
+            const exp = {text, tokens, methods: ['attention'], signed: {attention: false},
+                         layers: {attention: A}};
+            const host = document.createElement('div');
+            document.body.appendChild(host);
+            const view = window.attnkit.renderHeadView(host, exp);
+            const all = host.querySelectorAll('line.ak-hv-line');
+            const strongest = Array.from(all).filter(l => Number(l.dataset.weight) === 0.2).length;
+            const before = host.querySelector('.ak-hv-status').textContent;
+            view.focus(3, 'from');
+            return [all.length, strongest, host.querySelectorAll('line.ak-hv-line').length, before];
+        }"""
+    )
+    drawn, diagonal, focused, text = status
+    assert drawn == 4000 and diagonal == 80  # capped, keeping the strongest lines
+    assert focused == 80
+    assert text == "4000 of 6400 lines (weights ≥ 0.01), only the 4000 strongest drawn"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.style import Style
 from rich.table import Table
@@ -421,15 +422,12 @@ def _round_layers(exp: dict[str, Any], digits: int = 4) -> dict[str, Any]:
     layers = exp.get("layers")
     if not layers or "attention" not in layers:
         return exp
-    rounded = [
-        [[[round(float(w), digits) for w in row] for row in head] for head in layer]
-        for layer in layers["attention"]
-    ]
+    rounded = np.round(np.asarray(layers["attention"], dtype=np.float64), digits).tolist()
     return {**exp, "layers": {**layers, "attention": rounded}}
 
 
 def _check_layers(exp: dict[str, Any]) -> None:
-    """Raise ValueError unless ``exp["layers"]["attention"]`` is a consistent [layer][head][i][j] array."""
+    """Raise ValueError unless ``exp["layers"]["attention"]`` is a [layer][head][i][j] array, one i and j per token."""
     layers = exp.get("layers")
     if not layers:
         raise ValueError(
@@ -437,9 +435,15 @@ def _check_layers(exp: dict[str, Any]) -> None:
             "transformer model explained with --layers"
         )
     attention = layers.get("attention") if isinstance(layers, dict) else None
-    if not isinstance(attention, list) or not attention or not attention[0]:
-        raise ValueError('layers["attention"] must be a non-empty list A[layer][head][i][j]')
     n = len(exp.get("tokens") or [])
+    try:
+        shape = np.asarray(attention, dtype=np.float64).shape
+    except (ValueError, TypeError):
+        shape = None  # ragged: find where below
+    if shape is not None and len(shape) == 4 and shape[0] > 0 and shape[1] > 0 and shape[2:] == (n, n):
+        return
+    if not isinstance(attention, list) or not attention or not attention[0]:
+        raise ValueError('layers["attention"] must be a non-empty array A[layer][head][i][j]')
     heads = len(attention[0])
     for li, layer in enumerate(attention):
         if len(layer) != heads:
@@ -449,6 +453,7 @@ def _check_layers(exp: dict[str, Any]) -> None:
                 raise ValueError(
                     f"attention of layer {li} head {hi} is not {n} x {n} (one row and column per token)"
                 )
+    raise ValueError(f'layers["attention"] has shape {shape}, expected (layers, heads, {n}, {n})')
 
 
 def _asset(name: str) -> str:
@@ -638,7 +643,6 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
     Texts longer than ``PNG_COLUMNS`` tokens wrap into several blocks stacked vertically; at most
     ``PNG_MAX_TOKENS`` tokens are drawn and the title says so when tokens were left out.
     """
-    import numpy as np
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

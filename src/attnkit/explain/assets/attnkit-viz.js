@@ -12,7 +12,9 @@
  *
  *   renderHeadView(container, explanation, options?) -> {element, select(layer, head), focus(i, side), state}
  *       Attention lines from each token (left) to the tokens it attends to (right) for one layer and one head,
- *       or all heads overlaid in head colours. Hover a token to see only its lines and the weights; click to pin.
+ *       or all heads overlaid in head colours; line opacity = weight. Lines are drawn for weights >= 0.01 (>= 0.001
+ *       for a hovered token), at most the 4000 strongest. Hover a token to see only its lines and the weights;
+ *       click to pin. `side` is "from" (query, left) or "to" (key, right).
  *       `head` is a 0-based index or "all". Needs explanation.layers (throws an Error otherwise).
  *       options.onChange(layer, head) is called when the user picks another layer or head.
  *
@@ -42,6 +44,10 @@
   var UNSIGNED_RGB = [230, 85, 13];
   var POSITIVE_RGB = [214, 39, 40];
   var NEGATIVE_RGB = [31, 119, 180];
+  // Head view: lines drawn for weights at least this large (all tokens / one focused token), and at most.
+  var MIN_WEIGHT = 0.01;
+  var MIN_WEIGHT_FOCUSED = 0.001;
+  var MAX_LINES = 4000;
   var HEAD_COLORS = [
     [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
@@ -375,6 +381,7 @@
       chips.appendChild(chip);
     }
     var hint = el("span", { class: "ak-hint", text: "hover a token to see its attention, click to pin" });
+    var status = el("div", { class: "ak-hint ak-hv-status" });
     var controls = el("div", { class: "ak-controls" }, [layerBox, headBox, chips, hint]);
     var canvas = svg("svg", {
       class: "ak-hv-svg", width: width, height: height, viewBox: "0 0 " + width + " " + height,
@@ -440,6 +447,7 @@
     scroller.appendChild(canvas);
     root.appendChild(controls);
     root.appendChild(scroller);
+    root.appendChild(status);
     container.appendChild(root);
 
     function heads() {
@@ -455,25 +463,36 @@
       canvas.setAttribute("data-focus", state.focus === null ? "" : state.focus);
       var visible = heads();
       var focused = state.focus !== null;
-      var minWeight = focused ? 0.001 : 0.01;
-      var frag = document.createDocumentFragment();
+      var minWeight = focused ? MIN_WEIGHT_FOCUSED : MIN_WEIGHT;
+      var candidates = [];
+      var total = 0;
       visible.forEach(function (h) {
-        var color = css(headColor(h, H));
         var M = A[state.layer][h];
         for (var i = 0; i < n; i++) {
           if (focused && state.side === "from" && i !== state.focus) continue;
           for (var j = 0; j < n; j++) {
             if (focused && state.side === "to" && j !== state.focus) continue;
+            total++;
             var w = M[i][j];
-            if (!(w >= minWeight)) continue;
-            frag.appendChild(svg("line", {
-              class: "ak-hv-line", x1: leftX, y1: y(i), x2: rightX, y2: y(j), stroke: color,
-              "stroke-opacity": Math.min(1, w).toFixed(3), "stroke-width": 2,
-              "data-head": h, "data-from": i, "data-to": j, "data-weight": w,
-            }));
+            if (w >= minWeight) candidates.push([w, h, i, j]);
           }
         }
       });
+      var shown = candidates;
+      if (shown.length > MAX_LINES) {
+        shown = candidates.slice().sort(function (a, b) { return b[0] - a[0]; }).slice(0, MAX_LINES);
+      }
+      var frag = document.createDocumentFragment();
+      shown.forEach(function (c) {
+        frag.appendChild(svg("line", {
+          class: "ak-hv-line", x1: leftX, y1: y(c[2]), x2: rightX, y2: y(c[3]), stroke: css(headColor(c[1], H)),
+          "stroke-opacity": Math.min(1, c[0]).toFixed(3), "stroke-width": 2,
+          "data-head": c[1], "data-from": c[2], "data-to": c[3], "data-weight": c[0],
+        }));
+      });
+      status.textContent = shown.length + " of " + total + " lines (weights ≥ " + minWeight + ")" +
+        (shown.length < candidates.length ? ", only the " + MAX_LINES + " strongest drawn" : "") +
+        (shown.length === 0 && !focused ? ": no weight is that large here, hover a token to see its weights" : "");
       lineLayer.appendChild(frag);
       leftLabels.concat(rightLabels).forEach(function (g) {
         var active = focused && Number(g.getAttribute("data-i")) === state.focus && g.getAttribute("data-side") === state.side;
