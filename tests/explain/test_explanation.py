@@ -164,3 +164,40 @@ def test_cli_explain_json_and_errors(
     assert json.loads(out.read_text())[0]["methods"] == list(METHODS)
     assert main(["explain", str(run), "a film", "--method", "shap", "--format", "json"]) == 2
     assert "unknown explanation method 'shap'" in capsys.readouterr().err
+
+
+def test_cli_explain_renders_terminal_html_and_png(
+    trained_run: TrainedRuns, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bag, transformer = trained_run("bag-attn"), trained_run("transformer")
+    assert main(["explain", str(bag), "a really great film", "--method", "attention,ig"]) == 0
+    out = capsys.readouterr().out
+    assert "pos" in out and "attention" in out and "ig" in out and "great" in out
+
+    page = tmp_path / "page.html"
+    assert (
+        main(
+            [
+                "explain",
+                str(transformer),
+                "a great film",
+                "--method",
+                "all",
+                "--format",
+                "html",
+                "--out",
+                str(page),
+            ]
+        )
+        == 0
+    )
+    html = page.read_text(encoding="utf-8")
+    embedded = html.split('<script type="application/json" id="attnkit-data">', 1)[1].split("</script>", 1)[0]
+    (item,) = json.loads(embedded)
+    assert item["methods"] == ["attention", "rollout", "gradient", "grad-input", "ig", "loo"]
+    assert len(item["layers"]["attention"]) == Predictor(transformer).model.config.num_layers
+    assert "http://" not in html and "https://" not in html
+
+    png = tmp_path / "e.png"
+    assert main(["explain", str(bag), "great film", "awful film", "--format", "png", "--out", str(png)]) == 0
+    assert (tmp_path / "e-0.png").stat().st_size > 5_000 and (tmp_path / "e-1.png").stat().st_size > 5_000

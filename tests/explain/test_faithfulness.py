@@ -186,3 +186,8 @@ def test_plausibility_on_a_trained_cue_model(tmp_path: Path, capsys: pytest.Capt
     assert report["uniform_attention"]["pooling_layers"] == 1
     assert report["findings"]
     assert (tmp_path / "aopc.png").stat().st_size > 10_000
+
+
+def test_cue_task_rejects_impossible_vocabularies() -> None:
+    with pytest.raises(ValueError, match="only 256 exist"):
+        make_cue_task(10, distractors=300)
