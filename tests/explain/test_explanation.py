@@ -50,12 +50,8 @@ def test_all_methods_json_and_attention_sums_to_one(trained_run: TrainedRuns) ->
         check_format(item, text)
         assert item["methods"] == list(METHODS)
         assert item["signed"] == {
-            "attention": False,
-            "gradient": False,
-            "grad-input": True,
-            "ig": True,
-            "loo": True,
-        }
+            "attention": False, "attention-value": True, "gradient": False, "grad-input": True, "ig": True, "loo": True
+        }  # fmt: skip
         assert sum(t["scores"]["attention"] for t in item["tokens"]) == pytest.approx(1.0, abs=1e-4)
         assert all(t["scores"]["gradient"] >= 0 for t in item["tokens"])
     # The trained model decides on the cue word, and its attention and leave-one-out both put it first.
@@ -194,7 +190,15 @@ def test_cli_explain_renders_terminal_html_and_png(
     html = page.read_text(encoding="utf-8")
     embedded = html.split('<script type="application/json" id="attnkit-data">', 1)[1].split("</script>", 1)[0]
     (item,) = json.loads(embedded)
-    assert item["methods"] == ["attention", "rollout", "gradient", "grad-input", "ig", "loo"]
+    assert item["methods"] == [
+        "attention",
+        "rollout",
+        "attention-value",
+        "gradient",
+        "grad-input",
+        "ig",
+        "loo",
+    ]
     assert len(item["layers"]["attention"]) == Predictor(transformer).model.config.num_layers
     assert "http://" not in html and "https://" not in html
 

@@ -162,7 +162,7 @@ def findings(report: FaithfulnessReport) -> list[str]:
     notes: list[str] = []
     by_name = {m.method: m for m in report.methods}
     random_result = by_name.get("random")
-    for name in ("attention", "rollout"):
+    for name in ("attention", "rollout", "attention-value"):
         if name not in by_name:
             continue
         result = by_name[name]
@@ -190,11 +190,11 @@ def findings(report: FaithfulnessReport) -> list[str]:
                 f"{name} is {verdict} the best other method, {best.method}, by comprehensiveness "
                 f"({result.comprehensiveness_aopc:.3f} vs {best.comprehensiveness_aopc:.3f})."
             )
-        if "ig" in by_name and name == "attention":
+        if "ig" in by_name:
             ig = by_name["ig"]
             relation = ">=" if result.comprehensiveness_aopc >= ig.comprehensiveness_aopc else "<"
             notes.append(
-                f"attention vs Integrated Gradients, comprehensiveness AOPC: {result.comprehensiveness_aopc:.3f} "
+                f"{name} vs Integrated Gradients, comprehensiveness AOPC: {result.comprehensiveness_aopc:.3f} "
                 f"{relation} {ig.comprehensiveness_aopc:.3f}."
             )
     uniform = report.uniform_attention
