@@ -31,7 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attnkit.explain.methods import METHODS, SIGNED, check_methods, compute_scores, delete_tokens
+from attnkit.explain.methods import (
+    METHODS,
+    SIGNED,
+    check_methods,
+    compute_scores,
+    delete_tokens,
+    target_probabilities,
+)
 from attnkit.layers.attention import Attention
 from attnkit.layers.pooling import AttentionPooling
 from attnkit.models.base import TextClassifier
@@ -321,15 +328,8 @@ def faithfulness_report(
                 top = top_k_mask(scores[method], mask, fraction)  # (B, T)
                 ids_c, mask_c = delete_tokens(input_ids, mask, ~top, pad_id=pad_id, unk_id=unk_id)
                 ids_s, mask_s = delete_tokens(input_ids, mask, top, pad_id=pad_id, unk_id=unk_id)
-                with torch.no_grad():
-                    p_c = torch.softmax(model(ids_c, mask_c).logits.float(), dim=-1).gather(
-                        1, predicted[:, None]
-                    )
-                    p_s = torch.softmax(model(ids_s, mask_s).logits.float(), dim=-1).gather(
-                        1, predicted[:, None]
-                    )
-                comp_rows.append((full - p_c.squeeze(1)).tolist())
-                suff_rows.append((full - p_s.squeeze(1)).tolist())
+                comp_rows.append((full - target_probabilities(model, ids_c, mask_c, predicted)).tolist())
+                suff_rows.append((full - target_probabilities(model, ids_s, mask_s, predicted)).tolist())
             comp[method] += [list(row) for row in zip(*comp_rows, strict=True)]
             suff[method] += [list(row) for row in zip(*suff_rows, strict=True)]
 

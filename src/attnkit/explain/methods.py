@@ -27,8 +27,6 @@ Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``C`` classes
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
@@ -328,9 +326,6 @@ def loo_scores(
         without = target_probabilities(model, deleted_ids, deleted_mask, row_targets, batch_size)  # (n,)
         scores[row, :n] = full[row] - without
     return scores
-
-
-ScoreFn = Callable[[TextClassifier, Tensor, Tensor, Tensor], Tensor]
 
 
 def compute_scores(
