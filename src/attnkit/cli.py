@@ -181,6 +181,149 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_demo)
 
 
+def _method_list(values: list[str] | None) -> list[str]:
+    """``--method a --method b,c`` -> ``[a, b, c]`` (default: attention)."""
+    names = [name.strip() for value in values or ["attention"] for name in value.split(",") if name.strip()]
+    return names or ["attention"]
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import importlib
+
+    from attnkit.explain import explain
+    from attnkit.predictor import Predictor
+
+    render = importlib.import_module("attnkit.explain.render")
+
+    if args.format in ("html", "png") and args.out is None:
+        args.out = f"explanation.{args.format}"
+    predictor = Predictor(args.run_dir)
+    texts = _read_texts(args)
+    with_layers = args.layers or (args.format == "html" and predictor.config.model.name == "transformer")
+    explanations = explain(
+        predictor,
+        texts,
+        _method_list(args.method),
+        target=args.target,
+        layers=with_layers,
+        ig_steps=args.ig_steps,
+    )
+    payload = [e.to_json_dict() for e in explanations]
+    if args.format == "terminal":
+        render.render_terminal(payload)
+    elif args.format == "json":
+        text = render.render_json(payload)
+        if args.out:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)
+    elif args.format == "html":
+        Path(args.out).write_text(render.render_html(payload), encoding="utf-8")
+    else:  # png: one file per text
+        out = Path(args.out)
+        paths = (
+            [out]
+            if len(payload) == 1
+            else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(payload))]
+        )
+        for item, path in zip(payload, paths, strict=True):
+            render.render_png(item, path)
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain", help="the prediction plus per-token importance by attention, gradients, IG, LOO"
+    )
+    p.add_argument("run_dir")
+    p.add_argument("texts", nargs="*", help="texts to explain (else --file or standard input)")
+    p.add_argument("--file", help="one text per line")
+    p.add_argument(
+        "--method",
+        action="append",
+        help="attention, gradient, grad-input, ig, loo or all (repeat or comma-separate; default attention)",
+    )
+    p.add_argument("--format", choices=("terminal", "html", "png", "json"), default="terminal")
+    p.add_argument("--out", help="output file (html/png default explanation.html/.png; json default stdout)")
+    p.add_argument("--target", help="explain this label instead of the predicted one")
+    p.add_argument(
+        "--layers", action="store_true", help="include every layer/head attention map (transformer)"
+    )
+    p.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
+    p.set_defaults(handler=_cmd_explain)
+
+
+def _cmd_faithfulness(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from attnkit.data import load_source
+    from attnkit.explain.faithfulness import faithfulness_report, format_report, plot_report
+    from attnkit.explain.synthetic import plausibility, read_cue_task
+    from attnkit.predictor import Predictor
+
+    predictor = Predictor(args.run_dir)
+    examples = load_source(
+        args.data, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
+    )
+    total = min(args.n, len(examples))
+    bar = tqdm(total=total, desc="faithfulness", unit="text", disable=args.no_progress, file=sys.stderr)
+
+    def advance(done: int) -> None:
+        bar.update(done - bar.n)
+
+    with bar:
+        report = faithfulness_report(
+            predictor,
+            [e.text for e in examples],
+            labels=[e.label for e in examples],
+            methods=_method_list(args.method or ["all"]),
+            n=args.n,
+            seed=args.seed,
+            ig_steps=args.ig_steps,
+            source=args.data,
+            progress=advance,
+        )
+    cue_examples = read_cue_task(args.data)
+    if cue_examples is not None:
+        report.plausibility = plausibility(
+            predictor, cue_examples, _method_list(args.method or ["all"]), n=args.n, seed=args.seed,
+            ig_steps=args.ig_steps,
+        )  # fmt: skip
+    if args.plot:
+        plot_report(report, args.plot)
+    if args.json:
+        print(json.dumps(report.to_json_dict(), indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _add_faithfulness(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("faithfulness", help="ERASER comprehensiveness/sufficiency, flips and rank agreement")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="texts to measure on: file, folder or built-in name[:split]")
+    p.add_argument("--n", type=int, default=500, help="texts sampled (default 500)")
+    p.add_argument("--method", action="append", help="methods to measure (default all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ig-steps", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", help="write the AOPC curves to this PNG")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_cmd_faithfulness)
+
+
+def _cmd_data_synthetic(args: argparse.Namespace) -> int:
+    from attnkit.explain.synthetic import write_cue_task
+
+    paths = write_cue_task(
+        args.out_dir, train=args.train, test=args.test, seed=args.seed, num_classes=args.classes
+    )
+    print(json.dumps({split: str(path) for split, path in paths.items()}))
+    return 0
+
+
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
     from attnkit.data import format_report, inspect_source
 
@@ -197,6 +340,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     pi.add_argument("--test", help="a test source to check for overlap with the training data")
     pi.add_argument("--json", action="store_true")
     pi.set_defaults(handler=_cmd_data_inspect)
+    ps = data_sub.add_parser("synthetic", help="write a planted-cue task (train/test JSONL with cue spans)")
+    ps.add_argument("out_dir")
+    ps.add_argument("--train", type=int, default=4000)
+    ps.add_argument("--test", type=int, default=500)
+    ps.add_argument("--classes", type=int, default=2)
+    ps.add_argument("--seed", type=int, default=0)
+    ps.set_defaults(handler=_cmd_data_synthetic)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
+    _add_explain(sub)
+    _add_faithfulness(sub)
     _add_data(sub)
     _add_bench(sub)
     return parser

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from attnkit.data import Encoding, TextTokenizer, collate
+from attnkit.models.base import TextClassifier
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.config import RunConfig
 from attnkit.train.loop import CONFIG_FILE, LABELS_FILE, METRICS_FILE, TOKENIZER_DIR, build_classifier
@@ -44,7 +44,7 @@ class Predictor:
         self.tokenizer = TextTokenizer.load(self.run_dir / TOKENIZER_DIR)
         self.labels: list[str] = ckpt.read_json(self.run_dir / LABELS_FILE)
         self.device = torch.device(device)
-        self.model: nn.Module = build_classifier(self.config, self.tokenizer, len(self.labels))
+        self.model: TextClassifier = build_classifier(self.config, self.tokenizer, len(self.labels))
         ckpt.load_weights(self.model, self.run_dir / ckpt.WEIGHTS_FILE)
         self.model.to(self.device).eval()
 

@@ -32,7 +32,7 @@ from attnkit.data import (
     load_source,
     make_splits,
 )
-from attnkit.models import build_model
+from attnkit.models import TextClassifier, build_model
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.config import RunConfig
 from attnkit.train.distributed import DistContext, barrier, broadcast_flag, init_distributed
@@ -141,7 +141,7 @@ def model_options(config: RunConfig, tokenizer: TextTokenizer, num_classes: int)
     return options
 
 
-def build_classifier(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> nn.Module:
+def build_classifier(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> TextClassifier:
     return build_model(config.model.name, **model_options(config, tokenizer, num_classes))
 
 

@@ -1,0 +1,464 @@
+"""Is the explanation why the model decided? Erasure-based faithfulness of every explanation method.
+
+For each method, on a seeded sample of texts (DeYoung et al. 2020, ERASER; Jain & Wallace 2019; Wiegreffe &
+Pinter 2019):
+
+- **comprehensiveness** ``p(y|x) - p(y|x without the top-k% tokens)``, averaged over k in {1, 5, 10, 20, 50}
+  (AOPC): high = the tokens the method ranks first are the ones the decision needs.
+- **sufficiency** ``p(y|x) - p(y|only the top-k% tokens)``, AOPC over the same k: low = those tokens alone
+  suffice.
+- **decision flip rate**: how often deleting the single top token changes the predicted label.
+- **Kendall tau** of the method's ranking against leave-one-out and against the gradient norm.
+
+``y`` is the predicted label, tokens are deleted (not masked) and ``k`` is rounded to at least one token. Each
+method sits beside a **random** ranking (same metrics; any method below it is no better than chance) and a
+**uniform-attention** check: the model re-run with every attention pooling layer forced to uniform weights. If
+its predictions barely change, the pooling weights cannot be what drives the decision, whatever they look like.
+
+Dimension legend: ``B`` batch, ``T`` tokens, ``K`` erasure fractions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from attnkit.explain.methods import METHODS, SIGNED, check_methods, compute_scores, delete_tokens
+from attnkit.layers.attention import Attention
+from attnkit.layers.pooling import AttentionPooling
+from attnkit.models.base import TextClassifier
+from attnkit.predictor import Predictor
+
+FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
+"""Erasure fractions of the AOPC curves (ERASER's bins)."""
+
+
+@contextlib.contextmanager
+def uniform_pooling(model: TextClassifier) -> Iterator[int]:
+    """Within the block every :class:`AttentionPooling` of ``model`` uses uniform weights over the real tokens.
+
+    The scorers' outputs are replaced by zeros, so the masked softmax gives ``1 / n`` to each kept position; the
+    value path (and, for the multihead scorer, its projections) is unchanged. Yields the number of pooling layers
+    patched.
+    """
+    patched: list[tuple[Attention, Any]] = []
+
+    def zero_scores(original: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+        def forward(query: Tensor, key: Tensor) -> Tensor:
+            return torch.zeros_like(original(query, key))  # (B, [H,] Q, K)
+
+        return forward
+
+    try:
+        for module in model.modules():
+            if not isinstance(module, AttentionPooling):
+                continue
+            for inner in module.attention.modules():
+                if isinstance(inner, Attention):
+                    patched.append((inner, inner.scorer.forward))
+                    inner.scorer.forward = zero_scores(inner.scorer.forward)  # type: ignore[method-assign,assignment]
+        yield len(patched)
+    finally:
+        for inner, original in patched:
+            inner.scorer.forward = original  # type: ignore[method-assign]
+
+
+def top_k_mask(scores: Tensor, attention_mask: Tensor, fraction: float) -> Tensor:
+    """``(B, T)`` bool: each row's ``max(1, round(fraction * n))`` highest-scoring real tokens.
+
+    Ties are broken by position (earlier first), so the result is deterministic.
+    """
+    lengths = attention_mask.sum(dim=1)  # (B,)
+    k = torch.clamp(torch.round(lengths.float() * fraction), min=1).long()  # (B,)
+    k = torch.minimum(k, lengths)
+    ranked = torch.where(attention_mask, scores.float(), torch.full_like(scores.float(), -math.inf))  # (B, T)
+    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices  # (B, T)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))  # (B, T)
+    return (rank < k[:, None]) & attention_mask
+
+
+def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import kendalltau
+
+    if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return math.nan
+    return float(kendalltau(a, b).statistic)
+
+
+@dataclass
+class MethodFaithfulness:
+    """Faithfulness of one method, averaged over the sampled texts."""
+
+    method: str
+    comprehensiveness_aopc: float
+    sufficiency_aopc: float
+    comprehensiveness: dict[str, float]
+    sufficiency: dict[str, float]
+    decision_flip_rate: float
+    kendall_tau_loo: float | None
+    kendall_tau_gradient: float | None
+    seconds: float
+
+
+@dataclass
+class UniformAttentionCheck:
+    """The model's predictions when every attention pooling layer uses uniform weights."""
+
+    pooling_layers: int
+    prediction_agreement: float
+    mean_abs_change_predicted_probability: float
+    accuracy: float | None
+    accuracy_uniform: float | None
+
+
+@dataclass
+class FaithfulnessReport:
+    run_dir: str
+    model: str
+    source: str
+    n: int
+    seed: int
+    fractions: list[float]
+    methods: list[MethodFaithfulness]
+    uniform_attention: UniformAttentionCheck | None
+    plausibility: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+
+    def method(self, name: str) -> MethodFaithfulness:
+        for result in self.methods:
+            if result.method == name:
+                return result
+        raise KeyError(name)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def findings(report: FaithfulnessReport) -> list[str]:
+    """Plain statements about the report: is attention faithful, and compared with what."""
+    notes: list[str] = []
+    by_name = {m.method: m for m in report.methods}
+    random_result = by_name.get("random")
+    for name in ("attention", "rollout"):
+        if name not in by_name:
+            continue
+        result = by_name[name]
+        if random_result is not None:
+            if result.comprehensiveness_aopc <= random_result.comprehensiveness_aopc:
+                notes.append(
+                    f"{name} is NOT faithful by comprehensiveness: deleting its top tokens changes the prediction "
+                    f"no more than deleting random tokens ({result.comprehensiveness_aopc:.3f} vs random "
+                    f"{random_result.comprehensiveness_aopc:.3f})."
+                )
+            else:
+                notes.append(
+                    f"{name} beats the random ranking by comprehensiveness ({result.comprehensiveness_aopc:.3f} "
+                    f"vs {random_result.comprehensiveness_aopc:.3f})."
+                )
+        others = [m for m in report.methods if m.method not in {name, "random"}]
+        if others:
+            best = max(others, key=lambda m: m.comprehensiveness_aopc)
+            verdict = (
+                "at least as faithful as"
+                if result.comprehensiveness_aopc >= best.comprehensiveness_aopc
+                else "less faithful than"
+            )
+            notes.append(
+                f"{name} is {verdict} the best other method, {best.method}, by comprehensiveness "
+                f"({result.comprehensiveness_aopc:.3f} vs {best.comprehensiveness_aopc:.3f})."
+            )
+        if "ig" in by_name and name == "attention":
+            ig = by_name["ig"]
+            relation = ">=" if result.comprehensiveness_aopc >= ig.comprehensiveness_aopc else "<"
+            notes.append(
+                f"attention vs Integrated Gradients, comprehensiveness AOPC: {result.comprehensiveness_aopc:.3f} "
+                f"{relation} {ig.comprehensiveness_aopc:.3f}."
+            )
+    uniform = report.uniform_attention
+    if uniform is not None and uniform.pooling_layers:
+        if uniform.prediction_agreement >= 0.95:
+            notes.append(
+                f"With uniform pooling weights the model keeps {uniform.prediction_agreement:.1%} of its "
+                "predictions: its attention weights hardly drive the decision."
+            )
+        else:
+            notes.append(
+                f"With uniform pooling weights the model keeps only {uniform.prediction_agreement:.1%} of its "
+                "predictions: the learned weights matter to the decision."
+            )
+    return notes
+
+
+def faithfulness_report(
+    predictor: Predictor,
+    texts: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+    methods: Sequence[str] = ("all",),
+    n: int = 500,
+    seed: int = 0,
+    batch_size: int = 16,
+    ig_steps: int = 50,
+    source: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> FaithfulnessReport:
+    """Measure the faithfulness of each method on a seeded sample of ``n`` of ``texts``.
+
+    Args:
+        predictor: the loaded run.
+        texts: candidate texts; ``n`` of them are sampled with ``seed`` (all if fewer).
+        labels: gold labels aligned with ``texts``, for the accuracy of the uniform-attention check.
+        methods: methods to measure (``all`` = every method); ``random`` is always added, ``rollout`` too for
+            models with self-attention when ``attention`` is measured; ``loo`` and ``gradient`` are computed for
+            the Kendall tau columns even when not listed.
+        progress: called with the number of texts finished after each batch.
+
+    The result is deterministic for a given seed: sampling, the random baseline and every method are.
+    """
+    import time
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if labels is not None and len(labels) != len(texts):
+        raise ValueError(f"got {len(labels)} labels for {len(texts)} texts")
+    chosen = check_methods(list(methods))
+    indices = sorted(random.Random(seed).sample(range(len(texts)), min(n, len(texts))))
+    sample = [texts[i] for i in indices]
+    gold = [labels[i] for i in indices] if labels is not None else None
+    model = predictor.model
+    tokenizer = predictor.tokenizer
+    generator = torch.Generator().manual_seed(seed)
+
+    probe_ids, probe_mask = predictor.encode(sample[:1])[1:]
+    with torch.no_grad():
+        has_layers = bool(model(probe_ids, probe_mask, need_layer_attentions=True).layer_attentions)
+    measured = list(chosen)
+    if "attention" in measured and has_layers and "rollout" not in measured:
+        measured.insert(measured.index("attention") + 1, "rollout")
+    measured.append("random")
+    needed = list(dict.fromkeys([*measured, "loo", "gradient"]))
+
+    keys = [f"{f:g}" for f in FRACTIONS]
+    comp: dict[str, list[list[float]]] = {m: [] for m in measured}  # per method: rows of (K,)
+    suff: dict[str, list[list[float]]] = {m: [] for m in measured}
+    flips: dict[str, list[float]] = {m: [] for m in measured}
+    tau_loo: dict[str, list[float]] = {m: [] for m in measured}
+    tau_grad: dict[str, list[float]] = {m: [] for m in measured}
+    seconds: dict[str, float] = dict.fromkeys(needed, 0.0)
+    agreement: list[float] = []
+    prob_change: list[float] = []
+    correct: list[float] = []
+    correct_uniform: list[float] = []
+    pooling_layers = 0
+    pad_id, unk_id = tokenizer.pad_id, tokenizer.unk_id
+
+    done = 0
+    for start in range(0, len(sample), batch_size):
+        chunk = sample[start : start + batch_size]
+        _, input_ids, mask = predictor.encode(chunk)
+        with torch.no_grad():
+            probs = torch.softmax(model(input_ids, mask).logits.float(), dim=-1)  # (B, C)
+            with uniform_pooling(model) as pooling_layers:
+                probs_uniform = torch.softmax(model(input_ids, mask).logits.float(), dim=-1)  # (B, C)
+        predicted = probs.argmax(dim=-1)  # (B,)
+        full = probs.gather(1, predicted[:, None]).squeeze(1)  # (B,)
+        agreement += (probs_uniform.argmax(dim=-1) == predicted).float().tolist()
+        prob_change += (probs_uniform.gather(1, predicted[:, None]).squeeze(1) - full).abs().tolist()
+        if gold is not None:
+            gold_ids = torch.tensor(
+                [
+                    predictor.labels.index(g) if g in predictor.labels else -1
+                    for g in gold[start : start + batch_size]
+                ]
+            )
+            correct += (predicted.cpu() == gold_ids).float().tolist()
+            correct_uniform += (probs_uniform.argmax(dim=-1).cpu() == gold_ids).float().tolist()
+
+        scores: dict[str, Tensor] = {}
+        for method in needed:
+            began = time.perf_counter()
+            scores[method] = compute_scores(
+                method,
+                model,
+                input_ids,
+                mask,
+                predicted,
+                pad_id=pad_id,
+                unk_id=unk_id,
+                ig_steps=ig_steps,
+                generator=generator,
+            ).detach()  # (B, T)
+            seconds[method] += time.perf_counter() - began
+        lengths = mask.sum(dim=1).tolist()
+
+        for method in measured:
+            comp_rows, suff_rows = [], []
+            for fraction in FRACTIONS:
+                top = top_k_mask(scores[method], mask, fraction)  # (B, T)
+                ids_c, mask_c = delete_tokens(input_ids, mask, ~top, pad_id=pad_id, unk_id=unk_id)
+                ids_s, mask_s = delete_tokens(input_ids, mask, top, pad_id=pad_id, unk_id=unk_id)
+                with torch.no_grad():
+                    p_c = torch.softmax(model(ids_c, mask_c).logits.float(), dim=-1).gather(
+                        1, predicted[:, None]
+                    )
+                    p_s = torch.softmax(model(ids_s, mask_s).logits.float(), dim=-1).gather(
+                        1, predicted[:, None]
+                    )
+                comp_rows.append((full - p_c.squeeze(1)).tolist())
+                suff_rows.append((full - p_s.squeeze(1)).tolist())
+            comp[method] += [list(row) for row in zip(*comp_rows, strict=True)]
+            suff[method] += [list(row) for row in zip(*suff_rows, strict=True)]
+
+            top1 = top_k_mask(scores[method], mask, 0.0)  # k = 1
+            ids_1, mask_1 = delete_tokens(input_ids, mask, ~top1, pad_id=pad_id, unk_id=unk_id)
+            with torch.no_grad():
+                flipped = model(ids_1, mask_1).logits.argmax(dim=-1) != predicted
+            flips[method] += flipped.float().tolist()
+
+            for row, length in enumerate(lengths):
+                own = scores[method][row, :length].cpu().numpy()
+                tau_loo[method].append(_kendall_tau(own, scores["loo"][row, :length].cpu().numpy()))
+                tau_grad[method].append(_kendall_tau(own, scores["gradient"][row, :length].cpu().numpy()))
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
+
+    results = []
+    for method in measured:
+        comp_curve = np.mean(np.array(comp[method]), axis=0)  # (K,)
+        suff_curve = np.mean(np.array(suff[method]), axis=0)  # (K,)
+        results.append(
+            MethodFaithfulness(
+                method=method,
+                comprehensiveness_aopc=float(comp_curve.mean()),
+                sufficiency_aopc=float(suff_curve.mean()),
+                comprehensiveness=dict(zip(keys, map(float, comp_curve), strict=True)),
+                sufficiency=dict(zip(keys, map(float, suff_curve), strict=True)),
+                decision_flip_rate=float(np.mean(flips[method])),
+                kendall_tau_loo=_mean(tau_loo[method]),
+                kendall_tau_gradient=_mean(tau_grad[method]),
+                seconds=seconds.get(method, 0.0),
+            )
+        )
+    uniform = UniformAttentionCheck(
+        pooling_layers=pooling_layers,
+        prediction_agreement=float(np.mean(agreement)),
+        mean_abs_change_predicted_probability=float(np.mean(prob_change)),
+        accuracy=float(np.mean(correct)) if correct else None,
+        accuracy_uniform=float(np.mean(correct_uniform)) if correct_uniform else None,
+    )
+    report = FaithfulnessReport(
+        run_dir=str(predictor.run_dir),
+        model=predictor.config.model.name,
+        source=source,
+        n=len(sample),
+        seed=seed,
+        fractions=list(FRACTIONS),
+        methods=results,
+        uniform_attention=uniform,
+    )
+    report.findings = findings(report)
+    return report
+
+
+def format_report(report: FaithfulnessReport) -> str:
+    """A plain-text table of the report with its findings."""
+    lines = [
+        f"faithfulness of {report.model} ({report.run_dir}) on {report.source or 'the given texts'}: "
+        f"n={report.n}, seed={report.seed}",
+        "",
+        f"{'method':<11} {'comp AOPC':>10} {'suff AOPC':>10} {'flip@1':>7} {'tau LOO':>8} {'tau grad':>9} {'seconds':>8}",
+    ]
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for m in report.methods:
+        lines.append(
+            f"{m.method:<11} {m.comprehensiveness_aopc:>10.3f} {m.sufficiency_aopc:>10.3f} "
+            f"{m.decision_flip_rate:>7.3f} {fmt(m.kendall_tau_loo):>8} {fmt(m.kendall_tau_gradient):>9} "
+            f"{m.seconds:>8.1f}"
+        )
+    uniform = report.uniform_attention
+    if uniform is not None:
+        lines += [
+            "",
+            f"uniform attention ({uniform.pooling_layers} pooling layer(s) forced uniform): predictions kept "
+            f"{uniform.prediction_agreement:.1%}, mean |change| of the predicted probability "
+            f"{uniform.mean_abs_change_predicted_probability:.3f}"
+            + (
+                f", accuracy {uniform.accuracy:.1%} -> {uniform.accuracy_uniform:.1%}"
+                if uniform.accuracy is not None and uniform.accuracy_uniform is not None
+                else ""
+            ),
+        ]
+    if report.plausibility:
+        lines += ["", f"{'plausibility':<11} {'token F1':>10} {'AUPRC':>10}"]
+        for row in report.plausibility:
+            lines.append(f"{row['method']:<11} {row['token_f1']:>10.3f} {row['auprc']:>10.3f}")
+    if report.findings:
+        lines += ["", *(f"- {note}" for note in report.findings)]
+    return "\n".join(lines)
+
+
+def plot_report(report: FaithfulnessReport, path: str | Any) -> None:
+    """Comprehensiveness and sufficiency curves (probability change vs fraction of tokens) per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    percents = [100 * f for f in report.fractions]
+    for m in report.methods:
+        style = {"linestyle": "--", "color": "grey"} if m.method == "random" else {"marker": "o"}
+        axes[0].plot(
+            percents,
+            list(m.comprehensiveness.values()),
+            label=f"{m.method} ({m.comprehensiveness_aopc:.3f})",
+            **style,
+        )
+        axes[1].plot(
+            percents, list(m.sufficiency.values()), label=f"{m.method} ({m.sufficiency_aopc:.3f})", **style
+        )
+    axes[0].set_title("comprehensiveness (higher = more faithful)")
+    axes[1].set_title("sufficiency (lower = more faithful)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(percents, [f"{p:g}%" for p in percents])
+        ax.set_xlabel("top tokens deleted / kept")
+        ax.set_ylabel("drop in predicted-class probability")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="method (AOPC)")
+    fig.suptitle(f"{report.model}: faithfulness on {report.source or 'texts'} (n={report.n})")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+__all__ = [
+    "FRACTIONS",
+    "METHODS",
+    "SIGNED",
+    "FaithfulnessReport",
+    "MethodFaithfulness",
+    "UniformAttentionCheck",
+    "faithfulness_report",
+    "format_report",
+    "plot_report",
+    "top_k_mask",
+    "uniform_pooling",
+]

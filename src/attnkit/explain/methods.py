@@ -1,0 +1,307 @@
+"""Per-token importance of a classifier's decision, by five methods plus attention rollout.
+
+Every method maps a batch ``input_ids (B, T)``, ``attention_mask (B, T)`` (bool, right-padded) and the class to
+explain ``targets (B,)`` to scores ``(B, T)`` that are exactly 0 on padding. They depend only on the classifier
+contract of :mod:`attnkit.models.base`: ``forward`` returning ``ClassifierOutput`` and ``embed`` /
+``forward_from_embeddings`` for the gradient methods.
+
+- ``attention``: the model's own pooling weights (``token_attention``), >= 0, summing to 1.
+- ``rollout``: attention rollout (Abnar & Zuidema 2020) of the self-attention layers, read out through the
+  pooling weights; only for models with self-attention (the transformer). >= 0, summing to 1.
+- ``gradient``: L2 norm of the gradient of the explained score w.r.t. each token's embedding, >= 0.
+- ``grad-input``: gradient x input, summed over the embedding: signed.
+- ``ig``: Integrated Gradients (Sundararajan et al. 2017, computed by Captum) from the all-zero embedding (the
+  padding embedding), summed over the embedding: signed; the scores add up to the score difference between the
+  text and the baseline.
+- ``loo``: leave-one-out occlusion: the drop in the target's probability when the token is deleted: signed.
+
+The explained score of the gradient methods is the target's *centered logit* ``z_target - mean(z)``: unlike the
+raw logit it does not change when all logits shift, and unlike the probability it does not saturate.
+
+Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``C`` classes, ``L`` layers, ``H`` heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from attnkit.models.base import TextClassifier
+
+METHODS: tuple[str, ...] = ("attention", "gradient", "grad-input", "ig", "loo")
+"""Methods a user can ask for. ``rollout`` comes with ``attention`` for models with self-attention layers."""
+
+SIGNED: dict[str, bool] = {
+    "attention": False,
+    "rollout": False,
+    "gradient": False,
+    "grad-input": True,
+    "ig": True,
+    "loo": True,
+    "random": False,
+}
+"""Whether a method's scores can be negative (positive = supports the target class)."""
+
+
+def check_methods(methods: list[str] | tuple[str, ...]) -> list[str]:
+    """Expand ``all`` and validate names; returns the methods in the order given, without duplicates."""
+    if isinstance(methods, str):
+        methods = [methods]
+    expanded: list[str] = []
+    for name in methods:
+        for method in METHODS if name == "all" else [name]:
+            if method not in METHODS and method != "rollout":
+                raise ValueError(
+                    f"unknown explanation method {method!r}; choose from {', '.join(METHODS)} or all"
+                )
+            if method not in expanded:
+                expanded.append(method)
+    if not expanded:
+        raise ValueError(f"no explanation method given; choose from {', '.join(METHODS)} or all")
+    return expanded
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32, or unchanged if it is already float32 or float64 (low-precision models score in f32)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def centered_logits(logits: Tensor) -> Tensor:
+    """``(B, C)`` -> ``(B, C)`` logits minus their mean over classes."""
+    return logits - logits.mean(dim=-1, keepdim=True)
+
+
+def has_self_attention(model: TextClassifier, input_ids: Tensor, attention_mask: Tensor) -> bool:
+    """Whether ``model`` returns per-layer self-attention weights (probes one row)."""
+    with torch.no_grad():
+        out = model(input_ids[:1], attention_mask[:1], need_layer_attentions=True)
+    return bool(out.layer_attentions)
+
+
+@torch.no_grad()
+def attention_scores(model: TextClassifier, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """``(B, T)`` the model's pooling attention over tokens."""
+    return model(input_ids, attention_mask).token_attention.float()  # (B, T)
+
+
+def rollout_from_layers(
+    layer_attentions: list[Tensor], token_attention: Tensor, attention_mask: Tensor
+) -> Tensor:
+    """Attention rollout read out through the pooling weights.
+
+    Each layer's head-averaged weights are mixed with the identity for the residual path,
+    ``A_l = 0.5 * mean_h(W_l) + 0.5 * I``; the product ``A_L ... A_1`` says how much each top-layer state draws on
+    each input token, and the pooling weights over the top-layer states turn that into one score per token.
+
+    Args:
+        layer_attentions: ``L`` tensors ``(B, H, T, T)`` (rows = queries, each summing to 1 over kept keys).
+        token_attention: ``(B, T)`` pooling weights over the top-layer states.
+        attention_mask: ``(B, T)`` bool, True = real token.
+
+    Returns:
+        ``(B, T)``: non-negative, summing to 1 over the real tokens, 0 on padding.
+    """
+    keep = attention_mask.float()  # (B, T)
+    length = keep.shape[1]
+    eye = torch.eye(length, device=keep.device)  # (T, T)
+    # Padding rows carry no weight in the pooling; zero their identity so no mass lands on padding columns.
+    eye_real = eye * keep[:, :, None]  # (B, T, T)
+    rollout = eye_real
+    for weights in layer_attentions:
+        mixed = 0.5 * weights.float().mean(dim=1) + 0.5 * eye_real  # (B, T, T)
+        rollout = mixed @ rollout  # (B, T, T)
+    scores = (token_attention.float()[:, None, :] @ rollout).squeeze(1)  # (B, T)
+    return scores * keep
+
+
+@torch.no_grad()
+def rollout_scores(model: TextClassifier, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """``(B, T)`` attention rollout; raises ``ValueError`` for models without self-attention layers."""
+    out = model(input_ids, attention_mask, need_layer_attentions=True)
+    if not out.layer_attentions:
+        raise ValueError(
+            f"attention rollout needs self-attention layers; {type(model).__name__} has none "
+            "(use the transformer model, or the attention method)"
+        )
+    return rollout_from_layers(out.layer_attentions, out.token_attention, attention_mask)
+
+
+def _embedding_gradient(
+    model: TextClassifier, input_ids: Tensor, attention_mask: Tensor, targets: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The embeddings ``(B, T, E)`` and the gradient of each row's centered target logit w.r.t. them."""
+    embeddings = model.embed(input_ids).detach().requires_grad_(True)  # (B, T, E)
+    with torch.enable_grad():
+        out = model.forward_from_embeddings(embeddings, attention_mask, input_ids=input_ids)
+        explained = centered_logits(at_least_float32(out.logits)).gather(1, targets[:, None]).sum()
+        (grad,) = torch.autograd.grad(explained, embeddings)  # (B, T, E)
+    return embeddings.detach(), grad
+
+
+def gradient_scores(
+    model: TextClassifier, input_ids: Tensor, attention_mask: Tensor, targets: Tensor
+) -> Tensor:
+    """``(B, T)`` L2 norm of the gradient per token."""
+    _, grad = _embedding_gradient(model, input_ids, attention_mask, targets)
+    return at_least_float32(grad).norm(dim=-1) * attention_mask  # (B, T)
+
+
+def grad_input_scores(
+    model: TextClassifier, input_ids: Tensor, attention_mask: Tensor, targets: Tensor
+) -> Tensor:
+    """``(B, T)`` gradient x input, summed over the embedding dimension."""
+    embeddings, grad = _embedding_gradient(model, input_ids, attention_mask, targets)
+    return at_least_float32(grad * embeddings).sum(dim=-1) * attention_mask  # (B, T)
+
+
+def ig_scores(
+    model: TextClassifier,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    targets: Tensor,
+    *,
+    steps: int = 50,
+    internal_batch_size: int | None = None,
+    return_delta: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """``(B, T)`` Integrated Gradients (Captum) from the zero embedding, summed over the embedding dimension.
+
+    With ``return_delta`` also returns Captum's convergence delta ``(B,)``: the sum of the attributions minus the
+    score difference between the input and the baseline (0 for an exact integral).
+    """
+    from captum.attr import IntegratedGradients
+
+    if steps < 1:
+        raise ValueError(f"Integrated Gradients needs steps >= 1, got {steps}")
+
+    def forward(embeddings: Tensor, mask: Tensor, ids: Tensor) -> Tensor:
+        logits = model.forward_from_embeddings(embeddings, mask, input_ids=ids).logits
+        return centered_logits(at_least_float32(logits))  # (N, C)
+
+    embeddings = model.embed(input_ids).detach()  # (B, T, E)
+    if internal_batch_size is None:
+        # About 64k token positions per forward pass keeps memory modest for long texts.
+        internal_batch_size = max(1, 65_536 // max(1, input_ids.shape[1]))
+    ig = IntegratedGradients(forward)
+    with torch.enable_grad():
+        attributions, delta = ig.attribute(
+            embeddings,
+            baselines=torch.zeros_like(embeddings),
+            target=targets,
+            additional_forward_args=(attention_mask, input_ids),
+            n_steps=steps,
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+        )
+    scores = at_least_float32(attributions).sum(dim=-1) * attention_mask  # (B, T)
+    return (scores, at_least_float32(delta.detach())) if return_delta else scores
+
+
+def delete_tokens(
+    input_ids: Tensor, attention_mask: Tensor, keep: Tensor, *, pad_id: int, unk_id: int
+) -> tuple[Tensor, Tensor]:
+    """Keep only the tokens where ``keep (B, T)`` is True, in their order, re-packed to the left.
+
+    Deleting (rather than masking) keeps every row right-padded, which the models require. A row left with no
+    token gets a single ``[UNK]`` so the model still sees one position.
+
+    Returns:
+        ``input_ids (B, T')`` and ``attention_mask (B, T')`` with ``T' = max(1, most kept tokens)``.
+    """
+    keep = keep & attention_mask  # (B, T)
+    lengths = keep.sum(dim=1)  # (B,)
+    new_length = max(1, int(lengths.max()) if lengths.numel() else 1)
+    # A stable sort of "dropped" flags puts kept positions first, in their original order.
+    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :new_length]  # (B, T')
+    ids = input_ids.gather(1, order)  # (B, T')
+    positions = torch.arange(new_length, device=input_ids.device)  # (T',)
+    mask = positions[None, :] < lengths[:, None]  # (B, T')
+    ids = torch.where(mask, ids, torch.full_like(ids, pad_id))
+    empty = lengths == 0  # (B,)
+    if bool(empty.any()):
+        ids[empty, 0] = unk_id
+        mask[empty, 0] = True
+    return ids, mask
+
+
+@torch.no_grad()
+def target_probabilities(
+    model: TextClassifier, input_ids: Tensor, attention_mask: Tensor, targets: Tensor, batch_size: int = 256
+) -> Tensor:
+    """``(N,)`` the probability of each row's target class, computed ``batch_size`` rows at a time."""
+    out = []
+    for start in range(0, input_ids.shape[0], batch_size):
+        rows = slice(start, start + batch_size)
+        ids, mask = input_ids[rows], attention_mask[rows]
+        used = max(1, int(mask.sum(dim=1).max()))  # trim shared padding
+        logits = model(ids[:, :used], mask[:, :used]).logits.float()  # (b, C)
+        out.append(torch.softmax(logits, dim=-1).gather(1, targets[rows, None]).squeeze(1))
+    return torch.cat(out) if out else input_ids.new_zeros(0, dtype=torch.float)
+
+
+@torch.no_grad()
+def loo_scores(
+    model: TextClassifier,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    targets: Tensor,
+    *,
+    pad_id: int,
+    unk_id: int,
+    batch_size: int = 256,
+) -> Tensor:
+    """``(B, T)`` leave-one-out: ``p(target | text) - p(target | text without token t)`` for every token."""
+    full = target_probabilities(model, input_ids, attention_mask, targets, batch_size)  # (B,)
+    scores = torch.zeros(input_ids.shape, dtype=torch.float, device=input_ids.device)  # (B, T)
+    for row in range(input_ids.shape[0]):
+        n = int(attention_mask[row].sum())
+        ids = input_ids[row, :n].expand(n, n)  # (n, n): one copy per deleted token
+        keep = ~torch.eye(n, dtype=torch.bool, device=ids.device)  # (n, n)
+        deleted_ids, deleted_mask = delete_tokens(
+            ids, torch.ones_like(keep), keep, pad_id=pad_id, unk_id=unk_id
+        )  # (n, n - 1)
+        row_targets = targets[row].expand(n)  # (n,)
+        without = target_probabilities(model, deleted_ids, deleted_mask, row_targets, batch_size)  # (n,)
+        scores[row, :n] = full[row] - without
+    return scores
+
+
+ScoreFn = Callable[[TextClassifier, Tensor, Tensor, Tensor], Tensor]
+
+
+def compute_scores(
+    method: str,
+    model: TextClassifier,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    targets: Tensor,
+    *,
+    pad_id: int,
+    unk_id: int,
+    ig_steps: int = 50,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``(B, T)`` scores of one method (``random`` gives uniform noise: the baseline of the faithfulness report)."""
+    if method == "attention":
+        return attention_scores(model, input_ids, attention_mask)
+    if method == "rollout":
+        return rollout_scores(model, input_ids, attention_mask)
+    if method == "gradient":
+        return gradient_scores(model, input_ids, attention_mask, targets)
+    if method == "grad-input":
+        return grad_input_scores(model, input_ids, attention_mask, targets)
+    if method == "ig":
+        scores = ig_scores(model, input_ids, attention_mask, targets, steps=ig_steps)
+        assert isinstance(scores, Tensor)
+        return scores
+    if method == "loo":
+        return loo_scores(
+            model, input_ids, attention_mask, targets, pad_id=pad_id, unk_id=unk_id, batch_size=batch_size
+        )
+    if method == "random":
+        noise = torch.rand(input_ids.shape, generator=generator)  # (B, T), on CPU for determinism
+        return noise.to(input_ids.device) * attention_mask
+    raise ValueError(f"unknown explanation method {method!r}; choose from {', '.join(METHODS)}")
