@@ -162,9 +162,9 @@ class ExportReport:
 
 @contextmanager
 def _quiet_exporters() -> Iterator[None]:
-    """Silence the exporter's and quantizer's INFO chatter (onnxscript passes, root-logger messages)."""
+    """Silence the exporter's and quantizer's chatter (pass logs, optional-op and pre-processing warnings)."""
     previous = logging.root.manager.disable
-    logging.disable(logging.INFO)
+    logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. optional torchvision ops, "consider pre-processing"
@@ -215,12 +215,48 @@ def export_onnx(
     predictor = Predictor(run_dir)
     name = predictor.config.model.name
     out_path = Path(out) if out is not None else predictor.run_dir / ONNX_FILE
-    graph = ExportableClassifier(predictor.model).eval()  # type: ignore[arg-type]
-    example = _sample_inputs(predictor, EXAMPLE_TEXTS)
-    max_length = int(predictor.model.config.max_length)  # type: ignore[union-attr]
-    batch = torch.export.Dim("batch")
-    tokens = torch.export.Dim("tokens", max=max_length)
     start = time.perf_counter()
+    export_classifier(
+        predictor.model,
+        out_path,
+        _sample_inputs(predictor, EXAMPLE_TEXTS),
+        opset=opset,
+        metadata=_metadata(predictor),
+    )
+    report = ExportReport(path=out_path, model=name, seconds=time.perf_counter() - start)
+    logger.info("exported %s to %s in %.1f s", name, out_path, report.seconds)
+    if check:
+        report.max_abs_diff = check_onnx(predictor, out_path, tolerance=tolerance)
+    if quantize:
+        report.int8_path = quantize_int8(out_path)
+    return report
+
+
+def export_classifier(
+    model: TextClassifier,
+    out: str | Path,
+    example: tuple[Tensor, Tensor],
+    *,
+    opset: int = 18,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Trace ``model`` (in eval mode) to an ONNX file with dynamic batch and token axes.
+
+    Args:
+        model: a classifier (not HAN).
+        out: the ``.onnx`` file to write.
+        example: ``input_ids (B, T)``, ``attention_mask (B, T)`` to trace with; use ``B, T >= 2`` and some
+            padding, since the exporter specializes dimensions of size 0 or 1.
+        opset: ONNX opset version.
+        metadata: string key/values stored in the model's ``metadata_props``.
+
+    Raises:
+        ValueError: the model cannot be exported (see :data:`NOT_EXPORTABLE`).
+    """
+    graph = ExportableClassifier(model.eval()).eval()
+    batch = torch.export.Dim("batch")
+    tokens = torch.export.Dim("tokens", max=int(model.config.max_length))
+    out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporters(), torch.no_grad():
         program = torch.onnx.export(
@@ -235,15 +271,9 @@ def export_onnx(
         )
     if program is None:  # pragma: no cover - the dynamo exporter always returns a program
         raise RuntimeError("torch.onnx.export returned no program")
-    program.model.metadata_props.update(_metadata(predictor))
+    program.model.metadata_props.update(metadata or {})
     program.save(str(out_path))
-    report = ExportReport(path=out_path, model=name, seconds=time.perf_counter() - start)
-    logger.info("exported %s to %s in %.1f s", name, out_path, report.seconds)
-    if check:
-        report.max_abs_diff = check_onnx(predictor, out_path, tolerance=tolerance)
-    if quantize:
-        report.int8_path = quantize_int8(out_path)
-    return report
+    return out_path
 
 
 def _metadata(predictor: Predictor) -> dict[str, str]:
