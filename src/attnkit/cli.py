@@ -359,11 +359,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_explain_texts=args.max_explain_texts,
     )
     config = ServeConfig(
-        max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, limits=limits
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        limits=limits,
     )
     backend = load_backend(args.run_dir, args.backend, onnx_path=args.onnx, threads=args.threads)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("attnkit.serve").warning("listening on %s: reachable from other machines", args.host)
+        logging.getLogger("attnkit.serve").warning(
+            "listening on %s: reachable from other machines", args.host
+        )
     run_server(backend, config, host=args.host, port=args.port)
     return 0
 
@@ -371,7 +376,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="REST API and web page for a trained run (FastAPI on uvicorn)")
     p.add_argument("run_dir")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--onnx", help="ONNX file for --backend onnx (default RUN_DIR/model.onnx)")
@@ -389,13 +396,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from attnkit.export import export_onnx
 
-    report = export_onnx(args.run_dir, args.out, opset=args.opset, check=not args.no_check, quantize=args.int8)
+    report = export_onnx(
+        args.run_dir, args.out, opset=args.opset, check=not args.no_check, quantize=args.int8
+    )
     print(json.dumps(report.to_json_dict()))
     return 0
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a trained run to ONNX (dynamic batch and length), optionally int8")
+    p = sub.add_parser(
+        "export", help="export a trained run to ONNX (dynamic batch and length), optionally int8"
+    )
     p.add_argument("run_dir")
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--out", help="output file (default RUN_DIR/model.onnx)")

@@ -51,7 +51,9 @@ def train_run(root: Path, model: str, *options: str) -> Path:
 
 @pytest.fixture(scope="session")
 def bag_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_run(tmp_path_factory.mktemp("bag"), "bag-attn", "--set", "model.options={bigram_buckets: 97}")
+    return train_run(
+        tmp_path_factory.mktemp("bag"), "bag-attn", "--set", "model.options={bigram_buckets: 97}"
+    )
 
 
 @pytest.fixture(scope="session")

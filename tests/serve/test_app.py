@@ -87,7 +87,9 @@ def test_explain_returns_the_explanation_format(client: TestClient, predictor: P
     assert sum(t["scores"]["attention"] for t in body["tokens"]) == pytest.approx(1.0, abs=1e-4)
     assert body["signed"] == {"attention": False, "grad-input": True} and body["layers"] is None
 
-    several = client.post("/explain", json={"texts": ["a great film", "awful"], "method": "loo", "target": "neg"})
+    several = client.post(
+        "/explain", json={"texts": ["a great film", "awful"], "method": "loo", "target": "neg"}
+    )
     assert several.status_code == 200
     items = several.json()["explanations"]
     assert [e["target"] for e in items] == ["neg", "neg"] and all(e["methods"] == ["loo"] for e in items)

@@ -18,7 +18,9 @@ ARGS = [
     "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (./dev.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium (./dev.sh installs it)"
+)
 
 
 def test_paste_classify_highlight_and_head_view(
@@ -36,7 +38,9 @@ def test_paste_classify_highlight_and_head_view(
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:
             page = browser.new_page()
-            page.on("console", lambda msg: problems.append(msg.text) if msg.type in ("error", "warning") else None)
+            page.on(
+                "console", lambda msg: problems.append(msg.text) if msg.type in ("error", "warning") else None
+            )
             page.on("pageerror", lambda err: problems.append(str(err)))
             page.on("request", lambda req: None if req.url.startswith(url) else outside.append(req.url))
             page.goto(url + "/")
@@ -58,7 +62,9 @@ def test_paste_classify_highlight_and_head_view(
             assert top in shown[expected.label]
 
             # One highlighted row per method (attention, rollout for the transformer, grad-input).
-            methods = [m.get_attribute("data-method") for m in page.query_selector_all("#explanation [data-method]")]
+            methods = [
+                m.get_attribute("data-method") for m in page.query_selector_all("#explanation [data-method]")
+            ]
             assert methods[:3] == ["attention", "rollout", "grad-input"]
             encoding = predictor.tokenizer.encode_batch([text])[0]
             for method in ("attention", "grad-input"):

@@ -40,8 +40,8 @@ from attnkit.serve.schemas import (
     Explanations,
     Limits,
     Prediction,
-    PredictRequest,
     Predictions,
+    PredictRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ class RequestError(Exception):
         self.detail = detail
 
 
-def error_response(status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, kind: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -114,15 +116,15 @@ class BodyGuard:
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if content_type != b"application/json" and not content_type.endswith(b"+json"):
-            detail = (
-                f"the body must be JSON sent with Content-Type: application/json, got {content_type.decode('latin-1')!r}"
-            )
+            detail = f"the body must be JSON sent with Content-Type: application/json, got {content_type.decode('latin-1')!r}"
             await error_response(415, "unsupported_media_type", detail)(scope, receive, send)
             return
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                await error_response(400, "bad_request", "Content-Length is not a number")(scope, receive, send)
+                await error_response(400, "bad_request", "Content-Length is not a number")(
+                    scope, receive, send
+                )
                 return
             if int(length) > self.max_bytes:
                 await too_big(scope, receive, send)
@@ -145,7 +147,9 @@ class BodyGuard:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as err:
-            detail = f"the request body is not valid UTF-8 (byte 0x{body[err.start]:02x} at offset {err.start})"
+            detail = (
+                f"the request body is not valid UTF-8 (byte 0x{body[err.start]:02x} at offset {err.start})"
+            )
             await error_response(400, "invalid_utf8", detail)(scope, receive, send)
             return
         replayed = False
@@ -176,7 +180,9 @@ def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, str]:
     for e in errors[:10]:
         where = _location(tuple(e.get("loc", ())))
         if where == "body" and e.get("type") in ("model_attributes_type", "dict_type"):
-            lines.append('the body must be a JSON object such as {"text": "..."} or {"texts": ["...", "..."]}')
+            lines.append(
+                'the body must be a JSON object such as {"text": "..."} or {"texts": ["...", "..."]}'
+            )
         else:
             lines.append(f"{where}: {e.get('msg', 'invalid')}")
     return "validation_error", "; ".join(lines)
@@ -187,7 +193,7 @@ def check_texts(texts: list[str], *, given_both: bool, max_texts: int, max_chars
     if given_both:
         raise RequestError(422, "validation_error", "give either 'text' or 'texts', not both")
     if not texts:
-        raise RequestError(422, "validation_error", "no text given: send {\"text\": \"...\"} or {\"texts\": [...]}")
+        raise RequestError(422, "validation_error", 'no text given: send {"text": "..."} or {"texts": [...]}')
     if len(texts) > max_texts:
         raise RequestError(
             422, "too_many_texts", f"{len(texts)} texts in one request; the limit is {max_texts}"
@@ -285,7 +291,9 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("internal error", exc_info=exc)
-        return error_response(500, "internal_error", f"{type(exc).__name__}: the server failed on this request")
+        return error_response(
+            500, "internal_error", f"{type(exc).__name__}: the server failed on this request"
+        )
 
     # -- the API ----------------------------------------------------------------------------------------------
 
@@ -413,4 +421,3 @@ def run_server(
 
     app = create_app(backend, config)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
-

@@ -73,7 +73,11 @@ class OnnxBackend:
 
 
 def load_backend(
-    run_dir: str | Path, backend: str = "torch", *, onnx_path: str | Path | None = None, threads: int | None = None
+    run_dir: str | Path,
+    backend: str = "torch",
+    *,
+    onnx_path: str | Path | None = None,
+    threads: int | None = None,
 ) -> Backend:
     """Load a run for serving.
 

@@ -11,6 +11,7 @@ queue up and form the next batch. So under load batches fill without waiting, an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -98,10 +99,8 @@ class MicroBatcher(Generic[In, Out]):
         """Stop collecting; requests still queued fail with :class:`Overloaded`."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         while self._pending:
             request = self._pending.popleft()

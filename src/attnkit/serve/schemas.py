@@ -45,7 +45,9 @@ class _Body(BaseModel):
 class PredictRequest(_Body):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"text": "a wonderful film"}, {"texts": ["a wonderful film", "dull"]}]},
+        json_schema_extra={
+            "examples": [{"text": "a wonderful film"}, {"texts": ["a wonderful film", "dull"]}]
+        },
     )
 
 
@@ -62,7 +64,9 @@ class ExplainRequest(_Body):
 
     method: StrictStr | None = Field(default=None, description="one method (default: attention)")
     methods: list[StrictStr] | None = Field(default=None, description="several methods, or ['all']")
-    target: StrictStr | None = Field(default=None, description="label to explain (default: the predicted one)")
+    target: StrictStr | None = Field(
+        default=None, description="label to explain (default: the predicted one)"
+    )
     layers: StrictBool = Field(default=False, description="per-layer, per-head attention maps (transformer)")
 
     def all_methods(self) -> list[str]:
