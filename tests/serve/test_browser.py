@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from attnkit.predictor import Predictor
 from attnkit.serve import TorchBackend, create_app
+from attnkit.serve.app import VIZ_ASSETS_DIR, VIZ_SCRIPT
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -82,7 +83,11 @@ def test_paste_classify_highlight_and_head_view(
 
             # Head view: every layer and head of the transformer.
             assert page.inner_text("#layers-view").strip() != ""
-            if not page.evaluate("() => Boolean(window.attnkit && window.attnkit.renderLayerViews)"):
+            shared = page.evaluate("() => Boolean(window.attnkit && window.attnkit.renderLayerViews)")
+            assert (
+                shared == (VIZ_ASSETS_DIR / VIZ_SCRIPT).is_file()
+            )  # the shared renderer is used when shipped
+            if not shared:
                 # The page's own head view (until the shared renderer ships): layer and head pickers, T x T map.
                 assert len(page.query_selector_all("#layer-select option")) == 2
                 assert len(page.query_selector_all("#head-select option")) == 2
