@@ -137,3 +137,32 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TrainedRuns = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRuns:
+    """``trained_run(model, **options)``: a run directory trained (once per session) on the cue-word data."""
+    from attnkit.cli import main
+
+    cache: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("runs")
+    train = write_jsonl(root / "train.jsonl", synthetic_rows(400, seed=1))
+    test = write_jsonl(root / "test.jsonl", synthetic_rows(100, seed=2))
+
+    def build(model: str = "bag-attn", *extra: str) -> Path:
+        key = " ".join([model, *extra])
+        if key not in cache:
+            out = root / f"run{len(cache)}"
+            code = main(
+                ["train", "--data", str(train), "--test", str(test), "--model", model, "--out", str(out),
+                 "--epochs", "4", "--no-progress", "--set", "tokenizer.vocab_size=200", "--set", "optim.lr=0.01",
+                 "--set", "train.threads=1", *extra]
+            )  # fmt: skip
+            assert code == 0
+            cache[key] = out
+        return cache[key]
+
+    return build

@@ -188,12 +188,8 @@ def _method_list(values: list[str] | None) -> list[str]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    import importlib
-
-    from attnkit.explain import explain
+    from attnkit.explain import explain, render
     from attnkit.predictor import Predictor
-
-    render = importlib.import_module("attnkit.explain.render")
 
     if args.format in ("html", "png") and args.out is None:
         args.out = f"explanation.{args.format}"

@@ -4,7 +4,7 @@ Use it to measure *plausibility* (does a method point at the tokens that decide 
 dataset has no annotated rationales: train on ``train.jsonl``, then score each method's token ranking against the
 planted cue spans of ``test.jsonl`` with token-F1 and AUPRC.
 
-Each text is 12-60 distractor words with ``k`` cue words of its label's class (``1 <= k <= 3``) and fewer cue
+Each text is 12-60 distractor words (from 200) with ``k`` cue words of its label's class (``1 <= k <= 3``) and fewer cue
 words of another class mixed in (decoys), so the label is the class with the most cues. The planted cues of the
 label's class are the rationale; decoys are not.
 """
@@ -28,6 +28,9 @@ _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", 
 
 
 def _pseudo_words(rng: random.Random, count: int, syllables: int) -> list[str]:
+    possible = len(_SYLLABLES) ** syllables
+    if count > possible:
+        raise ValueError(f"asked for {count} distinct {syllables}-syllable words; only {possible} exist")
     words: set[str] = set()
     while len(words) < count:
         words.add("".join(rng.choice(_SYLLABLES) for _ in range(syllables)))
@@ -52,7 +55,7 @@ def make_cue_task(
     seed: int = 0,
     num_classes: int = 2,
     cues_per_class: int = 8,
-    distractors: int = 300,
+    distractors: int = 200,
     min_words: int = 12,
     max_words: int = 60,
 ) -> list[CueExample]:
