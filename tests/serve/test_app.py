@@ -58,6 +58,8 @@ def test_health_model_docs_and_page(client: TestClient, predictor: Predictor) ->
     assert 'src="static/app.js"' in page.text and "http" not in page.text.split("<main>")[0]  # no CDN
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/style.css").status_code == 200
+    renderer = client.get("/assets/attnkit-viz.js")  # the shared explanation renderer
+    assert renderer.status_code == 200 and "window.attnkit" in renderer.text
 
 
 def test_predict_one_and_many_equal_the_predictor(client: TestClient, predictor: Predictor) -> None:

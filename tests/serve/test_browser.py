@@ -11,7 +11,6 @@ from fastapi import FastAPI
 
 from attnkit.predictor import Predictor
 from attnkit.serve import TorchBackend, create_app
-from attnkit.serve.app import VIZ_ASSETS_DIR, VIZ_SCRIPT
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -81,19 +80,13 @@ def test_paste_classify_highlight_and_head_view(
             assert "<b>really</b>" in row_text
             assert page.query_selector("#explanation b") is None
 
-            # Head view: every layer and head of the transformer.
-            assert page.inner_text("#layers-view").strip() != ""
-            shared = page.evaluate("() => Boolean(window.attnkit && window.attnkit.renderLayerViews)")
-            assert (
-                shared == (VIZ_ASSETS_DIR / VIZ_SCRIPT).is_file()
-            )  # the shared renderer is used when shipped
-            if not shared:
-                # The page's own head view (until the shared renderer ships): layer and head pickers, T x T map.
-                assert len(page.query_selector_all("#layer-select option")) == 2
-                assert len(page.query_selector_all("#head-select option")) == 2
-                page.select_option("#head-select", "1")
-                rows = page.query_selector_all("#layers-view table.heat tr")
-                assert len(rows) == len(encoding.tokens) + 1
+            # Head view and model view (the shared renderer): every layer and head of the transformer.
+            assert len(page.query_selector_all("#layers-view .ak-headview")) == 1
+            assert len(page.query_selector_all("#layers-view .ak-hv-layer option")) == 2  # layers
+            assert len(page.query_selector_all("#layers-view .ak-hv-head option")) == 3  # "all" and 2 heads
+            assert len(page.query_selector_all("#layers-view .ak-mv-cell")) == 4  # layers x heads
+            page.select_option("#layers-view .ak-hv-layer", "1")
+            assert len(page.query_selector_all("#layers-view .ak-hv-line")) > 0
             assert problems == [], problems
 
             # A bad request shows the server's message and the page keeps working.

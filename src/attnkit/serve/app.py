@@ -48,9 +48,8 @@ from attnkit.serve.schemas import (
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(str(resources.files("attnkit.serve") / "static"))
-#: The shared explanation renderer (attnkit-viz.js / .css), when the package ships it.
-VIZ_ASSETS_DIR = Path(str(resources.files("attnkit") / "explain" / "assets"))
-VIZ_SCRIPT = "attnkit-viz.js"
+#: The shared explanation renderer (attnkit-viz.js / .css), served at /assets.
+VIZ_ASSETS_DIR = Path(str(resources.files("attnkit.explain") / "assets"))
 
 
 @dataclass(frozen=True)
@@ -243,7 +242,6 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     )
     explain_slots = {"in_use": 0}
     self_attention = _has_self_attention(predictor)
-    viz_available = (VIZ_ASSETS_DIR / VIZ_SCRIPT).is_file()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -321,7 +319,6 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
                 "max_wait_ms": config.max_wait_ms,
                 "max_queue": config.max_queue,
             },
-            "renderer": f"assets/{VIZ_SCRIPT}" if viz_available else None,
             "version": __version__,
         }
 
@@ -397,8 +394,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    if viz_available:
-        app.mount("/assets", StaticFiles(directory=VIZ_ASSETS_DIR), name="assets")
+    app.mount("/assets", StaticFiles(directory=VIZ_ASSETS_DIR), name="assets")
     return app
 
 

@@ -1,9 +1,9 @@
 /*
  * The attnkit server's page: paste a text, see the label with its probabilities and the text with its tokens
  * highlighted per explanation method, plus the head view for models with self-attention.
- * Token highlighting and the head view use the shared renderer (window.attnkit from attnkit-viz.js) when the
- * server ships it (GET model -> "renderer"); otherwise the small fallbacks below. Text from the server is
- * inserted with textContent only, never as HTML. No network access beyond this server.
+ * Token highlighting, the legend and the head/model views come from the shared renderer (window.attnkit, the
+ * package's explain/assets/attnkit-viz.js, served at assets/). Text from the server is inserted with
+ * textContent only, never as HTML. No network access beyond this server.
  */
 (function () {
   "use strict";
@@ -29,69 +29,6 @@
     return data;
   }
 
-  function loadRenderer(src) {
-    return new Promise(function (resolve) {
-      document.head.appendChild(el("link", { rel: "stylesheet", href: src.replace(/\.js$/, ".css") }));
-      var script = el("script", { src: src });
-      script.onload = resolve;
-      script.onerror = resolve;  // fall back to the page's own rendering
-      document.head.appendChild(script);
-    });
-  }
-
-  // -- fallbacks (used only without the shared renderer) ---------------------------------------------------
-
-  function tokenColor(score, scale, signed) {
-    var a = scale > 0 ? Math.min(1, Math.abs(score) / scale) : 0;
-    var rgb = signed && score < 0 ? "200, 40, 40" : signed ? "30, 140, 60" : "230, 120, 20";
-    return "rgba(" + rgb + ", " + (0.85 * a).toFixed(3) + ")";
-  }
-
-  function renderTokens(container, exp, method) {
-    var signed = exp.signed[method];
-    var scores = exp.tokens.map(function (t) { return t.scores[method]; });
-    var scale = Math.max.apply(null, scores.map(Math.abs).concat([0]));
-    var text = el("div", { class: "tokens" });
-    var cursor = 0;
-    exp.tokens.forEach(function (t, i) {
-      if (t.start > cursor) text.appendChild(document.createTextNode(exp.text.slice(cursor, t.start)));
-      var span = el("span", { class: "ak-tok", "data-i": String(i), "data-score": String(t.scores[method]),
-        title: method + ": " + t.scores[method], text: exp.text.slice(t.start, t.end) });
-      span.style.background = tokenColor(t.scores[method], scale, signed);
-      text.appendChild(span);
-      cursor = Math.max(cursor, t.end);
-    });
-    text.appendChild(document.createTextNode(exp.text.slice(cursor)));
-    container.appendChild(text);
-  }
-
-  function renderHeads(container, exp) {
-    var maps = exp.layers.attention;  // [layer][head][i][j]
-    var layer = el("select", { id: "layer-select", "aria-label": "layer" });
-    var head = el("select", { id: "head-select", "aria-label": "head" });
-    maps.forEach(function (_, l) { layer.appendChild(el("option", { value: String(l), text: "layer " + l })); });
-    maps[0].forEach(function (_, h) { head.appendChild(el("option", { value: String(h), text: "head " + h })); });
-    var grid = el("div");
-    function draw() {
-      var m = maps[Number(layer.value)][Number(head.value)];
-      var table = el("table", { class: "heat" });
-      table.appendChild(el("tr", {}, [el("th")].concat(exp.tokens.map(function (t) { return el("th", { text: t.text }); }))));
-      m.forEach(function (row, i) {
-        table.appendChild(el("tr", {}, [el("th", { text: exp.tokens[i].text })].concat(row.map(function (w) {
-          var td = el("td", { title: w.toFixed(3) });
-          td.style.background = "rgba(74, 123, 208, " + w.toFixed(3) + ")";
-          return td;
-        }))));
-      });
-      grid.replaceChildren(table);
-    }
-    layer.onchange = draw;
-    head.onchange = draw;
-    container.appendChild(el("div", { class: "heads" }, [
-      el("h3", { text: "Head view: where each token (row) attends (columns)" }), layer, head, grid]));
-    draw();
-  }
-
   // -- the page ----------------------------------------------------------------------------------------------
 
   function showPrediction(prediction) {
@@ -109,24 +46,18 @@
   }
 
   function showExplanation(exp) {
+    var viz = window.attnkit;
     var box = $("explanation");
     box.replaceChildren();
-    var shared = window.attnkit && window.attnkit.renderTokens;
     exp.methods.forEach(function (method) {
-      var row = el("div", { class: "method", "data-method": method }, [
-        el("h3", { text: method + (exp.signed[method] ? " (signed: green for, red against " + exp.target + ")" : "") }),
-      ]);
+      var kind = exp.signed[method] ? " (signed: for or against " + exp.target + ")" : "";
       var body = el("div");
-      row.appendChild(body);
-      box.appendChild(row);
-      if (shared) window.attnkit.renderTokens(body, exp, method); else renderTokens(body, exp, method);
+      box.appendChild(el("div", { class: "method", "data-method": method }, [el("h3", { text: method + kind }), body]));
+      viz.renderTokens(body, exp, method);
     });
     var layers = $("layers-view");
     layers.replaceChildren();
-    if (exp.layers) {
-      if (window.attnkit && window.attnkit.renderLayerViews) window.attnkit.renderLayerViews(layers, exp);
-      else renderHeads(layers, exp);
-    }
+    if (exp.layers) viz.renderLayerViews(layers, exp);
   }
 
   async function submit(event) {
@@ -169,7 +100,10 @@
       $("methods").appendChild(el("label", {}, [box, " " + m]));
     });
     $("layers-option").hidden = !model.self_attention;
-    if (model.renderer) await loadRenderer(model.renderer);
+    if (!window.attnkit) {
+      $("model-info").textContent += " (the explanation renderer assets/attnkit-viz.js did not load)";
+      return;
+    }
     $("form").addEventListener("submit", submit);
     document.body.setAttribute("data-state", "ready");
   }
