@@ -50,7 +50,7 @@
     var box = $("explanation");
     box.replaceChildren();
     exp.methods.forEach(function (method) {
-      var kind = exp.signed[method] ? " (signed: for or against " + exp.target + ")" : "";
+      var kind = exp.signed[method] ? " (signed: red supports " + exp.target + ", blue speaks against it)" : "";
       var body = el("div");
       box.appendChild(el("div", { class: "method", "data-method": method }, [el("h3", { text: method + kind }), body]));
       viz.renderTokens(body, exp, method);
