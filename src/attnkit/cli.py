@@ -187,15 +187,30 @@ def _method_list(values: list[str] | None) -> list[str]:
     return names or ["attention"]
 
 
+def _numbered_paths(out: Path, count: int) -> list[Path]:
+    """``out`` for one item, else ``out-0``, ``out-1``, ... with the same suffix."""
+    return [out] if count == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(count)]
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from attnkit.explain import explain, render
+    from attnkit.explain.methods import has_self_attention
     from attnkit.predictor import Predictor
 
-    if args.format in ("html", "png") and args.out is None:
-        args.out = f"explanation.{args.format}"
+    suffix = {"html": "html", "png": "png", "head-view": "html", "model-view": "html"}
+    if args.format in suffix and args.out is None:
+        args.out = (
+            f"explanation.{suffix[args.format]}" if args.format in ("html", "png") else f"{args.format}.html"
+        )
     predictor = Predictor(args.run_dir)
     texts = _read_texts(args)
-    with_layers = args.layers or (args.format == "html" and predictor.config.model.name == "transformer")
+    has_layers = has_self_attention(predictor.model, *predictor.encode(texts[:1])[1:])
+    if args.format in ("head-view", "model-view") and not has_layers:
+        raise UserError(
+            f"--format {args.format} needs a model with self-attention layers (the transformer); this run's "
+            f"model is {predictor.config.model.name}"
+        )
+    with_layers = args.layers or (has_layers and args.format in ("html", "head-view", "model-view"))
     explanations = explain(
         predictor,
         texts,
@@ -215,15 +230,17 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             print(text)
     elif args.format == "html":
         Path(args.out).write_text(render.render_html(payload), encoding="utf-8")
-    else:  # png: one file per text
-        out = Path(args.out)
-        paths = (
-            [out]
-            if len(payload) == 1
-            else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(payload))]
-        )
-        for item, path in zip(payload, paths, strict=True):
-            render.render_png(item, path)
+    else:  # one file per text
+        for item, path in zip(payload, _numbered_paths(Path(args.out), len(payload)), strict=True):
+            if args.format == "png":
+                render.render_png(item, path)
+            else:
+                page = (
+                    render.head_view_html(item)
+                    if args.format == "head-view"
+                    else render.model_view_html(item)
+                )
+                path.write_text(page, encoding="utf-8")
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
@@ -241,7 +258,12 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         action="append",
         help="attention, gradient, grad-input, ig, loo or all (repeat or comma-separate; default attention)",
     )
-    p.add_argument("--format", choices=("terminal", "html", "png", "json"), default="terminal")
+    p.add_argument(
+        "--format",
+        choices=("terminal", "html", "png", "json", "head-view", "model-view"),
+        default="terminal",
+        help="head-view / model-view: standalone pages of every layer and head (transformer)",
+    )
     p.add_argument("--out", help="output file (html/png default explanation.html/.png; json default stdout)")
     p.add_argument("--target", help="explain this label instead of the predicted one")
     p.add_argument(

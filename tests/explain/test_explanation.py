@@ -50,12 +50,8 @@ def test_all_methods_json_and_attention_sums_to_one(trained_run: TrainedRuns) ->
         check_format(item, text)
         assert item["methods"] == list(METHODS)
         assert item["signed"] == {
-            "attention": False,
-            "gradient": False,
-            "grad-input": True,
-            "ig": True,
-            "loo": True,
-        }
+            "attention": False, "attention-value": True, "gradient": False, "grad-input": True, "ig": True, "loo": True
+        }  # fmt: skip
         assert sum(t["scores"]["attention"] for t in item["tokens"]) == pytest.approx(1.0, abs=1e-4)
         assert all(t["scores"]["gradient"] >= 0 for t in item["tokens"])
     # The trained model decides on the cue word, and its attention and leave-one-out both put it first.
@@ -155,6 +151,7 @@ def test_cli_explain_json_and_errors(
     trained_run: TrainedRuns, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = trained_run("bag-attn")
+    capsys.readouterr()  # the training summary, when this test trained the run
     assert main(["explain", str(run), "a great film", "--method", "attention,loo", "--format", "json"]) == 0
     (item,) = json.loads(capsys.readouterr().out)
     check_format(item, "a great film")
@@ -170,6 +167,7 @@ def test_cli_explain_renders_terminal_html_and_png(
     trained_run: TrainedRuns, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bag, transformer = trained_run("bag-attn"), trained_run("transformer")
+    capsys.readouterr()
     assert main(["explain", str(bag), "a really great film", "--method", "attention,ig"]) == 0
     out = capsys.readouterr().out
     assert "pos" in out and "attention" in out and "ig" in out and "great" in out
@@ -194,9 +192,25 @@ def test_cli_explain_renders_terminal_html_and_png(
     html = page.read_text(encoding="utf-8")
     embedded = html.split('<script type="application/json" id="attnkit-data">', 1)[1].split("</script>", 1)[0]
     (item,) = json.loads(embedded)
-    assert item["methods"] == ["attention", "rollout", "gradient", "grad-input", "ig", "loo"]
+    assert item["methods"] == [
+        "attention",
+        "rollout",
+        "attention-value",
+        "gradient",
+        "grad-input",
+        "ig",
+        "loo",
+    ]
     assert len(item["layers"]["attention"]) == Predictor(transformer).model.config.num_layers
     assert "http://" not in html and "https://" not in html
+
+    head = tmp_path / "head.html"
+    assert (
+        main(["explain", str(transformer), "a great film", "--format", "head-view", "--out", str(head)]) == 0
+    )
+    assert "renderHeadView" in head.read_text(encoding="utf-8")
+    assert main(["explain", str(bag), "a great film", "--format", "model-view", "--out", str(head)]) == 2
+    assert "needs a model with self-attention layers" in capsys.readouterr().err
 
     png = tmp_path / "e.png"
     assert main(["explain", str(bag), "great film", "awful film", "--format", "png", "--out", str(png)]) == 0

@@ -43,8 +43,15 @@ def scores_of(method: str, model: TextClassifier, ids: Tensor, mask: Tensor, tar
     )
 
 
-@pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("method", [*METHODS, "random"])
+NAME_METHOD = [
+    (name, method)
+    for name in MODELS
+    for method in [*METHODS, "random"]
+    if (name, method) != ("han", "attention-value")
+]
+
+
+@pytest.mark.parametrize(("name", "method"), NAME_METHOD)
 def test_padded_batch_equals_one_text_at_a_time(
     name: str, method: str, tiny_model: ModelFactory, make_batch: BatchFactory
 ) -> None:
@@ -163,6 +170,41 @@ def test_leave_one_out_of_a_single_token_compares_with_unk(tiny_model: ModelFact
     assert float(score[0, 0]) == pytest.approx(float(p - p_unk), abs=1e-6)
 
 
+@pytest.mark.parametrize("name", ["bag-attn", "bilstm-attn", "cnn-attn", "transformer"])
+@pytest.mark.parametrize("scorer", ["additive", "multihead"])
+def test_attention_value_is_an_exact_decomposition_of_the_logits(
+    name: str, scorer: str, tiny_model: ModelFactory, make_batch: BatchFactory
+) -> None:
+    """logits - sum_t contribution_t is the same for every input (it depends only on biases); for a single-head
+    scorer it is exactly the output layer's bias."""
+    from attnkit.explain.methods import token_contributions
+
+    options = {"pooling_scorer": scorer, "pooling_queries": 2}
+    if scorer == "multihead":
+        options["pooling_heads"] = 2
+    model = tiny_model(name, **options).eval().double()
+    ids, mask = make_batch([9, 4, 12], 12, seed=7)
+    with torch.no_grad():
+        logits = model(ids, mask).logits  # (B, C)
+        contributions = token_contributions(model, ids, mask)  # (B, T, C)
+    assert (contributions[~mask] == 0).all()
+    rest = logits - contributions.sum(dim=1)  # (B, C)
+    torch.testing.assert_close(rest, rest[:1].expand_as(rest))
+    if scorer == "additive":
+        torch.testing.assert_close(rest[0], model.head.bias)
+    scores = scores_of("attention-value", model, ids, mask, torch.tensor([0, 1, 2]))
+    centered = contributions - contributions.mean(dim=-1, keepdim=True)
+    torch.testing.assert_close(scores, centered[torch.arange(3), :, torch.tensor([0, 1, 2])] * mask)
+
+
+def test_attention_value_needs_token_level_pooling(
+    tiny_model: ModelFactory, make_batch: BatchFactory
+) -> None:
+    ids, mask = make_batch([5], 5)
+    with pytest.raises(ValueError, match="HAN pools sentence vectors"):
+        scores_of("attention-value", tiny_model("han").eval(), ids, mask, torch.zeros(1, dtype=torch.long))
+
+
 def test_rollout_by_hand() -> None:
     """One layer, two tokens: A = [[1, 0], [0.5, 0.5]], pooling [0.5, 0.5].
 
@@ -209,7 +251,7 @@ def test_binary_target_flips_the_sign_of_signed_methods(
     negates grad-input, IG and LOO exactly."""
     model = tiny_model("bilstm-attn", num_classes=2).eval()
     ids, mask = make_batch([6, 4], 6, seed=6)
-    for method in ("grad-input", "ig", "loo"):
+    for method in ("attention-value", "grad-input", "ig", "loo"):
         pos = scores_of(method, model, ids, mask, torch.tensor([1, 1]))
         neg = scores_of(method, model, ids, mask, torch.tensor([0, 0]))
         torch.testing.assert_close(neg, -pos, rtol=1e-4, atol=1e-6)

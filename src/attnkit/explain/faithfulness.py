@@ -31,7 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attnkit.explain.methods import METHODS, SIGNED, check_methods, compute_scores, delete_tokens
+from attnkit.explain.methods import (
+    METHODS,
+    SIGNED,
+    check_methods,
+    compute_scores,
+    delete_tokens,
+    target_probabilities,
+)
 from attnkit.layers.attention import Attention
 from attnkit.layers.pooling import AttentionPooling
 from attnkit.models.base import TextClassifier
@@ -162,7 +169,7 @@ def findings(report: FaithfulnessReport) -> list[str]:
     notes: list[str] = []
     by_name = {m.method: m for m in report.methods}
     random_result = by_name.get("random")
-    for name in ("attention", "rollout"):
+    for name in ("attention", "rollout", "attention-value"):
         if name not in by_name:
             continue
         result = by_name[name]
@@ -190,11 +197,11 @@ def findings(report: FaithfulnessReport) -> list[str]:
                 f"{name} is {verdict} the best other method, {best.method}, by comprehensiveness "
                 f"({result.comprehensiveness_aopc:.3f} vs {best.comprehensiveness_aopc:.3f})."
             )
-        if "ig" in by_name and name == "attention":
+        if "ig" in by_name:
             ig = by_name["ig"]
             relation = ">=" if result.comprehensiveness_aopc >= ig.comprehensiveness_aopc else "<"
             notes.append(
-                f"attention vs Integrated Gradients, comprehensiveness AOPC: {result.comprehensiveness_aopc:.3f} "
+                f"{name} vs Integrated Gradients, comprehensiveness AOPC: {result.comprehensiveness_aopc:.3f} "
                 f"{relation} {ig.comprehensiveness_aopc:.3f}."
             )
     uniform = report.uniform_attention
@@ -321,15 +328,8 @@ def faithfulness_report(
                 top = top_k_mask(scores[method], mask, fraction)  # (B, T)
                 ids_c, mask_c = delete_tokens(input_ids, mask, ~top, pad_id=pad_id, unk_id=unk_id)
                 ids_s, mask_s = delete_tokens(input_ids, mask, top, pad_id=pad_id, unk_id=unk_id)
-                with torch.no_grad():
-                    p_c = torch.softmax(model(ids_c, mask_c).logits.float(), dim=-1).gather(
-                        1, predicted[:, None]
-                    )
-                    p_s = torch.softmax(model(ids_s, mask_s).logits.float(), dim=-1).gather(
-                        1, predicted[:, None]
-                    )
-                comp_rows.append((full - p_c.squeeze(1)).tolist())
-                suff_rows.append((full - p_s.squeeze(1)).tolist())
+                comp_rows.append((full - target_probabilities(model, ids_c, mask_c, predicted)).tolist())
+                suff_rows.append((full - target_probabilities(model, ids_s, mask_s, predicted)).tolist())
             comp[method] += [list(row) for row in zip(*comp_rows, strict=True)]
             suff[method] += [list(row) for row in zip(*suff_rows, strict=True)]
 

@@ -8,6 +8,10 @@ contract of :mod:`attnkit.models.base`: ``forward`` returning ``ClassifierOutput
 - ``attention``: the model's own pooling weights (``token_attention``), >= 0, summing to 1.
 - ``rollout``: attention rollout (Abnar & Zuidema 2020) of the self-attention layers, read out through the
   pooling weights; only for models with self-attention (the transformer). >= 0, summing to 1.
+- ``attention-value``: the pooling's exact decomposition of the explained score into one term per token: token
+  ``t``'s attention weight times what its (value) state adds to the score through the output layer,
+  ``a_t * (W v_t)[target]`` (the norm-based view of Kobayashi et al. 2020, signed). The terms add up to the
+  explained score minus a constant from the biases. Needs the pooling to run over token states (not HAN).
 - ``gradient``: L2 norm of the gradient of the explained score w.r.t. each token's embedding, >= 0.
 - ``grad-input``: gradient x input, summed over the embedding: signed.
 - ``ig``: Integrated Gradients (Sundararajan et al. 2017, computed by Captum) from the all-zero embedding (the
@@ -23,19 +27,20 @@ Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``C`` classes
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from attnkit.layers.multihead import MultiHeadAttention
+from attnkit.layers.pooling import AttentionPooling
 from attnkit.models.base import TextClassifier
 
-METHODS: tuple[str, ...] = ("attention", "gradient", "grad-input", "ig", "loo")
+METHODS: tuple[str, ...] = ("attention", "attention-value", "gradient", "grad-input", "ig", "loo")
 """Methods a user can ask for. ``rollout`` comes with ``attention`` for models with self-attention layers."""
 
 SIGNED: dict[str, bool] = {
     "attention": False,
     "rollout": False,
+    "attention-value": True,
     "gradient": False,
     "grad-input": True,
     "ig": True,
@@ -126,6 +131,61 @@ def rollout_scores(model: TextClassifier, input_ids: Tensor, attention_mask: Ten
             "(use the transformer model, or the attention method)"
         )
     return rollout_from_layers(out.layer_attentions, out.token_attention, attention_mask)
+
+
+def _pools_token_states(model: TextClassifier) -> bool:
+    cls = type(model)
+    return (
+        cls.forward_from_embeddings is TextClassifier.forward_from_embeddings
+        and cls.pool is TextClassifier.pool
+        and cls.forward_head is TextClassifier.forward_head
+        and isinstance(getattr(model, "pooling", None), AttentionPooling)
+        and isinstance(getattr(model, "head", None), nn.Linear)
+    )
+
+
+def token_contributions(model: TextClassifier, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """``(B, T, C)``: each token's additive share of the logits through the attention pooling.
+
+    The pooled vector of query ``r`` is ``sum_t a_rt v_t`` (for the multihead scorer ``v_t`` is the token's
+    value, projected per head and through the output projection), and the logits are linear in it, so
+    ``logits = sum_t contribution_t + constant`` where the constant depends only on the biases.
+    """
+    if not _pools_token_states(model):
+        raise ValueError(
+            f"attention-value needs a model that pools token states straight into a linear output layer; "
+            f"{type(model).__name__} does not (HAN pools sentence vectors)"
+        )
+    embeddings = model.embed(input_ids)  # (B, T, E)
+    states, _ = model.forward_features(embeddings, attention_mask)  # (B, T, D)
+    pooling = model.pooling
+    weights = pooling(states, attention_mask).weights  # (B, [H,] R, T)
+    head = model.head.weight  # (C, R * D)
+    classes, queries, dim = head.shape[0], pooling.num_queries, pooling.dim
+    per_query = head.view(classes, queries, dim)  # (C, R, D)
+    attention = pooling.attention
+    if isinstance(attention, MultiHeadAttention):
+        heads, head_dim = attention.num_heads, attention.head_dim
+        values = attention._split_heads(attention.v_proj(states))  # (B, H, T, Dh)
+        out_weight = attention.out_proj.weight.view(dim, heads, head_dim)  # (D, H, Dh)
+        outputs = torch.einsum(
+            "bhtk,dhk->bhtd", values, out_weight
+        )  # (B, H, T, D): head h's output per token
+        to_logits = torch.einsum("bhtd,crd->bhrtc", outputs, per_query)  # (B, H, R, T, C)
+        return (weights[..., None] * to_logits).sum(dim=(1, 2))  # (B, T, C)
+    to_logits = torch.einsum("btd,crd->brtc", states, per_query)  # (B, R, T, C)
+    return (weights[..., None] * to_logits).sum(dim=1)  # (B, T, C)
+
+
+@torch.no_grad()
+def attention_value_scores(
+    model: TextClassifier, input_ids: Tensor, attention_mask: Tensor, targets: Tensor
+) -> Tensor:
+    """``(B, T)`` each token's share of the target's centered logit through the attention pooling."""
+    contributions = at_least_float32(token_contributions(model, input_ids, attention_mask))  # (B, T, C)
+    centered = contributions - contributions.mean(dim=-1, keepdim=True)  # (B, T, C)
+    index = targets[:, None, None].expand(-1, centered.shape[1], 1)  # (B, T, 1)
+    return centered.gather(2, index).squeeze(2) * attention_mask  # (B, T)
 
 
 def _embedding_gradient(
@@ -268,9 +328,6 @@ def loo_scores(
     return scores
 
 
-ScoreFn = Callable[[TextClassifier, Tensor, Tensor, Tensor], Tensor]
-
-
 def compute_scores(
     method: str,
     model: TextClassifier,
@@ -289,6 +346,8 @@ def compute_scores(
         return attention_scores(model, input_ids, attention_mask)
     if method == "rollout":
         return rollout_scores(model, input_ids, attention_mask)
+    if method == "attention-value":
+        return attention_value_scores(model, input_ids, attention_mask, targets)
     if method == "gradient":
         return gradient_scores(model, input_ids, attention_mask, targets)
     if method == "grad-input":
