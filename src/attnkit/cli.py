@@ -367,6 +367,73 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     ps.set_defaults(handler=_cmd_data_synthetic)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from attnkit.serve import Limits, ServeConfig, load_backend, run_server
+
+    limits = Limits(
+        max_texts=args.max_texts,
+        max_chars=args.max_chars,
+        max_body_bytes=args.max_body_bytes,
+        max_explain_texts=args.max_explain_texts,
+    )
+    config = ServeConfig(
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        limits=limits,
+    )
+    backend = load_backend(args.run_dir, args.backend, onnx_path=args.onnx, threads=args.threads)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("attnkit.serve").warning(
+            "listening on %s: reachable from other machines", args.host
+        )
+    run_server(backend, config, host=args.host, port=args.port)
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="REST API and web page for a trained run (FastAPI on uvicorn)")
+    p.add_argument("run_dir")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--onnx", help="ONNX file for --backend onnx (default RUN_DIR/model.onnx)")
+    p.add_argument("--threads", type=int, help="compute threads (default: the library's choice)")
+    p.add_argument("--max-batch-size", type=int, default=32, help="texts per model call (default 32)")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for a batch to fill (default 2)")
+    p.add_argument("--max-queue", type=int, default=1024, help="texts waiting before 503 (default 1024)")
+    p.add_argument("--max-texts", type=int, default=64, help="texts per /predict request (default 64)")
+    p.add_argument("--max-explain-texts", type=int, default=8, help="texts per /explain request (default 8)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body limit (default 1 MB)")
+    p.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from attnkit.export import export_onnx
+
+    report = export_onnx(
+        args.run_dir, args.out, opset=args.opset, check=not args.no_check, quantize=args.int8
+    )
+    print(json.dumps(report.to_json_dict()))
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export a trained run to ONNX (dynamic batch and length), optionally int8"
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", help="output file (default RUN_DIR/model.onnx)")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized model")
+    p.add_argument("--no-check", action="store_true", help="skip comparing ONNX Runtime with PyTorch")
+    p.set_defaults(handler=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"attnkit {__version__}")
@@ -381,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_faithfulness(sub)
     _add_data(sub)
     _add_bench(sub)
+    _add_serve(sub)
+    _add_export(sub)
     return parser
 
 

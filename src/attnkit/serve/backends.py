@@ -1,0 +1,101 @@
+"""Inference backends of the server: PyTorch (the run's model) or ONNX Runtime (an exported graph).
+
+Both tokenize in Python with the run's tokenizer and return class probabilities for a batch of texts. They are
+called from one worker thread at a time (see :mod:`attnkit.serve.batching`).
+
+Dimension legend: ``N`` texts, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from attnkit.predictor import Predictor
+
+BACKENDS = ("torch", "onnx")
+
+
+class Backend(Protocol):
+    """Class probabilities for a batch of texts."""
+
+    name: str
+    predictor: Predictor
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """``(N, C)`` float32 probabilities, one row per text, in the order of ``labels``."""
+        ...
+
+
+class TorchBackend:
+    """The run's PyTorch model (:meth:`Predictor.predict_proba`)."""
+
+    name = "torch"
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.predictor.predict_proba(texts, batch_size=max(1, len(texts))).numpy()
+
+
+class OnnxBackend:
+    """An exported graph run by ONNX Runtime; the predictor supplies tokenizer and labels.
+
+    Args:
+        predictor: the run (tokenizer, labels; explanations still use its PyTorch model).
+        path: the ``.onnx`` file written by :func:`attnkit.export.export_onnx`.
+        threads: ONNX Runtime intra-op threads (default: its own choice).
+    """
+
+    name = "onnx"
+
+    def __init__(self, predictor: Predictor, path: str | Path, *, threads: int | None = None) -> None:
+        from attnkit.export import onnx_session
+
+        self.predictor = predictor
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"no ONNX model at {self.path}; write one with: attnkit export {predictor.run_dir} --format onnx"
+            )
+        self.session = onnx_session(self.path, threads=threads)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        from attnkit.export import run_onnx
+
+        _, input_ids, mask = self.predictor.encode(texts)
+        logits, _ = run_onnx(self.session, input_ids, mask)  # (N, C)
+        return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
+
+
+def load_backend(
+    run_dir: str | Path,
+    backend: str = "torch",
+    *,
+    onnx_path: str | Path | None = None,
+    threads: int | None = None,
+) -> Backend:
+    """Load a run for serving.
+
+    Args:
+        run_dir: a directory written by ``attnkit train``.
+        backend: ``torch`` or ``onnx``.
+        onnx_path: the ONNX file for the ``onnx`` backend (default ``RUN_DIR/model.onnx``).
+        threads: compute threads (torch intra-op threads, or ONNX Runtime intra-op threads).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    predictor = Predictor(run_dir)
+    if backend == "torch":
+        return TorchBackend(predictor)
+    from attnkit.export import ONNX_FILE
+
+    return OnnxBackend(predictor, onnx_path or predictor.run_dir / ONNX_FILE, threads=threads)
