@@ -256,7 +256,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         action="append",
-        help="attention, gradient, grad-input, ig, loo or all (repeat or comma-separate; default attention)",
+        help="attention, attention-value, gradient, grad-input, ig, loo or all (repeat or comma-separate; default "
+        "attention; transformers add rollout to attention)",
     )
     p.add_argument(
         "--format",

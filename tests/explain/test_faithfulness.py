@@ -38,11 +38,14 @@ def test_top_k_mask_by_hand() -> None:
         [False, True, False, False, False],
         [True, False, False, False, False],
     ]
-    # 50%: round(2.5) = 2 (round half to even) and round(1.5) = 2.
+    # 50%: 2.5 and 1.5 tokens round (half up) to 3 and 2; ties among the top go to the earlier position.
     assert top_k_mask(scores, mask, 0.5).tolist() == [
-        [False, True, False, True, False],
+        [False, True, True, True, False],
         [True, False, True, False, False],
     ]
+    # 1% of 50, 150 and 250 tokens: 0.5, 1.5, 2.5 -> 1, 2, 3 (no half-to-even surprises)
+    long_mask = torch.arange(250)[None, :] < torch.tensor([[50], [150], [250]])
+    assert top_k_mask(torch.rand(3, 250), long_mask, 0.01).sum(dim=1).tolist() == [1, 2, 3]
     assert top_k_mask(scores, mask, 0.0).sum(dim=1).tolist() == [1, 1]  # at least one token
     assert not top_k_mask(scores, mask, 1.0)[1, 3:].any()  # never padding
 
@@ -68,7 +71,7 @@ def naive_comprehensiveness(predictor: Predictor, text: str, scores: list[float]
     """Delete the top round(fraction * n) tokens (>= 1) from the id list by hand and re-run the model."""
     _, ids, mask = predictor.encode([text])
     tokens = ids[0].tolist()
-    k = max(1, round(fraction * len(tokens)))
+    k = max(1, (len(tokens) * round(fraction * 10_000) + 5_000) // 10_000)
     top = sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[:k]
     rest = [t for i, t in enumerate(tokens) if i not in top] or [predictor.tokenizer.unk_id]
     with torch.no_grad():
@@ -107,7 +110,8 @@ def test_report_matches_naive_recomputation_and_is_deterministic(trained_run: Tr
         assert report.method(method).comprehensiveness_aopc == pytest.approx(
             sum(expected) / len(expected), abs=1e-5
         )
-    assert report.method("loo").kendall_tau_loo == pytest.approx(1.0)
+    assert report.method("loo").kendall_tau_loo is None  # no self-comparison
+    assert [(c.method, c.other) for c in report.comparisons] == [("attention", "random")]
     same = faithfulness_report(
         predictor, texts, labels=["pos", "neg", "pos"], methods=["attention", "loo"], n=3, batch_size=2
     )
@@ -191,3 +195,63 @@ def test_plausibility_on_a_trained_cue_model(tmp_path: Path, capsys: pytest.Capt
 def test_cue_task_rejects_impossible_vocabularies() -> None:
     with pytest.raises(ValueError, match="only 256 exist"):
         make_cue_task(10, distractors=300)
+
+
+def test_han_all_methods_leave_out_what_it_does_not_support(trained_run: TrainedRuns) -> None:
+    from attnkit.explain import explain
+
+    predictor = Predictor(trained_run("han"))
+    texts = ["the film was great. the story was very good.", "awful plot. quite boring!"]
+    (explanation, _) = explain(predictor, texts, ["all"])
+    assert explanation.methods == ["attention", "gradient", "grad-input", "ig", "loo"]
+    with pytest.raises(ValueError, match="HAN pools sentence vectors"):
+        explain(predictor, texts, ["attention-value"])
+    report = faithfulness_report(predictor, texts, n=2, ig_steps=8)
+    assert [m.method for m in report.methods] == [
+        "attention",
+        "gradient",
+        "grad-input",
+        "ig",
+        "loo",
+        "random",
+    ]
+    assert report.uniform_attention is not None and report.uniform_attention.pooling_layers == 2
+
+
+def test_methods_refuse_a_model_in_training_mode(tiny_model: ModelFactory, make_batch: BatchFactory) -> None:
+    ids, mask = make_batch([4], 4)
+    with pytest.raises(ValueError, match="eval mode"):
+        compute_scores(
+            "attention",
+            tiny_model("bag-attn").train(),
+            ids,
+            mask,
+            torch.zeros(1, dtype=torch.long),
+            pad_id=0,
+            unk_id=1,
+        )
+
+
+def test_uniform_pooling_restores_after_an_error(tiny_model: ModelFactory, make_batch: BatchFactory) -> None:
+    from attnkit.layers.attention import Attention
+
+    model = tiny_model("bilstm-attn", pooling_scorer="multihead", pooling_heads=2).eval()
+    ids, mask = make_batch([5, 2], 5)
+    before = model(ids, mask).logits
+    with pytest.raises(RuntimeError, match="boom"), uniform_pooling(model) as patched:
+        assert patched == 1
+        torch.testing.assert_close(model(ids, mask).token_attention, mask.float() / mask.sum(1, keepdim=True))
+        raise RuntimeError("boom")
+    assert all("forward" not in vars(m.scorer) for m in model.modules() if isinstance(m, Attention))
+    torch.testing.assert_close(model(ids, mask).logits, before)
+
+
+def test_paired_bootstrap_by_hand() -> None:
+    from attnkit.explain.faithfulness import Comparison, paired_bootstrap
+
+    assert paired_bootstrap([0.5, 0.2, 0.9], [0.5, 0.2, 0.9], seed=0) == (0.0, 0.0, 0.0)
+    assert paired_bootstrap([1.5, 1.2, 1.9], [0.5, 0.2, 0.9], seed=0) == pytest.approx((1.0, 1.0, 1.0))
+    mean, low, high = paired_bootstrap([1.0, -1.0] * 50, [0.0] * 100, seed=0)
+    assert mean == 0.0 and low < 0 < high
+    assert Comparison("attention", "ig", mean, low, high).verdict == "not distinguishable from"
+    assert Comparison("attention", "random", 0.2, 0.1, 0.3).verdict == "more faithful than"

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from attnkit.data.tokenizer import clean_text
-from attnkit.explain.methods import SIGNED, check_methods, compute_scores
+from attnkit.explain.methods import SIGNED, check_methods, compute_scores, has_self_attention
 from attnkit.predictor import Prediction, Predictor
 
 
@@ -114,34 +114,35 @@ def explain(
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, got one str; wrap it in a list")
-    chosen = check_methods(list(methods))
     if target is not None and target not in predictor.labels:
         raise ValueError(
             f"unknown target label {target!r}; the model's labels are {', '.join(predictor.labels)}"
         )
     model = predictor.model
     max_length = predictor.tokenizer.config.max_length
+    if not texts:
+        return []
+    has_layers = has_self_attention(model, *predictor.encode(list(texts[:1]))[1:])
+    if layers and not has_layers:
+        raise ValueError(
+            f"layer attention maps need a model with self-attention layers; this run's model is "
+            f"{predictor.config.model.name} (use the transformer)"
+        )
+    names = check_methods(list(methods), model, has_layers=has_layers)
+    if "attention" in names and has_layers and "rollout" not in names:
+        names.insert(names.index("attention") + 1, "rollout")
     results: list[Explanation] = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         encodings, input_ids, mask = predictor.encode(chunk)
         with torch.no_grad():
-            out = model(input_ids, mask, need_layer_attentions=True)
+            out = model(input_ids, mask, need_layer_attentions=layers)
         probabilities = torch.softmax(out.logits.float(), dim=-1).cpu()  # (B, C)
-        has_layers = bool(out.layer_attentions)
-        if layers and not has_layers:
-            raise ValueError(
-                f"layer attention maps need a model with self-attention layers; this run's model is "
-                f"{predictor.config.model.name} (use the transformer)"
-            )
         if target is None:
             targets = probabilities.argmax(dim=-1)  # (B,)
         else:
             targets = torch.full((len(chunk),), predictor.labels.index(target), dtype=torch.long)
         targets = targets.to(input_ids.device)
-        names = list(chosen)
-        if "attention" in names and has_layers and "rollout" not in names:
-            names.insert(names.index("attention") + 1, "rollout")
         scores = {
             name: compute_scores(
                 name,
@@ -169,7 +170,7 @@ def explain(
                 for i, (s, e) in enumerate(enc.offsets)
             ]
             maps = None
-            if layers and out.layer_attentions:
+            if layers and out.layer_attentions:  # checked above: the model has them
                 stacked = torch.stack(
                     [layer[row, :, :n, :n] for layer in out.layer_attentions]
                 )  # (L, H, n, n)

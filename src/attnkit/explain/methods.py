@@ -50,13 +50,33 @@ SIGNED: dict[str, bool] = {
 """Whether a method's scores can be negative (positive = supports the target class)."""
 
 
-def check_methods(methods: list[str] | tuple[str, ...]) -> list[str]:
-    """Expand ``all`` and validate names; returns the methods in the order given, without duplicates."""
+def supports(method: str, model: TextClassifier, *, has_layers: bool) -> bool:
+    """Whether ``method`` applies to ``model``: ``rollout`` needs self-attention layers and ``attention-value``
+    a pooling over token states (not HAN)."""
+    if method == "rollout":
+        return has_layers
+    if method == "attention-value":
+        return _pools_token_states(model)
+    return True
+
+
+def check_methods(
+    methods: list[str] | tuple[str, ...], model: TextClassifier | None = None, *, has_layers: bool = False
+) -> list[str]:
+    """Expand ``all`` and validate names; returns the methods in the order given, without duplicates.
+
+    With ``model``, ``all`` leaves out the methods the model does not support (a named one still raises when
+    computed, with the reason).
+    """
     if isinstance(methods, str):
         methods = [methods]
     expanded: list[str] = []
     for name in methods:
-        for method in METHODS if name == "all" else [name]:
+        if name == "all":
+            chosen = [m for m in METHODS if model is None or supports(m, model, has_layers=has_layers)]
+        else:
+            chosen = [name]
+        for method in chosen:
             if method not in METHODS and method != "rollout":
                 raise ValueError(
                     f"unknown explanation method {method!r}; choose from {', '.join(METHODS)} or all"
@@ -193,7 +213,8 @@ def _embedding_gradient(
 ) -> tuple[Tensor, Tensor]:
     """The embeddings ``(B, T, E)`` and the gradient of each row's centered target logit w.r.t. them."""
     embeddings = model.embed(input_ids).detach().requires_grad_(True)  # (B, T, E)
-    with torch.enable_grad():
+    # cuDNN refuses the backward of an RNN in eval mode; the native kernels compute the same gradient.
+    with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
         out = model.forward_from_embeddings(embeddings, attention_mask, input_ids=input_ids)
         explained = centered_logits(at_least_float32(out.logits)).gather(1, targets[:, None]).sum()
         (grad,) = torch.autograd.grad(explained, embeddings)  # (B, T, E)
@@ -245,7 +266,7 @@ def ig_scores(
         # About 64k token positions per forward pass keeps memory modest for long texts.
         internal_batch_size = max(1, 65_536 // max(1, input_ids.shape[1]))
     ig = IntegratedGradients(forward)
-    with torch.enable_grad():
+    with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
         attributions, delta = ig.attribute(
             embeddings,
             baselines=torch.zeros_like(embeddings),
@@ -290,15 +311,18 @@ def delete_tokens(
 def target_probabilities(
     model: TextClassifier, input_ids: Tensor, attention_mask: Tensor, targets: Tensor, batch_size: int = 256
 ) -> Tensor:
-    """``(N,)`` the probability of each row's target class, computed ``batch_size`` rows at a time."""
+    """``(N,)`` float64 probability of each row's target class, computed ``batch_size`` rows at a time.
+
+    The softmax runs in float64 so that small changes of a confident prediction (p close to 1) do not round away.
+    """
     out = []
     for start in range(0, input_ids.shape[0], batch_size):
         rows = slice(start, start + batch_size)
         ids, mask = input_ids[rows], attention_mask[rows]
         used = max(1, int(mask.sum(dim=1).max()))  # trim shared padding
-        logits = model(ids[:, :used], mask[:, :used]).logits.float()  # (b, C)
+        logits = model(ids[:, :used], mask[:, :used]).logits.double()  # (b, C)
         out.append(torch.softmax(logits, dim=-1).gather(1, targets[rows, None]).squeeze(1))
-    return torch.cat(out) if out else input_ids.new_zeros(0, dtype=torch.float)
+    return torch.cat(out) if out else input_ids.new_zeros(0, dtype=torch.float64)
 
 
 @torch.no_grad()
@@ -314,7 +338,7 @@ def loo_scores(
 ) -> Tensor:
     """``(B, T)`` leave-one-out: ``p(target | text) - p(target | text without token t)`` for every token."""
     full = target_probabilities(model, input_ids, attention_mask, targets, batch_size)  # (B,)
-    scores = torch.zeros(input_ids.shape, dtype=torch.float, device=input_ids.device)  # (B, T)
+    scores = torch.zeros(input_ids.shape, dtype=torch.float64, device=input_ids.device)  # (B, T)
     for row in range(input_ids.shape[0]):
         n = int(attention_mask[row].sum())
         ids = input_ids[row, :n].expand(n, n)  # (n, n): one copy per deleted token
@@ -325,7 +349,7 @@ def loo_scores(
         row_targets = targets[row].expand(n)  # (n,)
         without = target_probabilities(model, deleted_ids, deleted_mask, row_targets, batch_size)  # (n,)
         scores[row, :n] = full[row] - without
-    return scores
+    return scores.float()  # differences were taken in float64; float32 holds them without loss that matters
 
 
 def compute_scores(
@@ -341,7 +365,12 @@ def compute_scores(
     batch_size: int = 256,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """``(B, T)`` scores of one method (``random`` gives uniform noise: the baseline of the faithfulness report)."""
+    """``(B, T)`` scores of one method (``random`` gives uniform noise: the baseline of the faithfulness report).
+
+    The model must be in eval mode: dropout would make every score (and every erasure) random.
+    """
+    if model.training:
+        raise ValueError("explanations need the model in eval mode (dropout off); call model.eval() first")
     if method == "attention":
         return attention_scores(model, input_ids, attention_mask)
     if method == "rollout":

@@ -73,7 +73,7 @@ def make_cue_task(
     vocab_rng.shuffle(cue_words)
     cues = [cue_words[c * cues_per_class : (c + 1) * cues_per_class] for c in range(num_classes)]
     filler = _pseudo_words(vocab_rng, distractors, syllables=2)
-    rng = random.Random(f"cue-examples-{seed}-{n}")
+    rng = random.Random(f"cue-examples-{seed}")  # the first k examples do not depend on n
     examples = []
     for i in range(n):
         label = i % num_classes
@@ -157,7 +157,8 @@ def token_f1(scores: Sequence[float], gold: Sequence[bool]) -> float:
 
 
 def auprc(scores: Sequence[float], gold: Sequence[bool]) -> float:
-    """Average precision of the token ranking against the gold rationale (scikit-learn's definition)."""
+    """Area under the precision-recall curve of the token ranking against the gold rationale, as average precision
+    (scikit-learn's step-wise definition, not ERASER's trapezoid)."""
     from sklearn.metrics import average_precision_score
 
     if not any(gold):
@@ -178,7 +179,9 @@ def plausibility(
 ) -> list[dict[str, Any]]:
     """Token-F1 and AUPRC of each method's ranking against the planted cues, on ``n`` sampled examples.
 
-    Scores explain the predicted label; a seeded ``random`` ranking is the chance baseline. Returns one row
+    Scores explain each text's gold label (the planted cues are its rationale); a seeded ``random`` ranking is the
+    chance baseline. Decoy cues of another class are real counter-evidence: unsigned methods (attention, gradient)
+    may rank them high and lose precision for it, signed methods should rank them last. Returns one row
     ``{"method", "token_f1", "auprc", "n"}`` per method.
     """
     import torch
@@ -187,17 +190,26 @@ def plausibility(
 
     picked = sorted(random.Random(seed).sample(range(len(examples)), min(n, len(examples))))
     sample = [examples[i] for i in picked]
-    explanations = explain(predictor, [e.text for e in sample], methods, ig_steps=ig_steps)
+    # The planted cues are the rationale of the gold label, so each text is explained for its gold label.
+    explanations: list[Any] = [None] * len(sample)
+    for label in sorted({e.label for e in sample}):
+        rows = [i for i, e in enumerate(sample) if e.label == label]
+        for i, explanation in zip(
+            rows,
+            explain(predictor, [sample[i].text for i in rows], methods, target=label, ig_steps=ig_steps),
+            strict=True,
+        ):
+            explanations[i] = explanation
     names = list(explanations[0].methods) if explanations else []
     generator = torch.Generator().manual_seed(seed)
-    rows: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in [*names, "random"]}
+    rows_by_method: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in [*names, "random"]}
     for example, explanation in zip(sample, explanations, strict=True):
         gold = token_rationale([(t.start, t.end) for t in explanation.tokens], example.cues)
         noise = torch.rand(len(gold), generator=generator).tolist()
         for method in [*names, "random"]:
             scores = noise if method == "random" else explanation.scores(method)
-            rows[method][0].append(token_f1(scores, gold))
-            rows[method][1].append(auprc(scores, gold))
+            rows_by_method[method][0].append(token_f1(scores, gold))
+            rows_by_method[method][1].append(auprc(scores, gold))
     return [
         {
             "method": method,
@@ -205,5 +217,5 @@ def plausibility(
             "auprc": float(np.nanmean(ap)) if ap else float("nan"),
             "n": len(f1),
         }
-        for method, (f1, ap) in rows.items()
+        for method, (f1, ap) in rows_by_method.items()
     ]
