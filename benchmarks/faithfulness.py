@@ -85,14 +85,19 @@ def table(paths: list[str]) -> str:
             )
         uniform = report["uniform_attention"]
         change = (
-            f"accuracy {uniform['accuracy']:.1%} -> {uniform['accuracy_uniform']:.1%}"
+            f", accuracy {uniform['accuracy']:.1%} -> {uniform['accuracy_uniform']:.1%}"
             if uniform.get("accuracy") is not None
             else ""
         )
+        versus = "; ".join(
+            f"{c['method']} - {c['other']} = {c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+            for c in report.get("comparisons", [])
+            if c["other"] == "ig"
+        )
         notes.append(
-            f"- **{report['model']}** (n={report['n']}, seed {report['seed']}, IG {report.get('ig_steps', 50)} "
-            f"steps): with uniform pooling weights {uniform['prediction_agreement']:.1%} of predictions kept, "
-            f"{change}. " + " ".join(report["findings"])
+            f"- **{report['model']}** (n={report['n']}, IG {report.get('ig_steps', 50)} steps, "
+            f"{report['wall_seconds'] / 60:.0f} min): comprehensiveness AOPC differences with 95% bootstrap CIs: "
+            f"{versus}. Pooling forced uniform: {uniform['prediction_agreement']:.1%} of predictions kept{change}."
         )
     return "\n".join(lines) + "\n\n" + "\n".join(notes)
 
