@@ -116,6 +116,10 @@ class ClassifierConfig:
         """State sizes the attention pooling layers run over (one per pooling layer)."""
         return (self.embed_dim,)
 
+    def token_input_dim(self) -> int:
+        """Size of the per-token vectors ``embed`` returns and ``forward_from_embeddings`` takes."""
+        return self.embed_dim
+
     # -- serialization --------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -309,9 +313,10 @@ class TextClassifier(nn.Module):
             )
 
     def _check_embeddings(self, embeddings: Tensor, attention_mask: Tensor) -> None:
-        if embeddings.dim() != 3 or embeddings.shape[-1] != self.config.embed_dim:
+        width = self.config.token_input_dim()
+        if embeddings.dim() != 3 or embeddings.shape[-1] != width:
             raise ValueError(
-                f"embeddings must have shape (batch, tokens, {self.config.embed_dim}), "
+                f"embeddings must have shape (batch, tokens, {width}), "
                 f"got {tuple(embeddings.shape)}"
             )
         check_right_padded(attention_mask)
