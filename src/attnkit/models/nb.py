@@ -1,20 +1,23 @@
-"""Naive-Bayes-scaled n-gram attention: hashed uni..K-gram features, NB log-count ratios, attention pooling.
+"""Naive-Bayes-scaled n-gram attention: hashed uni..K-gram evidence pooled by attention over word keys.
 
 Each token position ``t`` closes up to ``K`` n-grams (the word itself, the bigram ending at ``t``, the trigram
-ending at ``t``...). Every n-gram ``g`` owns three things in one shared table of ``vocab_size + ngram_buckets``
-rows (unigrams are looked up by word id, longer n-grams by hash):
+ending at ``t``...). Every n-gram ``g`` has a row in one shared table of ``vocab_size + ngram_buckets`` rows
+(unigrams by word id, longer n-grams by hash) holding:
 
-- ``r_g`` ``(C,)``: its Naive-Bayes log-count ratios, one-vs-rest per class, computed from the training split by
+- ``r_g`` ``(C,)``: its Naive-Bayes log-count ratios, one-vs-rest per class, counted on the training split by
   :meth:`NBAttnClassifier.init_from_data` (binarized document counts, as in NBSVM, Wang & Manning 2012). A
-  buffer: it is saved with the weights but never trained.
-- ``w_g`` (scalar): a learned gate, initialised to 0 and weight-decayed towards 0, so that ``r_g (1 + w_g)``
-  starts at, and is pulled back to, the Naive-Bayes evidence.
-- ``k_g`` ``(E,)``: a learned key embedding the attention scores are computed from.
+  buffer: saved with the weights, never trained.
+- ``w_g`` ``(C,)``: learned gates (initialised to ``gate_init``), so the n-gram's evidence is ``r_g * w_g``: a
+  learned weight per n-gram and class in the NB-scaled feature space, as NBSVM learns one.
 
-The token state is ``[sum_g k_g ; sum_g r_g (1 + w_g)]`` ``(E + C,)``; attention pooling over the tokens
-averages it and a linear head maps the average to the logits. The head starts as ``nb_scale`` times the identity
-on the NB block and zero on the key block, so before any training the model is a length-normalized Naive-Bayes
-classifier whose token weights are the attention weights.
+Each word also has a learned key ``k_t`` ``(E,)``. The token state is ``[k_t ; sum_g r_g * w_g]``
+``(E + C,)``, where the sum runs over the n-grams ending at ``t`` (with ``binary``, only those seen for the
+first time in the text). Attention pooling scores the tokens from their keys only, and the same weights average
+the keys and the evidence; the pooled evidence is scaled by ``T ** length_power``. A linear head maps the pooled
+vector to the logits; it starts as ``nb_scale`` times the identity on the evidence block.
+
+Why scores from keys only: on IMDb, scoring from the full state (evidence included) let the attention latch
+onto the memorized n-grams of the training split (validation up, test down).
 
 Dimension legend: ``B`` batch, ``T`` tokens, ``K`` n-gram orders, ``E`` key embedding size, ``C`` classes,
 ``S = E + C`` token state size, ``N`` rows of the n-gram table.
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnkit.data.batching import collate
 from attnkit.layers.pooling import AttentionPooling, PoolingOutput
 from attnkit.models.base import ClassifierConfig, TextClassifier
 
@@ -95,44 +99,31 @@ def first_occurrences(rows: Tensor, *, pad_id: int) -> Tensor:
     return (first & (flat != pad_id)).reshape(batch, length, orders)
 
 
-def nb_log_count_ratios(
-    doc_rows: Sequence[Tensor], labels: Sequence[int], *, num_rows: int, num_classes: int, alpha: float
-) -> Tensor:
-    """One-vs-rest Naive-Bayes log-count ratios of every table row from binarized document counts.
+def nb_log_count_ratios(counts: Tensor, *, alpha: float) -> Tensor:
+    """One-vs-rest Naive-Bayes log-count ratios from per-class document counts.
 
-    For class ``c``: ``p = alpha + (documents of class c containing g)``, ``q = alpha + (documents of other
-    classes containing g)``, and ``r[g, c] = log(p / |p|_1) - log(q / |q|_1)``, with the norms summed over the
-    rows seen in training. Rows never seen get 0 (no evidence).
+    For class ``c`` and row ``g``: ``p = alpha + counts[g, c]`` (documents of class ``c`` containing ``g``),
+    ``q = alpha + sum_{c' != c} counts[g, c']``, and ``r[g, c] = log(p / |p|_1) - log(q / |q|_1)`` with the
+    norms summed over the rows seen at least once. Rows never seen get 0 (no evidence).
 
     Args:
-        doc_rows: one 1-D long tensor of table rows per document (repeats are counted once).
-        labels: the class of each document.
-        num_rows: rows of the table.
-        num_classes: ``C``.
+        counts: ``(N, C)`` document counts, ``C >= 2``.
         alpha: additive smoothing (> 0).
 
     Returns:
-        ``(num_rows, C)`` float32 ratios. With ``C = 1`` (a single sigmoid logit) the one column holds
-        the ratio of label 1 against label 0.
+        ``(N, C)`` float32 ratios.
     """
-    if len(doc_rows) != len(labels):
-        raise ValueError(f"got {len(doc_rows)} documents but {len(labels)} labels")
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
-    columns = max(num_classes, 2)
-    counts = torch.zeros(num_rows, columns, dtype=torch.float64)  # (N, C'): documents containing g
-    for rows, label in zip(doc_rows, labels, strict=True):
-        unique = torch.unique(rows)
-        counts[unique, label] += 1.0
+    if counts.dim() != 2 or counts.shape[1] < 2:
+        raise ValueError(f"counts must have shape (rows, classes >= 2), got {tuple(counts.shape)}")
+    counts = counts.double()
     seen = counts.sum(dim=1) > 0  # (N,)
-    positive = counts + alpha  # (N, C')
-    negative = counts.sum(dim=1, keepdim=True) - counts + alpha  # (N, C')
-    p = positive / positive[seen].sum(dim=0)  # (N, C')
-    q = negative / negative[seen].sum(dim=0)  # (N, C')
-    ratios = torch.where(seen.unsqueeze(1), p.log() - q.log(), 0.0)  # (N, C')
-    if num_classes == 1:
-        ratios = ratios[:, 1:]
-    return ratios.float()
+    positive = counts + alpha  # (N, C)
+    negative = counts.sum(dim=1, keepdim=True) - counts + alpha  # (N, C)
+    p = positive / positive[seen].sum(dim=0)  # (N, C)
+    q = negative / negative[seen].sum(dim=0)  # (N, C)
+    return torch.where(seen.unsqueeze(1), p.log() - q.log(), 0.0).float()  # (N, C)
 
 
 @dataclass(frozen=True)
@@ -177,6 +168,10 @@ class NBAttnConfig(ClassifierConfig):
             )
         if self.nb_alpha <= 0:
             raise ValueError(f"{self._name}.nb_alpha must be > 0, got {self.nb_alpha}")
+        if not isinstance(self.binary, bool):
+            raise ValueError(f"{self._name}.binary must be true or false, got {self.binary!r}")
+        if self.length_power < 0:
+            raise ValueError(f"{self._name}.length_power must be >= 0, got {self.length_power}")
 
     @property
     def num_rows(self) -> int:
@@ -222,12 +217,13 @@ class NBAttnClassifier(TextClassifier):
 
     def _init_head(self) -> None:
         cfg = self.config
-        with torch.no_grad():
-            self.head.weight.zero_()
+        with torch.no_grad():  # the key block keeps nn.Linear's default initialisation
             self.head.bias.zero_()
             start = cfg.pooling_queries * cfg.embed_dim  # pooled = [keys (R*E) ; evidence (R*C)]
             for query in range(cfg.pooling_queries):  # the evidence block of every query
-                block = self.head.weight[:, start + query * cfg.num_classes : start + (query + 1) * cfg.num_classes]
+                block = self.head.weight[
+                    :, start + query * cfg.num_classes : start + (query + 1) * cfg.num_classes
+                ]
                 block.copy_(torch.eye(cfg.num_classes) * cfg.nb_scale / cfg.pooling_queries)
 
     def rows(self, input_ids: Tensor) -> Tensor:
@@ -242,22 +238,36 @@ class NBAttnClassifier(TextClassifier):
         )
 
     @torch.no_grad()
+    def document_counts(
+        self, ids: Sequence[Sequence[int]], labels: Sequence[int], *, batch_size: int = 256
+    ) -> Tensor:
+        """``(N, max(C, 2))`` float64: for each table row and class, how many texts of that class contain it."""
+        if len(ids) != len(labels):
+            raise ValueError(f"got {len(ids)} texts but {len(labels)} labels")
+        cfg = self.config
+        counts = torch.zeros(cfg.num_rows, max(cfg.num_classes, 2), dtype=torch.float64)  # (N, C')
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths: little padding
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            batch = collate([list(ids[i]) for i in index], pad_id=cfg.pad_id)
+            rows = self.rows(batch.input_ids)  # (B, T, K)
+            first = first_occurrences(rows, pad_id=cfg.pad_id)  # (B, T, K): each n-gram once per text
+            label = torch.as_tensor([labels[i] for i in index]).view(-1, 1, 1).expand_as(rows)  # (B, T, K)
+            ones = torch.ones(int(first.sum()), dtype=torch.float64)
+            counts.index_put_((rows[first], label[first]), ones, accumulate=True)
+        return counts
+
+    @torch.no_grad()
     def init_from_data(self, ids: Sequence[Sequence[int]], labels: Sequence[int]) -> None:
-        """Set the Naive-Bayes ratios from the training split (token id lists and their class ids)."""
+        """Set the Naive-Bayes ratios from the training split (token id lists and their class ids).
+
+        With a single logit (``num_classes = 1``) the ratio is that of label 1 against label 0.
+        """
         if len(ids) == 0:
-            raise ValueError("init_from_data needs at least one training document")
-        doc_rows = []
-        for doc in ids:
-            tensor = torch.as_tensor(list(doc) or [self.config.pad_id], dtype=torch.long).unsqueeze(0)  # (1, T)
-            rows = self.rows(tensor).flatten()  # (T * K,)
-            doc_rows.append(rows[rows != self.config.pad_id])
-        ratios = nb_log_count_ratios(
-            doc_rows,
-            labels,
-            num_rows=self.config.num_rows,
-            num_classes=self.config.num_classes,
-            alpha=self.config.nb_alpha,
-        )  # (N, C)
+            raise ValueError("init_from_data needs at least one training text")
+        ratios = nb_log_count_ratios(self.document_counts(ids, labels), alpha=self.config.nb_alpha)  # (N, C')
+        if self.config.num_classes == 1:
+            ratios = ratios[:, 1:]
         ratios[self.config.pad_id] = 0.0
         self.nb_ratios.copy_(ratios)
 
