@@ -137,3 +137,20 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="binary"):
         NBAttnConfig(binary="yes")  # type: ignore[arg-type]
     assert NBAttnConfig(max_order=1, ngram_buckets=0).num_rows == NBAttnConfig().vocab_size
+
+
+def test_with_evidence_padding_changes_nothing_and_gradients_reach_the_evidence() -> None:
+    model = tiny(gate_init=1.0).eval()
+    model.init_from_data([[5, 7, 9, 11, 5], [6, 8, 10, 12], [5, 9, 13]], [0, 1, 0])
+    ids = torch.tensor([[5, 7, 9, 11, 5, 0], [6, 8, 10, 0, 0, 0]])
+    mask = ids != 0
+    wide_ids = torch.cat([ids, torch.zeros(2, 5, dtype=torch.long)], dim=1)
+    out, wide = model(ids, mask), model(wide_ids, wide_ids != 0)
+    torch.testing.assert_close(out.logits, wide.logits)
+    torch.testing.assert_close(out.token_attention, wide.token_attention[:, :6])
+    # What explanation methods do: gradients of a logit w.r.t. (scaled) embeddings, evidence columns included.
+    emb = (0.5 * model.embed(ids)).detach().requires_grad_(True)
+    model.forward_from_embeddings(emb, mask, input_ids=ids).logits[:, 1].sum().backward()
+    assert emb.grad is not None
+    assert torch.all(emb.grad[mask][:, 4:].abs().sum(-1) > 0)  # every real token's evidence matters
+    assert torch.all(emb.grad[~mask] == 0)
