@@ -72,6 +72,7 @@ TINY: dict[str, dict[str, Any]] = {
     "cnn-attn": {"embed_dim": 8, "num_filters": 4, "kernel_sizes": (3, 5)},
     "transformer": {"embed_dim": 16, "num_heads": 2, "ff_dim": 32, "num_layers": 2},
     "bag-attn": {"embed_dim": 8, "bigram_buckets": 97},
+    "nb-attn": {"embed_dim": 8, "ngram_buckets": 97},
     "han": {
         "embed_dim": 8,
         "word_hidden_size": 4,

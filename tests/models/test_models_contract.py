@@ -23,7 +23,7 @@ LENGTHS = [17, 9, 1, 23]
 
 def test_every_registered_model_has_a_tiny_config(tiny_configs: dict[str, Any]) -> None:
     assert set(tiny_configs) == set(MODEL_REGISTRY) == set(MODELS)
-    assert MODELS == ["bag-attn", "bilstm-attn", "cnn-attn", "han", "transformer"]
+    assert MODELS == ["bag-attn", "bilstm-attn", "cnn-attn", "han", "nb-attn", "transformer"]
 
 
 @pytest.mark.parametrize("scorer", SCORERS)

@@ -114,3 +114,28 @@ def test_test_split_never_selects(tiny_data: tuple[Path, Path], tmp_path: Path) 
     assert result.metrics["best_val_accuracy"] == best["val_accuracy"]
     times = [h["train_seconds"] for h in history]
     assert times == sorted(times)
+
+
+def test_fit_initializes_nb_attn_from_the_training_split_only(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, test = tiny_data
+    config = tiny_config(train, test, model="nb-attn", epochs=2).with_overrides(
+        ["model.options={embed_dim: 8, ngram_buckets: 101, gate_init: 1.0}"]
+    )
+    result = fit(config, tmp_path / "run")
+    assert result.metrics["init_seconds"] > 0
+    assert result.metrics["test"]["accuracy"] >= 0.9
+    ratios = load_file(str(tmp_path / "run" / "model.safetensors"))["nb_ratios"]
+    model = result.model
+    assert isinstance(model, torch.nn.Module)
+    # The saved ratios are exactly the ones counted on the training split (validation and test left out).
+    expected = model.document_counts(result.data.train.ids, result.data.train.labels)  # type: ignore[operator]
+    from attnkit.models import nb_log_count_ratios
+
+    counted = nb_log_count_ratios(expected, alpha=1.0)
+    counted[0] = 0.0
+    torch.testing.assert_close(ratios, counted)
+    # A Predictor rebuilt from the run directory gets them back from the weights file.
+    predictor = Predictor(tmp_path / "run")
+    torch.testing.assert_close(predictor.model.nb_ratios, counted)  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ SIGNED: dict[str, bool] = {
 
 def supports(method: str, model: TextClassifier, *, has_layers: bool) -> bool:
     """Whether ``method`` applies to ``model``: ``rollout`` needs self-attention layers and ``attention-value``
-    a pooling over token states (not HAN)."""
+    one attention pooling over token states feeding a linear layer (not HAN or nb-attn)."""
     if method == "rollout":
         return has_layers
     if method == "attention-value":
@@ -173,8 +173,9 @@ def token_contributions(model: TextClassifier, input_ids: Tensor, attention_mask
     """
     if not _pools_token_states(model):
         raise ValueError(
-            f"attention-value needs a model that pools token states straight into a linear output layer; "
-            f"{type(model).__name__} does not (HAN pools sentence vectors)"
+            f"attention-value needs a model whose one attention pooling over token states feeds a linear output "
+            f"layer; {type(model).__name__} is built otherwise (HAN pools sentence vectors, nb-attn adds "
+            "n-gram evidence)"
         )
     embeddings = model.embed(input_ids)  # (B, T, E)
     states, _ = model.forward_features(embeddings, attention_mask)  # (B, T, D)

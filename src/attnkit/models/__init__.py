@@ -5,6 +5,7 @@ from attnkit.models.base import ClassifierConfig, ClassifierOutput, TextClassifi
 from attnkit.models.bilstm import BiLSTMAttnClassifier, BiLSTMAttnConfig
 from attnkit.models.cnn import CNNAttnClassifier, CNNAttnConfig
 from attnkit.models.han import HANClassifier, HANConfig, SentenceSplit, split_sentences
+from attnkit.models.nb import NBAttnClassifier, NBAttnConfig, nb_log_count_ratios, ngram_rows
 from attnkit.models.registry import (
     MODEL_REGISTRY,
     available_models,
@@ -28,6 +29,8 @@ __all__ = [
     "EncoderBlock",
     "HANClassifier",
     "HANConfig",
+    "NBAttnClassifier",
+    "NBAttnConfig",
     "SentenceSplit",
     "TextClassifier",
     "TransformerClassifier",
@@ -39,5 +42,7 @@ __all__ = [
     "check_right_padded",
     "model_config_from_dict",
     "model_name_of",
+    "nb_log_count_ratios",
+    "ngram_rows",
     "split_sentences",
 ]

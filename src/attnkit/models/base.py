@@ -10,7 +10,7 @@ Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``D`` state s
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -116,6 +116,10 @@ class ClassifierConfig:
         """State sizes the attention pooling layers run over (one per pooling layer)."""
         return (self.embed_dim,)
 
+    def token_input_dim(self) -> int:
+        """Size of the per-token vectors ``embed`` returns and ``forward_from_embeddings`` takes."""
+        return self.embed_dim
+
     # -- serialization --------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,6 +224,19 @@ class TextClassifier(nn.Module):
         with torch.no_grad():
             self.embedding.weight[self.config.pad_id].zero_()
 
+    # -- data-dependent initialisation -------------------------------------------------------------------
+
+    def init_from_data(self, ids: Sequence[Sequence[int]], labels: Sequence[int]) -> None:
+        """Set data-dependent parameters from the training split before training (default: nothing).
+
+        The training loop calls this once, with the encoded training split only (never validation or test),
+        before the first step of a new run; a resumed run restores them from its saved state instead.
+
+        Args:
+            ids: the token ids of every training text.
+            labels: the class id of every training text.
+        """
+
     # -- the pipeline ---------------------------------------------------------------------------------------
 
     def embed(self, input_ids: Tensor) -> Tensor:
@@ -309,10 +326,10 @@ class TextClassifier(nn.Module):
             )
 
     def _check_embeddings(self, embeddings: Tensor, attention_mask: Tensor) -> None:
-        if embeddings.dim() != 3 or embeddings.shape[-1] != self.config.embed_dim:
+        width = self.config.token_input_dim()
+        if embeddings.dim() != 3 or embeddings.shape[-1] != width:
             raise ValueError(
-                f"embeddings must have shape (batch, tokens, {self.config.embed_dim}), "
-                f"got {tuple(embeddings.shape)}"
+                f"embeddings must have shape (batch, tokens, {width}), got {tuple(embeddings.shape)}"
             )
         check_right_padded(attention_mask)
         if attention_mask.shape != embeddings.shape[:2]:

@@ -10,6 +10,7 @@ from attnkit.models.base import ClassifierConfig, TextClassifier
 from attnkit.models.bilstm import BiLSTMAttnClassifier, BiLSTMAttnConfig
 from attnkit.models.cnn import CNNAttnClassifier, CNNAttnConfig
 from attnkit.models.han import HANClassifier, HANConfig
+from attnkit.models.nb import NBAttnClassifier, NBAttnConfig
 from attnkit.models.transformer import TransformerClassifier, TransformerConfig
 
 MODEL_REGISTRY: dict[str, tuple[type[ClassifierConfig], type[TextClassifier]]] = {
@@ -18,6 +19,7 @@ MODEL_REGISTRY: dict[str, tuple[type[ClassifierConfig], type[TextClassifier]]] =
     "transformer": (TransformerConfig, TransformerClassifier),
     "bag-attn": (BagAttnConfig, BagAttnClassifier),
     "han": (HANConfig, HANClassifier),
+    "nb-attn": (NBAttnConfig, NBAttnClassifier),
 }
 
 

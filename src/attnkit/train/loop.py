@@ -258,7 +258,13 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
             raise ValueError(f"{run_dir}: the data's labels {labels} differ from the run's {saved_labels}")
 
     torch.manual_seed(config.train.seed)
-    model = build_classifier(config, data.tokenizer, len(labels)).to(ctx.device)
+    model = build_classifier(config, data.tokenizer, len(labels))
+    init_seconds = 0.0
+    if not resume and isinstance(model, TextClassifier):  # a resumed run restores these from its state
+        init_start = time.perf_counter()
+        model.init_from_data(data.train.ids, _labels_of(data.train))
+        init_seconds = time.perf_counter() - init_start
+    model = model.to(ctx.device)
     optim_cfg = config.optim
     sampler = BucketBatchSampler(
         [len(ids) for ids in data.train.ids], optim_cfg.batch_size, shuffle=True, seed=config.train.seed
@@ -421,6 +427,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
             "epochs_run": len({h["epoch"] for h in state.history}),
             "stopped_early": stopped_early,
             "train_seconds": train_seconds,
+            "init_seconds": init_seconds,
             "world_size": ctx.world_size,
             "history": state.history,
             "data_sizes": data.sizes,
