@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from attnkit.bench.machine import machine_info
 
 
 def measure(run_dir: str, data: str, n: int, seed: int, ig_steps: int, threads: int) -> dict[str, Any]:
@@ -54,13 +55,7 @@ def measure(run_dir: str, data: str, n: int, seed: int, ig_steps: int, threads: 
     result["ig_steps"] = ig_steps
     result["wall_seconds"] = time.perf_counter() - began
     result["test_accuracy"] = predictor.metrics.get("test", {}).get("accuracy")
-    result["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "torch": torch.__version__,
-        "load_average_at_end": os.getloadavg(),
-    }
+    result["machine"] = machine_info(load_average_at_end=os.getloadavg())
     return result
 
 

@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -34,31 +32,11 @@ import httpx
 import numpy as np
 import torch
 
+from attnkit.bench.machine import load_average, machine_info
 from attnkit.data import load_source
 from attnkit.export import INT8_FILE, ONNX_FILE, export_onnx
 from attnkit.predictor import Predictor
 from attnkit.serve.backends import OnnxBackend, TorchBackend
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def free_port() -> int:

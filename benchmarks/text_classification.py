@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from attnkit.bench.machine import machine_info
 from attnkit.data import load_source
 from attnkit.predictor import Predictor
 from attnkit.train.config import RunConfig
@@ -30,23 +29,6 @@ from attnkit.train.loop import fit, predict_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SPLIT = {"imdb": "test", "20newsgroups": "test", "sst2": "dev"}
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-    }
 
 
 def tfidf_svm(dataset: str) -> dict[str, Any]:

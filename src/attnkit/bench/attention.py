@@ -35,7 +35,6 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnkit.bench.machine import first_line_value
+from attnkit.bench.machine import machine_info as shared_machine_info
 from attnkit.layers import (
     Attention,
     AttentionCore,
@@ -668,44 +669,15 @@ def _describe(r: CellResult) -> str:
     )
 
 
-def _first_line_value(path: str, key: str) -> str | None:
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
-
-
 def available_memory_bytes() -> int | None:
     """``MemAvailable`` from ``/proc/meminfo``, or ``None`` where there is no such file."""
-    value = _first_line_value("/proc/meminfo", "MemAvailable")
+    value = first_line_value("/proc/meminfo", "MemAvailable")
     return int(value.split()[0]) * 1024 if value else None
 
 
 def machine_info(config: BenchConfig) -> dict[str, Any]:
     """CPU model, cores, memory, load and library versions of the machine running the benchmark."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count() or 1
-    total = _first_line_value("/proc/meminfo", "MemTotal")
-    info: dict[str, Any] = {
-        "cpu": _first_line_value("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "memory_gb": round(int(total.split()[0]) / 2**20, 1) if total else None,
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": config.threads,
-        "dtype": config.dtype,
-        "device": config.device,
-    }
+    info = shared_machine_info(threads=config.threads, dtype=config.dtype, device=config.device)
     if config.device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
