@@ -91,7 +91,7 @@ def table(paths: list[str]) -> str:
         )
         notes.append(
             f"- **{report['model']}** (n={report['n']}, IG {report.get('ig_steps', 50)} steps, "
-            f"{report['wall_seconds'] / 60:.0f} min): comprehensiveness AOPC differences with 95% bootstrap CIs: "
+            f"{report['wall_seconds'] / 60:.1f} min): comprehensiveness AOPC differences with 95% bootstrap CIs: "
             f"{versus}. Pooling forced uniform: {uniform['prediction_agreement']:.1%} of predictions kept{change}."
         )
     return "\n".join(lines) + "\n\n" + "\n".join(notes)
