@@ -47,9 +47,7 @@ NAME_METHOD = [
     (name, method)
     for name in MODELS
     for method in [*METHODS, "random"]
-    if not (
-        method == "attention-value" and name in ("han", "nb-attn")
-    )  # needs one pooling into a linear layer
+    if not (method == "attention-value" and name == "han")  # HAN does not decompose its logits over tokens
 ]
 
 
@@ -172,7 +170,7 @@ def test_leave_one_out_of_a_single_token_compares_with_unk(tiny_model: ModelFact
     assert float(score[0, 0]) == pytest.approx(float(p - p_unk), abs=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bag-attn", "bilstm-attn", "cnn-attn", "transformer"])
+@pytest.mark.parametrize("name", ["bag-attn", "bilstm-attn", "cnn-attn", "transformer", "nb-attn"])
 @pytest.mark.parametrize("scorer", ["additive", "multihead"])
 def test_attention_value_is_an_exact_decomposition_of_the_logits(
     name: str, scorer: str, tiny_model: ModelFactory, make_batch: BatchFactory
@@ -184,7 +182,12 @@ def test_attention_value_is_an_exact_decomposition_of_the_logits(
     options = {"pooling_scorer": scorer, "pooling_queries": 2}
     if scorer == "multihead":
         options["pooling_heads"] = 2
-    model = tiny_model(name, **options).eval().double()
+    model = tiny_model(name, **options)
+    if name == "nb-attn":  # real n-gram evidence, so the evidence path is part of the check
+        gen = torch.Generator().manual_seed(0)
+        docs = [torch.randint(2, 50, (20,), generator=gen).tolist() for _ in range(30)]
+        model.init_from_data(docs, [i % 3 for i in range(30)])
+    model = model.eval().double()
     ids, mask = make_batch([9, 4, 12], 12, seed=7)
     with torch.no_grad():
         logits = model(ids, mask).logits  # (B, C)
@@ -202,9 +205,14 @@ def test_attention_value_is_an_exact_decomposition_of_the_logits(
 def test_attention_value_needs_token_level_pooling(
     tiny_model: ModelFactory, make_batch: BatchFactory
 ) -> None:
+    from attnkit.explain.methods import supports
+
+    model = tiny_model("han").eval()
     ids, mask = make_batch([5], 5)
+    assert not supports("attention-value", model, has_layers=False)
+    assert supports("attention-value", tiny_model("nb-attn").eval(), has_layers=False)
     with pytest.raises(ValueError, match="HAN pools sentence vectors"):
-        scores_of("attention-value", tiny_model("han").eval(), ids, mask, torch.zeros(1, dtype=torch.long))
+        scores_of("attention-value", model, ids, mask, torch.zeros(1, dtype=torch.long))
 
 
 def test_rollout_by_hand() -> None:

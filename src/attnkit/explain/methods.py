@@ -28,10 +28,8 @@ Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``C`` classes
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from attnkit.layers.multihead import MultiHeadAttention
-from attnkit.layers.pooling import AttentionPooling
 from attnkit.models.base import TextClassifier
 
 METHODS: tuple[str, ...] = ("attention", "attention-value", "gradient", "grad-input", "ig", "loo")
@@ -52,11 +50,11 @@ SIGNED: dict[str, bool] = {
 
 def supports(method: str, model: TextClassifier, *, has_layers: bool) -> bool:
     """Whether ``method`` applies to ``model``: ``rollout`` needs self-attention layers and ``attention-value``
-    one attention pooling over token states feeding a linear layer (not HAN or nb-attn)."""
+    a model that decomposes its logits over tokens (not HAN)."""
     if method == "rollout":
         return has_layers
     if method == "attention-value":
-        return _pools_token_states(model)
+        return model.has_token_contributions()
     return True
 
 
@@ -153,49 +151,14 @@ def rollout_scores(model: TextClassifier, input_ids: Tensor, attention_mask: Ten
     return rollout_from_layers(out.layer_attentions, out.token_attention, attention_mask)
 
 
-def _pools_token_states(model: TextClassifier) -> bool:
-    cls = type(model)
-    return (
-        cls.forward_from_embeddings is TextClassifier.forward_from_embeddings
-        and cls.pool is TextClassifier.pool
-        and cls.forward_head is TextClassifier.forward_head
-        and isinstance(getattr(model, "pooling", None), AttentionPooling)
-        and isinstance(getattr(model, "head", None), nn.Linear)
-    )
-
-
 def token_contributions(model: TextClassifier, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """``(B, T, C)``: each token's additive share of the logits through the attention pooling.
-
-    The pooled vector of query ``r`` is ``sum_t a_rt v_t`` (for the multihead scorer ``v_t`` is the token's
-    value, projected per head and through the output projection), and the logits are linear in it, so
-    ``logits = sum_t contribution_t + constant`` where the constant depends only on the biases.
-    """
-    if not _pools_token_states(model):
+    """``(B, T, C)``: each token's additive share of the logits through the attention pooling (the model's hook)."""
+    if not model.has_token_contributions():
         raise ValueError(
-            f"attention-value needs a model whose one attention pooling over token states feeds a linear output "
-            f"layer; {type(model).__name__} is built otherwise (HAN pools sentence vectors, nb-attn adds "
-            "n-gram evidence)"
+            f"attention-value needs a model that decomposes its logits over tokens; {type(model).__name__} does "
+            "not (HAN pools sentence vectors through a recurrent layer)"
         )
-    embeddings = model.embed(input_ids)  # (B, T, E)
-    states, _ = model.forward_features(embeddings, attention_mask)  # (B, T, D)
-    pooling = model.pooling
-    weights = pooling(states, attention_mask).weights  # (B, [H,] R, T)
-    head = model.head.weight  # (C, R * D)
-    classes, queries, dim = head.shape[0], pooling.num_queries, pooling.dim
-    per_query = head.view(classes, queries, dim)  # (C, R, D)
-    attention = pooling.attention
-    if isinstance(attention, MultiHeadAttention):
-        heads, head_dim = attention.num_heads, attention.head_dim
-        values = attention._split_heads(attention.v_proj(states))  # (B, H, T, Dh)
-        out_weight = attention.out_proj.weight.view(dim, heads, head_dim)  # (D, H, Dh)
-        outputs = torch.einsum(
-            "bhtk,dhk->bhtd", values, out_weight
-        )  # (B, H, T, D): head h's output per token
-        to_logits = torch.einsum("bhtd,crd->bhrtc", outputs, per_query)  # (B, H, R, T, C)
-        return (weights[..., None] * to_logits).sum(dim=(1, 2))  # (B, T, C)
-    to_logits = torch.einsum("btd,crd->brtc", states, per_query)  # (B, R, T, C)
-    return (weights[..., None] * to_logits).sum(dim=1)  # (B, T, C)
+    return model.token_contributions(input_ids, attention_mask)
 
 
 @torch.no_grad()

@@ -81,6 +81,21 @@ class AttentionPooling(nn.Module):
     def output_dim(self) -> int:
         return self.num_queries * self.dim
 
+    def token_contributions(self, states: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``(B, R, T, D)``: each token's additive share of each pooled vector.
+
+        ``pooled_r = sum_t contributions[:, r, t] + c`` where ``c`` depends only on biases (the multihead scorer's
+        output projection bias; 0 otherwise): query ``r`` weighs token ``t``'s value by its attention weight.
+        """
+        weights = self.forward(states, mask).weights  # (B, [H,] R, T)
+        if isinstance(self.attention, MultiHeadAttention):
+            mha = self.attention
+            values = mha._split_heads(mha.v_proj(states))  # (B, H, T, Dh)
+            out_weight = mha.out_proj.weight.view(self.dim, mha.num_heads, mha.head_dim)  # (D, H, Dh)
+            per_head = torch.einsum("bhtk,dhk->bhtd", values, out_weight)  # (B, H, T, D): head h's output
+            return torch.einsum("bhrt,bhtd->brtd", weights, per_head)  # (B, R, T, D)
+        return weights[..., None] * states[:, None, :, :]  # (B, R, T, D)
+
     def forward(self, states: Tensor, mask: Tensor | None = None) -> PoolingOutput:
         """Pool ``states (B, T, D)`` under ``mask (B, T)`` (bool, True = real token)."""
         batch = states.shape[0]

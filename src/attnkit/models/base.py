@@ -305,6 +305,35 @@ class TextClassifier(nn.Module):
             need_layer_attentions=need_layer_attentions,
         )
 
+    # -- explanation hooks ----------------------------------------------------------------------------------
+
+    def has_token_contributions(self) -> bool:
+        """Whether :meth:`token_contributions` is exact for this model (not for one that changes the pipeline)."""
+        cls = type(self)
+        if cls.token_contributions is not TextClassifier.token_contributions:
+            return True
+        return (
+            cls.forward_from_embeddings is TextClassifier.forward_from_embeddings
+            and cls.pool is TextClassifier.pool
+            and cls.forward_head is TextClassifier.forward_head
+        )
+
+    def token_contributions(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """``(B, T, C)``: each token's additive share of the logits through the attention pooling.
+
+        The logits are linear in the pooled vectors, and each pooled vector is a weighted sum over tokens, so
+        ``logits = sum_t contributions[:, t] + constant`` where the constant depends only on biases (in eval mode).
+        A model whose pipeline differs overrides this, or it raises ``NotImplementedError``.
+        """
+        if not self.has_token_contributions():
+            raise NotImplementedError(f"{type(self).__name__} does not decompose its logits over tokens")
+        states, _ = self.forward_features(self.embed(input_ids), attention_mask)  # (B, T, D)
+        parts = self.pooling.token_contributions(states, attention_mask)  # (B, R, T, D)
+        weight = self.head.weight.view(
+            self.head.out_features, *parts.shape[1:2], parts.shape[-1]
+        )  # (C, R, D)
+        return torch.einsum("brtd,crd->btc", parts, weight)  # (B, T, C)
+
     # -- input checks ---------------------------------------------------------------------------------------
 
     def _check_ids(self, input_ids: Tensor, attention_mask: Tensor) -> None:

@@ -293,6 +293,29 @@ class NBAttnClassifier(TextClassifier):
             pooled_evidence = pooled_evidence * lengths.pow(self.config.length_power)  # (B, R*C)
         return PoolingOutput(pooled=torch.cat([out.pooled, pooled_evidence], dim=-1), weights=out.weights)
 
+    def token_contributions(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """``(B, T, C)`` each token's share of the logits: its pooled key and its pooled (length-scaled) evidence."""
+        states, _ = self.forward_features(self.embed(input_ids), attention_mask)  # (B, T, E + C)
+        keys, evidence = states.split([self.config.embed_dim, self.config.num_classes], dim=-1)
+        key_parts = self.pooling.token_contributions(keys, attention_mask)  # (B, R, T, E)
+        weights = self.pooling(keys, attention_mask).weights  # (B, [H,] R, T)
+        weights = weights if weights.dim() == 3 else weights.mean(dim=1)  # (B, R, T)
+        evidence_parts = weights[..., None] * evidence[:, None, :, :]  # (B, R, T, C)
+        if self.config.length_power:
+            lengths = attention_mask.sum(dim=1).clamp(min=1).to(evidence_parts.dtype)  # (B,)
+            evidence_parts = evidence_parts * lengths.pow(self.config.length_power)[:, None, None, None]
+        queries = key_parts.shape[1]
+        key_weight, evidence_weight = self.head.weight.split(
+            [queries * self.config.embed_dim, queries * self.config.num_classes], dim=1
+        )  # (C, R*E), (C, R*C)
+        from_keys = torch.einsum(
+            "brte,cre->btc", key_parts, key_weight.view(-1, queries, self.config.embed_dim)
+        )
+        from_evidence = torch.einsum(
+            "brtk,crk->btc", evidence_parts, evidence_weight.view(-1, queries, self.config.num_classes)
+        )
+        return from_keys + from_evidence  # (B, T, C)
+
     def forward_features(
         self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
     ) -> tuple[Tensor, list[Tensor] | None]:
