@@ -81,31 +81,50 @@ class ChunkedAttention(AttentionCore):
             if attn_mask is not None:
                 rows = attn_mask[..., start:stop, :] if attn_mask.shape[-2] == q_len else attn_mask
                 block_mask = rows if block_mask is None else block_mask & rows
-            if causal:
-                query_positions = torch.arange(start, stop, device=query.device)  # (C,)
-                tri = key_positions.unsqueeze(0) <= query_positions.unsqueeze(1)  # (C, K)
-                block_mask = tri if block_mask is None else block_mask & tri
             q_block = query[..., start:stop, :]  # (B, [H,] C, D)
             if need_weights:
+                if causal:
+                    query_positions = torch.arange(start, stop, device=query.device)  # (C,)
+                    tri = key_positions.unsqueeze(0) <= query_positions.unsqueeze(1)  # (C, K)
+                    block_mask = tri if block_mask is None else block_mask & tri
                 scores = (q_block @ key.transpose(-2, -1)) * scale  # (B, [H,] C, K)
                 weights = masked_softmax(scores, block_mask)
                 weight_blocks.append(weights)
                 contexts.append(weights @ value)  # (B, [H,] C, Dv)
                 continue
-            block_fn = _sdpa_block(block_mask, scale)
+            k_block, v_block = key, value
+            if causal:
+                # Keys after the block's last query are masked for every query in it: leave them out.
+                reach = min(stop, k_len)
+                k_block, v_block = key[..., :reach, :], value[..., :reach, :]  # (B, [H,] K', D)
+                block_mask = None if block_mask is None else block_mask[..., :reach]
+            # The causal mask is built inside the block, so checkpointing keeps no (C, K) mask per block alive.
+            block_fn = _sdpa_block(block_mask, scale, causal_start=start if causal else None)
             if use_checkpoint:
-                ctx = checkpoint(block_fn, q_block, key, value, use_reentrant=False)
+                ctx = checkpoint(block_fn, q_block, k_block, v_block, use_reentrant=False)
                 assert isinstance(ctx, Tensor)
             else:
-                ctx = block_fn(q_block, key, value)
+                ctx = block_fn(q_block, k_block, v_block)
             contexts.append(ctx)
         context = torch.cat(contexts, dim=-2)  # (B, [H,] Q, Dv)
         weights_out = torch.cat(weight_blocks, dim=-2) if need_weights else None
         return AttentionOutput(context=context, weights=weights_out)
 
 
-def _sdpa_block(mask: Tensor | None, scale: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+def _sdpa_block(
+    base_mask: Tensor | None, scale: float, causal_start: int | None = None
+) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """One block of exact attention through SDPA; with ``causal_start``, query ``i`` of the block (position
+    ``causal_start + i``) sees keys ``j <= causal_start + i``."""
+
     def run(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        mask = base_mask
+        if causal_start is not None:
+            query_positions = torch.arange(causal_start, causal_start + q.shape[-2], device=q.device)  # (C,)
+            tri = torch.arange(k.shape[-2], device=q.device).unsqueeze(0) <= query_positions.unsqueeze(
+                1
+            )  # (C, K')
+            mask = tri if mask is None else mask & tri
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, [H,] C, Dv)
         if mask is not None:
             ctx = ctx.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
