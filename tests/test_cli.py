@@ -149,3 +149,28 @@ def test_data_inspect_reports_duplicates_and_overlap(
     assert report["splits"]["train"]["chars"]["mean"] == pytest.approx((9 + 8 + 9 + 9) / 4)
     assert main(["data", "inspect", str(train), "--test", str(test)]) == 0
     assert "train & test             1" in capsys.readouterr().out
+
+
+def test_data_inspect_offline_never_downloads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only AG News test is present locally: --offline lists train as missing instead of fetching it."""
+    import gzip
+
+    from attnkit.data import builtin
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(builtin, "fetch_url", no_network)
+    (tmp_path / "ag_news").mkdir()
+    rows = [{"text": f"story {i} about sports", "label": "Sports"} for i in range(3)] + [
+        {"text": "a market story", "label": "Business"}
+    ]
+    with gzip.open(tmp_path / "ag_news" / "test.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    monkeypatch.setenv("ATTNKIT_DATA", str(tmp_path))
+    assert main(["data", "inspect", "ag_news", "--offline", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"]["test"]["rows"] == 4
+    assert "train" in report["missing"]

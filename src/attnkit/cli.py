@@ -346,7 +346,7 @@ def _cmd_data_synthetic(args: argparse.Namespace) -> int:
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
     from attnkit.data import format_report, inspect_source
 
-    report = inspect_source(args.source, test=args.test)
+    report = inspect_source(args.source, test=args.test, allow_download=not args.offline)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0
 
@@ -357,6 +357,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     pi = data_sub.add_parser("inspect", help="label counts, lengths, duplicates, train/test overlap")
     pi.add_argument("source")
     pi.add_argument("--test", help="a test source to check for overlap with the training data")
+    pi.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download built-in data; list the splits not found locally",
+    )
     pi.add_argument("--json", action="store_true")
     pi.set_defaults(handler=_cmd_data_inspect)
     ps = data_sub.add_parser("synthetic", help="write a planted-cue task (train/test JSONL with cue spans)")
