@@ -120,6 +120,7 @@ def explain(
         )
     model = predictor.model
     max_length = predictor.tokenizer.config.max_length
+    check_methods(list(methods))  # unknown names fail even when there is nothing to explain
     if not texts:
         return []
     has_layers = has_self_attention(model, *predictor.encode(list(texts[:1]))[1:])
