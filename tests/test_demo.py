@@ -17,9 +17,9 @@ def test_demo_trains_explains_and_reports(tmp_path: Path) -> None:
     assert test["accuracy"] >= 0.75  # chance is 0.52; the full 4-epoch demo measured 0.81
     assert result.examples, "the demo shows test reviews"
     for item in result.examples:
-        assert sum(item.weights) == pytest.approx(1.0, abs=1e-4)
-        for token, (start, end) in zip(item.tokens, item.offsets, strict=True):
-            assert item.text[start:end] == token
+        assert sum(item.scores("attention")) == pytest.approx(1.0, abs=1e-4)
+        for token in item.tokens:
+            assert item.text[token.start : token.end] == token.text
     page = result.report_path.read_text(encoding="utf-8")
     assert "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
     assert f"{test['accuracy']:.4f}" in page

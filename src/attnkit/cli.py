@@ -157,7 +157,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from attnkit.demo import run_demo
-    from attnkit.render import terminal_highlight
+    from attnkit.explain.render import render_terminal
 
     console = Console()
     result = run_demo(args.out, epochs=args.epochs, seed=args.seed)
@@ -166,9 +166,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"[bold]held-out test accuracy {test['accuracy']:.4f}[/bold] (macro-F1 {test['macro_f1']:.4f}, "
         f"n = {test['n']}), trained {result.metrics['train_seconds']:.0f} s"
     )
-    console.print("Test reviews, most-attended tokens highlighted:")
-    for item in result.examples:
-        console.print(terminal_highlight(item))
+    console.print("Test reviews, tokens shaded by their attention weight:")
+    render_terminal([item.to_json_dict() for item in result.examples], console)
     console.print(f"report: {result.report_path}")
     return 0
 

@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnkit.predictor import AttendedText, Predictor, attended_texts
+from attnkit.explain import Explanation, explain
+from attnkit.predictor import Predictor
 from attnkit.report import write_report
 from attnkit.train.config import (
     DataConfig,
@@ -37,7 +38,7 @@ def demo_config(epochs: int = 4, seed: int = 0) -> RunConfig:
 class DemoResult:
     run_dir: Path
     metrics: dict
-    examples: list[AttendedText]
+    examples: list[Explanation]
     report_path: Path
 
 
@@ -57,6 +58,6 @@ def run_demo(
         picks += [ex.text for ex in test if ex.label == label and 12 <= len(ex.text) <= 60][
             : num_examples // 2
         ]
-    examples = attended_texts(predictor, picks)
+    examples = explain(predictor, picks, ["attention"])
     report = write_report(result.run_dir, result.metrics, examples, "attnkit demo: Chinese review sentiment")
     return DemoResult(run_dir=result.run_dir, metrics=result.metrics, examples=examples, report_path=report)

@@ -7,23 +7,8 @@ import html
 from pathlib import Path
 from typing import Any
 
-from attnkit.predictor import AttendedText
-
-
-def highlight_html(item: AttendedText) -> str:
-    """The original text with each token's background shaded by its attention weight (max weight = darkest)."""
-    peak = max(item.weights, default=0.0) or 1.0
-    pieces, cursor = [], 0
-    for (start, end), weight in zip(item.offsets, item.weights, strict=True):
-        pieces.append(html.escape(item.text[cursor:start]))
-        alpha = weight / peak
-        pieces.append(
-            f'<span class="tok" style="background: rgba(220, 60, 30, {alpha:.3f})" '
-            f'title="{weight:.4f}">{html.escape(item.text[start:end])}</span>'
-        )
-        cursor = end
-    pieces.append(html.escape(item.text[cursor:]))
-    return "".join(pieces)
+from attnkit.explain import Explanation
+from attnkit.explain.render import tokens_html
 
 
 def _image_tag(path: Path, alt: str) -> str:
@@ -47,13 +32,13 @@ def _metrics_table(name: str, metrics: dict[str, Any]) -> str:
     )
 
 
-def write_report(run_dir: Path, metrics: dict[str, Any], examples: list[AttendedText], title: str) -> Path:
+def write_report(run_dir: Path, metrics: dict[str, Any], examples: list[Explanation], title: str) -> Path:
     """Write ``report.html`` into ``run_dir`` and return its path."""
     sections = [_metrics_table(split, metrics[split]) for split in ("val", "test") if split in metrics]
     example_rows = "".join(
         f"<div class='ex'><div class='pred'>predicted <b>{html.escape(item.prediction.label)}</b> "
         f"({max(item.prediction.probabilities.values()):.3f})</div>"
-        f"<div class='text'>{highlight_html(item)}</div></div>"
+        f"<div class='text'>{tokens_html(item.to_json_dict(), 'attention')}</div></div>"
         for item in examples
     )
     page = f"""<!DOCTYPE html>

@@ -39,7 +39,7 @@ def scores_of(method: str, model: TextClassifier, ids: Tensor, mask: Tensor, tar
         pad_id=PAD,
         unk_id=UNK,
         ig_steps=16,
-        generator=torch.Generator().manual_seed(0),
+        seed=0,
     )
 
 

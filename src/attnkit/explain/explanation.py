@@ -130,8 +130,6 @@ def explain(
             f"{predictor.config.model.name} (use the transformer)"
         )
     names = check_methods(list(methods), model, has_layers=has_layers)
-    if "attention" in names and has_layers and "rollout" not in names:
-        names.insert(names.index("attention") + 1, "rollout")
     results: list[Explanation] = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])

@@ -41,6 +41,8 @@ from attnkit.explain.methods import (
     check_methods,
     compute_scores,
     delete_tokens,
+    has_self_attention,
+    random_scores,
     target_probabilities,
 )
 from attnkit.layers.attention import Attention
@@ -96,15 +98,6 @@ def top_k_mask(scores: Tensor, attention_mask: Tensor, fraction: float) -> Tenso
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))  # (B, T)
     return (rank < k[:, None]) & attention_mask
-
-
-def random_scores(attention_mask: Tensor, seed: int, first_index: int = 0) -> Tensor:
-    """``(B, T)`` uniform noise on the real tokens; row ``b`` depends only on ``seed`` and ``first_index + b``."""
-    rows = []
-    for row in range(attention_mask.shape[0]):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + first_index + row)
-        rows.append(torch.rand(attention_mask.shape[1], generator=generator))
-    return torch.stack(rows).to(attention_mask.device) * attention_mask
 
 
 def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
@@ -271,12 +264,8 @@ def faithfulness_report(
     model = predictor.model
     tokenizer = predictor.tokenizer
 
-    probe_ids, probe_mask = predictor.encode(sample[:1])[1:]
-    with torch.no_grad():
-        has_layers = bool(model(probe_ids, probe_mask, need_layer_attentions=True).layer_attentions)
+    has_layers = has_self_attention(model, *predictor.encode(sample[:1])[1:])
     measured = check_methods(list(methods), model, has_layers=has_layers)
-    if "attention" in measured and has_layers and "rollout" not in measured:
-        measured.insert(measured.index("attention") + 1, "rollout")
     measured.append("random")
     needed = list(dict.fromkeys([*measured, "loo", "gradient"]))
 

@@ -64,7 +64,7 @@ def check_methods(
     """Expand ``all`` and validate names; returns the methods in the order given, without duplicates.
 
     With ``model``, ``all`` leaves out the methods the model does not support (a named one still raises when
-    computed, with the reason).
+    computed, with the reason), and ``attention`` brings ``rollout`` for a model with self-attention layers.
     """
     if isinstance(methods, str):
         methods = [methods]
@@ -83,6 +83,8 @@ def check_methods(
                 expanded.append(method)
     if not expanded:
         raise ValueError(f"no explanation method given; choose from {', '.join(METHODS)} or all")
+    if model is not None and has_layers and "attention" in expanded and "rollout" not in expanded:
+        expanded.insert(expanded.index("attention") + 1, "rollout")
     return expanded
 
 
@@ -244,6 +246,16 @@ def ig_scores(
     return (scores, at_least_float32(delta.detach())) if return_delta else scores
 
 
+def random_scores(attention_mask: Tensor, seed: int, first_index: int = 0) -> Tensor:
+    """``(B, T)`` uniform noise on the real tokens; row ``b`` depends only on ``seed`` and ``first_index + b``,
+    so a text gets the same random ranking however the texts are batched."""
+    rows = []
+    for row in range(attention_mask.shape[0]):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + first_index + row)
+        rows.append(torch.rand(attention_mask.shape[1], generator=generator))
+    return torch.stack(rows).to(attention_mask.device) * attention_mask
+
+
 def delete_tokens(
     input_ids: Tensor, attention_mask: Tensor, keep: Tensor, *, pad_id: int, unk_id: int
 ) -> tuple[Tensor, Tensor]:
@@ -327,7 +339,7 @@ def compute_scores(
     unk_id: int,
     ig_steps: int = 50,
     batch_size: int = 256,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
 ) -> Tensor:
     """``(B, T)`` scores of one method (``random`` gives uniform noise: the baseline of the faithfulness report).
 
@@ -354,6 +366,5 @@ def compute_scores(
             model, input_ids, attention_mask, targets, pad_id=pad_id, unk_id=unk_id, batch_size=batch_size
         )
     if method == "random":
-        noise = torch.rand(input_ids.shape, generator=generator)  # (B, T), on CPU for determinism
-        return noise.to(input_ids.device) * attention_mask
+        return random_scores(attention_mask, seed)
     raise ValueError(f"unknown explanation method {method!r}; choose from {', '.join(METHODS)}")

@@ -511,7 +511,9 @@ def _html_header(exp: dict[str, Any], number: int) -> str:
     )
 
 
-def _html_tokens(exp: dict[str, Any], method: str) -> str:
+def tokens_html(exp: dict[str, Any], method: str) -> str:
+    """The original text as HTML with each token's background coloured by ``method``'s score (inline styles, so
+    it reads right without the page's CSS); hovering shows the exact score."""
     signed = _is_signed(exp, method)
     scores = _scores(exp, method)
     norm = normalize_scores(scores, signed)
@@ -567,7 +569,7 @@ def _html_explanation(exp: dict[str, Any], index: int) -> str:
         rows.append(
             f'<div class="ak-method" data-method="{_attr(method)}" data-signed="{str(signed).lower()}">'
             f'<div class="ak-method-name">{html.escape(method)} <span class="ak-kind">{kind}</span></div>'
-            f'<div class="ak-text">{_html_tokens(exp, method)}</div>'
+            f'<div class="ak-text">{tokens_html(exp, method)}</div>'
             f"{_html_legend(exp, method)}</div>"
         )
     views = ""

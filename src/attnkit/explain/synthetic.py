@@ -187,6 +187,7 @@ def plausibility(
     import torch
 
     from attnkit.explain.explanation import explain
+    from attnkit.explain.methods import random_scores
 
     picked = sorted(random.Random(seed).sample(range(len(examples)), min(n, len(examples))))
     sample = [examples[i] for i in picked]
@@ -201,11 +202,10 @@ def plausibility(
         ):
             explanations[i] = explanation
     names = list(explanations[0].methods) if explanations else []
-    generator = torch.Generator().manual_seed(seed)
     rows_by_method: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in [*names, "random"]}
-    for example, explanation in zip(sample, explanations, strict=True):
+    for index, (example, explanation) in enumerate(zip(sample, explanations, strict=True)):
         gold = token_rationale([(t.start, t.end) for t in explanation.tokens], example.cues)
-        noise = torch.rand(len(gold), generator=generator).tolist()
+        noise = random_scores(torch.ones(1, len(gold), dtype=torch.bool), seed, first_index=index)[0].tolist()
         for method in [*names, "random"]:
             scores = noise if method == "random" else explanation.scores(method)
             rows_by_method[method][0].append(token_f1(scores, gold))
