@@ -104,6 +104,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{args.data}: n={report['n']}  accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}"
         f"  ECE {report['ece']:.4f}"
+        + (f" (uncalibrated {report['ece_uncalibrated']:.4f})" if "ece_uncalibrated" in report else "")
     )
     print(f"{'class':<28}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for label, m in report["per_class"].items():
@@ -120,6 +121,33 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="labelled data: file, folder or built-in name[:split]")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_evaluate)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from attnkit.predictor import calibrate_run
+
+    calibration = calibrate_run(args.run_dir, args.data)
+    if args.json:
+        print(json.dumps(calibration.to_dict(), indent=2))
+        return 0
+    print(
+        f"temperature {calibration.temperature:.4f} fitted on {calibration.fitted_on} (n={calibration.n}): "
+        f"NLL {calibration.nll_before:.4f} -> {calibration.nll_after:.4f}, "
+        f"ECE {calibration.ece_before:.4f} -> {calibration.ece_after:.4f}"
+    )
+    return 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit the run's temperature (probabilities only; labels never change)"
+    )
+    p.add_argument("run_dir")
+    p.add_argument(
+        "--data", help="labelled data to fit on (default: the run's validation split); never the test data"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_calibrate)
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
@@ -448,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_calibrate(sub)
     _add_predict(sub)
     _add_explain(sub)
     _add_faithfulness(sub)

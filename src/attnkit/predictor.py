@@ -14,6 +14,7 @@ import torch
 from attnkit.data import Encoding, TextTokenizer, collate
 from attnkit.models.base import TextClassifier
 from attnkit.train import checkpoint as ckpt
+from attnkit.train.calibration import Calibration, load_temperature, scaled_probabilities
 from attnkit.train.config import RunConfig
 from attnkit.train.loop import CONFIG_FILE, LABELS_FILE, METRICS_FILE, TOKENIZER_DIR, build_classifier
 
@@ -47,6 +48,8 @@ class Predictor:
         self.model: TextClassifier = build_classifier(self.config, self.tokenizer, len(self.labels))
         ckpt.load_weights(self.model, self.run_dir / ckpt.WEIGHTS_FILE)
         self.model.to(self.device).eval()
+        #: Probabilities are ``softmax(logits / temperature)``; 1.0 for a run trained without calibration.
+        self.temperature = load_temperature(self.run_dir)
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -70,8 +73,12 @@ class Predictor:
         for start in range(0, len(texts), batch_size):
             _, input_ids, mask = self.encode(texts[start : start + batch_size])
             logits = self.model(input_ids, mask).logits  # (B, C)
-            out.append(torch.softmax(logits.float(), dim=-1).cpu())
+            out.append(self.probabilities(logits).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits (B, C)`` -> the run's (temperature-scaled) class probabilities ``(B, C)``."""
+        return scaled_probabilities(logits, self.temperature)
 
     def prediction(self, text: str, probabilities: torch.Tensor) -> Prediction:
         """A :class:`Prediction` from one row of ``(C,)`` class probabilities."""
@@ -93,6 +100,41 @@ def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> 
         source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
     )
     dataset = encode(predictor.tokenizer, examples, predictor.labels)
-    report = evaluate_dataset(predictor.model, dataset, predictor.labels, batch_size, predictor.device)
+    report = evaluate_dataset(
+        predictor.model,
+        dataset,
+        predictor.labels,
+        batch_size,
+        predictor.device,
+        temperature=predictor.temperature,
+    )
     report["source"] = source
     return report
+
+
+def calibrate_run(run_dir: str | Path, source: str | None = None, *, batch_size: int = 256) -> Calibration:
+    """Fit the run's temperature and write ``calibration.json``; later predictions use it.
+
+    Args:
+        run_dir: a directory written by ``attnkit train``.
+        source: labelled data to fit on; by default the run's own validation split, rebuilt from its config
+            (same sources, fraction and split seed). Never fit on the test data you will report.
+    """
+    from attnkit.data import load_source
+    from attnkit.train.loop import encode, load_splits, predict_logits
+
+    predictor = Predictor(run_dir)
+    if source is None:
+        _, examples, _ = load_splits(predictor.config)
+        fitted_on = "validation split"
+    else:
+        examples = load_source(
+            source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
+        )
+        fitted_on = source
+    dataset = encode(predictor.tokenizer, examples, predictor.labels)
+    logits = predict_logits(predictor.model, dataset, batch_size, predictor.device)  # (N, C)
+    assert dataset.labels is not None
+    calibration = Calibration.fit(logits, dataset.labels, fitted_on=fitted_on)
+    calibration.save(predictor.run_dir)
+    return calibration

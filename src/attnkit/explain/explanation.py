@@ -136,7 +136,7 @@ def explain(
         encodings, input_ids, mask = predictor.encode(chunk)
         with torch.no_grad():
             out = model(input_ids, mask, need_layer_attentions=layers)
-        probabilities = torch.softmax(out.logits.float(), dim=-1).cpu()  # (B, C)
+        probabilities = predictor.probabilities(out.logits).cpu()  # (B, C), as predict reports them
         if target is None:
             targets = probabilities.argmax(dim=-1)  # (B,)
         else:

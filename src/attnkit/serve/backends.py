@@ -69,7 +69,7 @@ class OnnxBackend:
 
         _, input_ids, mask = self.predictor.encode(texts)
         logits, _ = run_onnx(self.session, input_ids, mask)  # (N, C)
-        return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
+        return self.predictor.probabilities(torch.from_numpy(logits)).numpy()
 
 
 def load_backend(

@@ -110,6 +110,8 @@ class TrainConfig:
         eval_every_steps: also evaluate on validation every N optimizer steps (besides each epoch end).
         track_test: also record test accuracy at each evaluation, for time-to-accuracy reports only; it is
             never used to select a model or to stop.
+        calibrate: after training, fit a temperature on the validation split (``calibration.json``); predicted
+            probabilities become ``softmax(logits / T)``. Labels never change, only the probabilities.
     """
 
     epochs: int = 5
@@ -121,6 +123,7 @@ class TrainConfig:
     max_train_seconds: float | None = None
     eval_every_steps: int | None = None
     track_test: bool = False
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -34,9 +34,10 @@ from attnkit.data import (
 )
 from attnkit.models import TextClassifier, build_model
 from attnkit.train import checkpoint as ckpt
+from attnkit.train.calibration import Calibration, scaled_probabilities
 from attnkit.train.config import RunConfig
 from attnkit.train.distributed import DistContext, barrier, broadcast_flag, init_distributed
-from attnkit.train.metrics import classification_report
+from attnkit.train.metrics import classification_report, expected_calibration_error
 
 log = logging.getLogger(__name__)
 
@@ -180,25 +181,38 @@ def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def predict_dataset(
+def predict_logits(
     model: nn.Module, dataset: EncodedDataset, batch_size: int, device: torch.device
-) -> np.ndarray:
-    """``(N, C)`` class probabilities in dataset order (batched by length for speed)."""
+) -> torch.Tensor:
+    """``(N, C)`` float32 logits in dataset order (batched by length for speed)."""
     model.eval()
-    labels = _labels_of(dataset)
     lengths = [len(ids) for ids in dataset.ids]
     order = np.argsort(lengths, kind="stable")
-    probabilities: np.ndarray | None = None
+    logits: torch.Tensor | None = None
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = collate([dataset.ids[i] for i in index], [labels[i] for i in index])
-        logits = model(batch.input_ids.to(device), batch.attention_mask.to(device)).logits  # (B, C)
-        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        if probabilities is None:
-            probabilities = np.zeros((len(dataset), probs.shape[1]), dtype=np.float32)
-        probabilities[index] = probs
-    assert probabilities is not None, "empty dataset"
-    return probabilities
+        batch = collate([dataset.ids[i] for i in index])
+        out = (
+            model(batch.input_ids.to(device), batch.attention_mask.to(device)).logits.float().cpu()
+        )  # (B, C)
+        if logits is None:
+            logits = torch.zeros(len(dataset), out.shape[1])
+        logits[torch.as_tensor(index)] = out
+    if logits is None:
+        raise ValueError("empty dataset")
+    return logits
+
+
+def predict_dataset(
+    model: nn.Module,
+    dataset: EncodedDataset,
+    batch_size: int,
+    device: torch.device,
+    *,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """``(N, C)`` class probabilities ``softmax(logits / temperature)`` in dataset order."""
+    return scaled_probabilities(predict_logits(model, dataset, batch_size, device), temperature).numpy()
 
 
 def _labels_of(dataset: EncodedDataset) -> list[int]:
@@ -208,10 +222,24 @@ def _labels_of(dataset: EncodedDataset) -> list[int]:
 
 
 def evaluate_dataset(
-    model: nn.Module, dataset: EncodedDataset, labels: list[str], batch_size: int, device: torch.device
+    model: nn.Module,
+    dataset: EncodedDataset,
+    labels: list[str],
+    batch_size: int,
+    device: torch.device,
+    *,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
-    probabilities = predict_dataset(model, dataset, batch_size, device)
-    return classification_report(probabilities, np.asarray(_labels_of(dataset)), labels)
+    """:func:`classification_report` of ``softmax(logits / temperature)``; with a temperature other than 1 the
+    report also gives ``ece_uncalibrated`` (the calibration error of the raw ``softmax(logits)``)."""
+    logits = predict_logits(model, dataset, batch_size, device)  # (N, C)
+    targets = np.asarray(_labels_of(dataset))
+    report = classification_report(scaled_probabilities(logits, temperature).numpy(), targets, labels)
+    if temperature != 1.0:
+        report["ece_uncalibrated"] = expected_calibration_error(
+            torch.softmax(logits, dim=-1).numpy(), targets
+        )
+    return report
 
 
 @dataclass
@@ -239,7 +267,8 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     """Train a classifier and write the run directory; continue an interrupted run with ``resume=True``.
 
     The run directory receives ``config.yaml``, ``tokenizer/``, ``labels.json``, ``model.safetensors`` (best
-    validation weights), ``metrics.json``, ``curves.png``, ``confusion.png`` and ``state/`` (for resuming).
+    validation weights), ``metrics.json``, ``calibration.json`` (with ``train.calibrate``), ``curves.png``,
+    ``confusion.png`` and ``state/`` (for resuming).
     """
     run_dir = Path(run_dir)
     ctx = init_distributed(config.train.device)
@@ -419,7 +448,8 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
 
     barrier(ctx)
     ckpt.load_weights(model, run_dir / ckpt.WEIGHTS_FILE)
-    metrics = final_metrics(model, data, config, ctx.device)
+    calibration = calibrate(model, data, config, ctx.device) if config.train.calibrate else None
+    metrics = final_metrics(model, data, config, ctx.device, calibration=calibration)
     metrics.update(
         {
             "best_epoch": state.best_epoch,
@@ -434,6 +464,8 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
         }
     )
     if ctx.is_main:
+        if calibration is not None:
+            calibration.save(run_dir)
         ckpt.write_json(run_dir / METRICS_FILE, metrics)
         from attnkit.train.plots import plot_confusion, plot_curves
 
@@ -443,12 +475,43 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     return FitResult(run_dir=run_dir, metrics=metrics, model=model, data=data)
 
 
+def calibrate(model: nn.Module, data: PreparedData, config: RunConfig, device: torch.device) -> Calibration:
+    """Fit the temperature of the selected weights on the validation split (never on test)."""
+    logits = predict_logits(model, data.val, config.optim.eval_batch_size, device)  # (N, C)
+    calibration = Calibration.fit(logits, _labels_of(data.val), fitted_on="validation split")
+    log.info(
+        "temperature %.3f: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+        calibration.temperature,
+        calibration.nll_before,
+        calibration.nll_after,
+        calibration.ece_before,
+        calibration.ece_after,
+    )
+    return calibration
+
+
 def final_metrics(
-    model: nn.Module, data: PreparedData, config: RunConfig, device: torch.device
+    model: nn.Module,
+    data: PreparedData,
+    config: RunConfig,
+    device: torch.device,
+    *,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any]:
-    """Validation and (when present) test metrics of the selected weights."""
+    """Validation and (when present) test metrics of the selected weights, with the run's temperature.
+
+    With a calibration, the validation ECE is the one on the data the temperature was fitted on (optimistic);
+    the test ECE is the honest one.
+    """
     batch_size = config.optim.eval_batch_size
-    metrics: dict[str, Any] = {"val": evaluate_dataset(model, data.val, data.labels, batch_size, device)}
+    temperature = calibration.temperature if calibration is not None else 1.0
+
+    def report(dataset: EncodedDataset) -> dict[str, Any]:
+        return evaluate_dataset(model, dataset, data.labels, batch_size, device, temperature=temperature)
+
+    metrics: dict[str, Any] = {"val": report(data.val)}
     if data.test is not None:
-        metrics["test"] = evaluate_dataset(model, data.test, data.labels, batch_size, device)
+        metrics["test"] = report(data.test)
+    if calibration is not None:
+        metrics["calibration"] = calibration.to_dict()
     return metrics
