@@ -154,6 +154,10 @@ def naive_evidence(model: NBAttnClassifier, ids: torch.Tensor) -> torch.Tensor:
             rows = lists[int(ids[b, t])]
             char_rows[b, t, : len(rows)] = torch.tensor(rows, dtype=torch.long)
     char = (F.embedding(char_rows, model.nb_ratios) * model.gate(char_rows)).sum(dim=2)  # (B, T, C)
+    grams = torch.tensor(
+        [[max(1, len(lists[int(i)])) for i in row] for row in ids], dtype=torch.float
+    )  # (B, T)
+    char = char / grams.pow(cfg.char_norm_power).unsqueeze(-1)  # (B, T, C)
     out = torch.zeros(batch, length, cfg.num_classes)
     for b in range(batch):
         seen: set[int] = set()
@@ -167,8 +171,9 @@ def naive_evidence(model: NBAttnClassifier, ids: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def test_evidence_per_distinct_word_equals_the_naive_computation() -> None:
-    model = tiny()
+@pytest.mark.parametrize("norm_power", [0.0, 0.5, 1.0])
+def test_evidence_per_distinct_word_equals_the_naive_computation(norm_power: float) -> None:
+    model = tiny(char_norm_power=norm_power)
     model.init_from_data([[2, 3, 5], [4, 6, 6], [5, 7], [2, 1]], [0, 1, 2, 2])
     with torch.no_grad():
         model.gate.weight.uniform_(-1.0, 1.0)  # distinct gates, so any row mix-up shows
@@ -180,7 +185,7 @@ def test_evidence_per_distinct_word_equals_the_naive_computation() -> None:
     assert torch.any(model.char_evidence(ids)[0, 0] != 0)  # the character path is part of the check
     assert torch.all(evidence[1, 3:] == 0)  # padding: nothing
 
-    every = tiny(binary=False)
+    every = tiny(binary=False, char_norm_power=norm_power)
     every.load_state_dict(model.state_dict())
     emb = every.embed(torch.tensor([[2, 2]]))[..., 4:]  # (1, 2, C): the repeated word counts again
     rows = every.rows(torch.tensor([[2, 2]]))[0, 1]  # (K,): the word and the bigram "cat cat"
@@ -231,6 +236,8 @@ def test_mistakes_raise_clear_errors() -> None:
         model.set_vocabulary(["", "", "a"])
     with pytest.raises(ValueError, match="char_buckets"):
         NBAttnConfig(char_buckets=1)
+    with pytest.raises(ValueError, match="char_norm_power"):
+        NBAttnConfig(char_norm_power=-1.0)
     with pytest.raises(ValueError, match="char_max_n"):
         NBAttnConfig(char_buckets=11, char_min_n=3, char_max_n=2)
     # Without character n-grams the vocabulary is not needed and the table has no extra rows.
@@ -280,3 +287,12 @@ def test_fit_and_predictor_rebuild_the_rows_from_the_tokenizer(
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids, mask).logits, model(ids, mask).logits)
+
+
+def test_words_without_character_ngrams_get_none() -> None:
+    model = tiny()
+    model.init_from_data([[2, 3, 5], [4, 6, 7]], [0, 1])
+    ids = torch.tensor([[7, 1, 7, 1, 2]])  # "hippopotamus" (too long), [UNK] (no string), then "cat"
+    evidence = model.char_evidence(ids)  # (1, T, C): 3 distinct words, only one with n-grams
+    assert torch.all(evidence[0, :4] == 0)
+    torch.testing.assert_close(evidence[0, 4], model.char_evidence(torch.tensor([[2]]))[0, 0])

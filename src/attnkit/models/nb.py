@@ -248,6 +248,9 @@ class NBAttnConfig(ClassifierConfig):
         char_max_word_length: words longer than this many characters get no character n-grams.
         char_gate_init: initial value of the character n-grams' gates (a word has tens of them, so starting
             them at ``gate_init`` would outweigh the word's own evidence).
+        char_norm_power: a word's summed character evidence is divided by ``M ** char_norm_power``, ``M`` the
+            number of its character n-grams: 0 keeps the sum, 1 gives their mean (as fastText averages a word's
+            sub-word vectors).
     """
 
     embed_dim: int = 16
@@ -265,6 +268,7 @@ class NBAttnConfig(ClassifierConfig):
     char_max_n: int = 5
     char_max_word_length: int = 24
     char_gate_init: float = 0.0
+    char_norm_power: float = 0.0
 
     def _validate_model(self) -> None:
         self._require_min("max_order", 1)
@@ -288,6 +292,8 @@ class NBAttnConfig(ClassifierConfig):
                 f"{self._name}.char_max_n must be >= char_min_n={self.char_min_n}, got {self.char_max_n}"
             )
         self._require_min("char_max_word_length", 1)
+        if self.char_norm_power < 0:
+            raise ValueError(f"{self._name}.char_norm_power must be >= 0, got {self.char_norm_power}")
 
     @property
     def word_rows(self) -> int:
@@ -409,16 +415,19 @@ class NBAttnClassifier(TextClassifier):
         return gather_segments(self.char_rows, self.char_offsets, words.long())
 
     def char_evidence(self, input_ids: Tensor) -> Tensor:
-        """``input_ids (B, T)`` -> ``(B, T, C)``: each word's ``sum_g r_g * w_g`` over its character n-grams.
+        """``input_ids (B, T)`` -> ``(B, T, C)``: each word's ``sum_g r_g * w_g`` over its ``M`` character n-grams
+        (divided by ``M ** char_norm_power``).
 
         Computed once per distinct word id of the batch, then indexed back to the positions.
         """
         words, where = torch.unique(input_ids, return_inverse=True)  # (U,), (B, T)
         rows, owner = self.char_rows_of(words)  # (G,), (G,)
         per_gram = F.embedding(rows, self.nb_ratios) * self.gate(rows)  # (G, C)
-        per_word = per_gram.new_zeros(words.numel(), per_gram.shape[1]).index_add(
-            0, owner, per_gram
-        )  # (U, C)
+        per_word = per_gram.new_zeros(words.numel(), self.config.num_classes)  # (U, C)
+        per_word = per_word.index_add(0, owner, per_gram)  # (U, C)
+        if self.config.char_norm_power:
+            grams = torch.bincount(owner, minlength=words.numel()).clamp(min=1).to(per_word.dtype)  # (U,)
+            per_word = per_word / grams.pow(self.config.char_norm_power).unsqueeze(1)  # (U, C)
         return per_word[where]  # (B, T, C)
 
     @torch.no_grad()
