@@ -170,10 +170,8 @@ def gather_segments(values: Tensor, offsets: Tensor, index: Tensor) -> tuple[Ten
     starts = offsets[index]  # (U,)
     lengths = offsets[index + 1] - starts  # (U,)
     owner = torch.repeat_interleave(torch.arange(index.numel(), device=index.device), lengths)  # (G,)
-    ends = torch.cumsum(lengths, dim=0)  # (U,)
-    within = (
-        torch.arange(owner.numel(), device=index.device) - (ends - lengths)[owner]
-    )  # (G,) rank in segment
+    out_starts = torch.cumsum(lengths, dim=0) - lengths  # (U,) where each segment begins in the output
+    within = torch.arange(owner.numel(), device=index.device) - out_starts[owner]  # (G,) rank in its segment
     return values[starts[owner] + within], owner
 
 
