@@ -84,10 +84,38 @@ TINY: dict[str, dict[str, Any]] = {
 }
 COMMON: dict[str, Any] = {"vocab_size": VOCAB, "num_classes": 3, "max_length": 64, "dropout": 0.1}
 
+# Variants of registered models that the contract and explanation tests also cover: name -> (model, options).
+TINY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "nb-attn+chars": (
+        "nb-attn",
+        {
+            "char_buckets": 61,
+            "char_max_n": 4,
+            "char_max_word_length": 8,
+            "gate_init": 0.5,
+            "char_gate_init": 0.3,
+        },
+    ),
+}
+_SYLLABLES = ["ka", "ro", "mi", "ta", "ne", "su", "lo"]
+# Strings of the ids 0..VOCAB-1 for models that read them: "" for [PAD] and [UNK], two-syllable words sharing
+# character n-grams, and one word longer than the variant's char_max_word_length.
+TINY_WORDS = ["", "", *(_SYLLABLES[i % 7] + _SYLLABLES[i // 7] for i in range(2, VOCAB - 1)), "karomitanesu"]
+
 
 def tiny_model(name: str, seed: int = 0, **overrides: Any) -> TextClassifier:
+    """A tiny registered model, or a variant of :data:`TINY_VARIANTS` (given its vocabulary and, for nb-attn,
+    Naive-Bayes ratios counted on random texts, so its evidence path is not all zeros)."""
     torch.manual_seed(seed)
-    return build_model(name, **{**COMMON, **TINY[name], **overrides})
+    if name not in TINY_VARIANTS:
+        return build_model(name, **{**COMMON, **TINY[name], **overrides})
+    base, options = TINY_VARIANTS[name]
+    model = build_model(base, **{**COMMON, **TINY[base], **options, **overrides})
+    model.set_vocabulary(TINY_WORDS)
+    gen = torch.Generator().manual_seed(seed)
+    texts = [torch.randint(2, VOCAB, (20,), generator=gen).tolist() for _ in range(30)]
+    model.init_from_data(texts, [i % 3 for i in range(30)])
+    return model
 
 
 def make_batch(lengths: list[int], width: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -114,6 +142,11 @@ def repad(ids: Tensor, mask: Tensor, width: int) -> tuple[Tensor, Tensor]:
 @pytest.fixture
 def tiny_configs() -> dict[str, dict[str, Any]]:
     return TINY
+
+
+@pytest.fixture
+def tiny_variants() -> dict[str, tuple[str, dict[str, Any]]]:
+    return TINY_VARIANTS
 
 
 @pytest.fixture(name="tiny_model")

@@ -45,7 +45,7 @@ def scores_of(method: str, model: TextClassifier, ids: Tensor, mask: Tensor, tar
 
 NAME_METHOD = [
     (name, method)
-    for name in MODELS
+    for name in [*MODELS, "nb-attn+chars"]  # and the variant with character n-grams (tests/conftest.py)
     for method in [*METHODS, "random"]
     if not (method == "attention-value" and name == "han")  # HAN does not decompose its logits over tokens
 ]
@@ -72,7 +72,7 @@ def test_padded_batch_equals_one_text_at_a_time(
         torch.testing.assert_close(batched[row, :n], alone[0], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [*MODELS, "nb-attn+chars"])
 def test_attention_is_the_models_token_attention(
     name: str, tiny_model: ModelFactory, make_batch: BatchFactory
 ) -> None:
@@ -139,7 +139,7 @@ def test_integrated_gradients_is_complete_and_matches_a_riemann_sum(
     torch.testing.assert_close(scores[0], naive, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [*MODELS, "nb-attn+chars"])
 def test_leave_one_out_matches_deleting_each_token_by_hand(
     name: str, tiny_model: ModelFactory, make_batch: BatchFactory
 ) -> None:
@@ -170,7 +170,9 @@ def test_leave_one_out_of_a_single_token_compares_with_unk(tiny_model: ModelFact
     assert float(score[0, 0]) == pytest.approx(float(p - p_unk), abs=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bag-attn", "bilstm-attn", "cnn-attn", "transformer", "nb-attn"])
+@pytest.mark.parametrize(
+    "name", ["bag-attn", "bilstm-attn", "cnn-attn", "transformer", "nb-attn", "nb-attn+chars"]
+)
 @pytest.mark.parametrize("scorer", ["additive", "multihead"])
 def test_attention_value_is_an_exact_decomposition_of_the_logits(
     name: str, scorer: str, tiny_model: ModelFactory, make_batch: BatchFactory

@@ -16,18 +16,24 @@ ModelFactory = Callable[..., TextClassifier]
 BatchFactory = Callable[..., tuple[Tensor, Tensor]]
 
 MODELS = available_models()
+# The registered models plus variants with their own code paths (tests/conftest.py: TINY_VARIANTS).
+VARIANTS = ["nb-attn+chars"]
+CHECKED = [*MODELS, *VARIANTS]
 SCORERS = ["dot", "scaled_dot", "general", "additive", "multihead"]
 SCORER_FIELDS = {s: {"pooling_scorer": s, "pooling_heads": 2 if s == "multihead" else 1} for s in SCORERS}
 LENGTHS = [17, 9, 1, 23]
 
 
-def test_every_registered_model_has_a_tiny_config(tiny_configs: dict[str, Any]) -> None:
+def test_every_registered_model_has_a_tiny_config(
+    tiny_configs: dict[str, Any], tiny_variants: dict[str, Any]
+) -> None:
     assert set(tiny_configs) == set(MODEL_REGISTRY) == set(MODELS)
+    assert sorted(tiny_variants) == VARIANTS
     assert MODELS == ["bag-attn", "bilstm-attn", "cnn-attn", "han", "nb-attn", "transformer"]
 
 
 @pytest.mark.parametrize("scorer", SCORERS)
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_forward_backward(name: str, scorer: str, tiny_model: ModelFactory, make_batch: BatchFactory) -> None:
     model = tiny_model(name, **SCORER_FIELDS[scorer])
     model.train()
@@ -46,7 +52,7 @@ def test_forward_backward(name: str, scorer: str, tiny_model: ModelFactory, make
 
 
 @pytest.mark.parametrize("scorer", SCORERS)
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_attention_contract_and_padding_invariance(
     name: str, scorer: str, tiny_model: ModelFactory, make_batch: BatchFactory, repad: BatchFactory
 ) -> None:
@@ -73,7 +79,7 @@ def test_attention_contract_and_padding_invariance(
     assert torch.all(wide.token_attention[:, 24:] == 0)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_padding_gets_exactly_zero_gradient(
     name: str, tiny_model: ModelFactory, make_batch: BatchFactory
 ) -> None:
@@ -90,7 +96,7 @@ def test_padding_gets_exactly_zero_gradient(
     assert grad[mask].abs().sum(-1).min() > 0
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_forward_equals_forward_from_embeddings(
     name: str, tiny_model: ModelFactory, make_batch: BatchFactory
 ) -> None:
@@ -103,7 +109,7 @@ def test_forward_equals_forward_from_embeddings(
     assert torch.equal(direct.token_attention, via.token_attention)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_batch_independence(name: str, tiny_model: ModelFactory, make_batch: BatchFactory) -> None:
     model = tiny_model(name).eval()
     ids, mask = make_batch(LENGTHS, 24)
@@ -117,7 +123,7 @@ def test_batch_independence(name: str, tiny_model: ModelFactory, make_batch: Bat
             )
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_determinism_with_a_seed(name: str, tiny_model: ModelFactory, make_batch: BatchFactory) -> None:
     first, second, other = tiny_model(name, seed=3), tiny_model(name, seed=3), tiny_model(name, seed=4)
     for key, a in first.state_dict().items():
@@ -133,7 +139,7 @@ def test_determinism_with_a_seed(name: str, tiny_model: ModelFactory, make_batch
     assert torch.equal(a_out, b_out)  # the dropout masks are drawn the same way too
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_dropout_is_active_in_training_only(
     name: str, tiny_model: ModelFactory, make_batch: BatchFactory
 ) -> None:
@@ -149,14 +155,14 @@ def test_dropout_is_active_in_training_only(
     assert torch.equal(model(ids, mask).logits, model(ids, mask).logits)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_pad_embedding_starts_at_zero(name: str, tiny_model: ModelFactory) -> None:
     model = tiny_model(name)
     assert torch.all(model.embedding.weight[model.config.pad_id] == 0)
     assert model.embedding.weight[1:].std() > 0
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", CHECKED)
 def test_input_mistakes_raise_clear_errors(
     name: str, tiny_model: ModelFactory, make_batch: BatchFactory, repad: BatchFactory
 ) -> None:

@@ -226,6 +226,16 @@ class TextClassifier(nn.Module):
 
     # -- data-dependent initialisation -------------------------------------------------------------------
 
+    def set_vocabulary(self, tokens: Sequence[str]) -> None:
+        """Give the model its vocabulary's strings (default: ignored; models that read the words override it).
+
+        :func:`attnkit.train.loop.build_classifier` calls this right after construction, for new and loaded
+        runs alike, so whatever a model derives from the strings is rebuilt from the tokenizer, not saved.
+
+        Args:
+            tokens: ``tokens[i]`` is the normalized vocabulary entry of id ``i``; "" for special tokens.
+        """
+
     def init_from_data(self, ids: Sequence[Sequence[int]], labels: Sequence[int]) -> None:
         """Set data-dependent parameters from the training split before training (default: nothing).
 

@@ -16,15 +16,26 @@ first time in the text). Attention pooling scores the tokens from their keys onl
 the keys and the evidence; the pooled evidence is scaled by ``T ** length_power``. A linear head maps the pooled
 vector to the logits; it starts as ``nb_scale`` times the identity on the evidence block.
 
+Optional sub-word evidence (``char_buckets > 0``): every vocabulary word also owns the character n-grams of
+``<word>`` (lengths ``char_min_n..char_max_n``, ``<`` and ``>`` marking the word's boundaries, as in
+fastText), hashed into ``char_buckets`` further rows of the same table with their own NB ratios and gates. A
+word's sub-word evidence ``sum_g r_g * w_g`` over its character n-grams depends on the word id only, so it is
+computed once per distinct id of the batch and added to the word's evidence at its first occurrence (every
+occurrence without ``binary``). The model needs the vocabulary's strings for this: :meth:`set_vocabulary`
+(which :func:`attnkit.train.loop.build_classifier` calls with the tokenizer's vocabulary) builds the
+word -> character-n-gram rows, a buffer that is not saved with the weights since the tokenizer determines it.
+
 Why scores from keys only: on IMDb, scoring from the full state (evidence included) let the attention latch
 onto the memorized n-grams of the training split (validation up, test down).
 
 Dimension legend: ``B`` batch, ``T`` tokens, ``K`` n-gram orders, ``E`` key embedding size, ``C`` classes,
-``S = E + C`` token state size, ``N`` rows of the n-gram table.
+``S = E + C`` token state size, ``N`` rows of the n-gram table, ``U`` distinct word ids of a batch, ``G``
+character n-grams of those words (all of them, concatenated).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +49,8 @@ from attnkit.models.base import ClassifierConfig, TextClassifier
 
 #: Multiplier of the n-gram hash (a prime larger than any realistic vocabulary).
 NGRAM_HASH_PRIME = 1_000_003
+#: Boundary markers put around a word before its character n-grams are taken.
+WORD_START, WORD_END = "<", ">"
 
 
 def ngram_rows(
@@ -81,6 +94,85 @@ def ngram_rows(
             valid[:, order - 1 :] = ok
         rows.append(torch.where(valid, vocab_size + 1 + hashed, pad_id))  # (B, T)
     return torch.stack(rows, dim=-1)  # (B, T, K)
+
+
+def char_ngrams(word: str, *, min_n: int, max_n: int) -> list[str]:
+    """The distinct character n-grams of ``<word>`` with ``min_n <= n <= max_n``, shortest first, then by position.
+
+    ``char_ngrams("cat", min_n=2, max_n=3)`` is ``["<c", "ca", "at", "t>", "<ca", "cat", "at>"]``. An n-gram
+    that occurs twice in a word is listed once. The empty string (how special tokens are passed) has none.
+    """
+    if not word:
+        return []
+    marked = f"{WORD_START}{word}{WORD_END}"
+    grams: dict[str, None] = {}  # insertion-ordered set
+    for n in range(min_n, min(max_n, len(marked)) + 1):
+        for start in range(len(marked) - n + 1):
+            grams.setdefault(marked[start : start + n])
+    return list(grams)
+
+
+def char_ngram_bucket(gram: str, num_buckets: int) -> int:
+    """Bucket of a character n-gram in ``[1, num_buckets)``: ``1 + crc32(utf-8 bytes) % (num_buckets - 1)``.
+
+    CRC-32 rather than Python's ``hash``, which is salted per process.
+    """
+    return 1 + zlib.crc32(gram.encode("utf-8")) % (num_buckets - 1)
+
+
+def char_ngram_table(
+    tokens: Sequence[str], *, min_n: int, max_n: int, num_buckets: int, first_row: int, max_word_length: int
+) -> tuple[Tensor, Tensor]:
+    """Word id -> rows of its character n-grams, as a flat list with offsets (compressed sparse rows).
+
+    The rows of word ``i`` are ``rows[offsets[i] : offsets[i + 1]]``: ``first_row + bucket`` for each of its
+    :func:`char_ngrams` (distinct buckets, in the order of the n-grams). Words longer than ``max_word_length``
+    characters (in 20 Newsgroups mostly uuencoded or hex lines) and empty strings get no rows.
+
+    Args:
+        tokens: ``tokens[i]`` is the vocabulary entry of id ``i`` ("" for special tokens).
+        min_n: shortest character n-gram (boundary markers count as characters).
+        max_n: longest character n-gram.
+        num_buckets: hashed rows, bucket 0 unused.
+        first_row: table row of bucket 0.
+        max_word_length: longer words get no character n-grams.
+
+    Returns:
+        ``rows (G_total,)`` long and ``offsets (V + 1,)`` long.
+    """
+    rows: list[int] = []
+    offsets = [0]
+    buckets: dict[str, int] = {}  # many words share their n-grams: hash each once
+    for word in tokens:
+        if len(word) <= max_word_length:
+            seen: dict[int, None] = {}
+            for gram in char_ngrams(word, min_n=min_n, max_n=max_n):
+                bucket = buckets.get(gram)
+                if bucket is None:
+                    bucket = buckets[gram] = char_ngram_bucket(gram, num_buckets)
+                seen.setdefault(first_row + bucket)
+            rows.extend(seen)
+        offsets.append(len(rows))
+    return torch.tensor(rows, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+
+
+def gather_segments(values: Tensor, offsets: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """The concatenated segments ``values[offsets[i] : offsets[i + 1]]`` of every ``i`` in ``index``.
+
+    Args:
+        values: ``(G_total,)`` flat values.
+        offsets: ``(V + 1,)`` segment boundaries.
+        index: ``(U,)`` segments to gather.
+
+    Returns:
+        ``(G,)`` the gathered values and ``(G,)`` the position in ``index`` each one came from.
+    """
+    starts = offsets[index]  # (U,)
+    lengths = offsets[index + 1] - starts  # (U,)
+    owner = torch.repeat_interleave(torch.arange(index.numel(), device=index.device), lengths)  # (G,)
+    out_starts = torch.cumsum(lengths, dim=0) - lengths  # (U,) where each segment begins in the output
+    within = torch.arange(owner.numel(), device=index.device) - out_starts[owner]  # (G,) rank in its segment
+    return values[starts[owner] + within], owner
 
 
 def first_occurrences(rows: Tensor, *, pad_id: int) -> Tensor:
@@ -147,6 +239,16 @@ class NBAttnConfig(ClassifierConfig):
             0.5 sits between. On IMDb with a linear model on the same features 0.5 did best (sqrt > binary sum
             > mean, 91.7 / 91.6 / 90.9%).
         key_std: standard deviation of the key embedding's initialisation.
+        char_buckets: hashed rows for the words' character n-grams (row 0 unused); 0 (the default) turns
+            sub-word evidence off. The model then needs :meth:`NBAttnClassifier.set_vocabulary`.
+        char_min_n: shortest character n-gram of ``<word>`` (the markers count).
+        char_max_n: longest character n-gram.
+        char_max_word_length: words longer than this many characters get no character n-grams.
+        char_gate_init: initial value of the character n-grams' gates (a word has tens of them, so starting
+            them at ``gate_init`` would outweigh the word's own evidence).
+        char_norm_power: a word's summed character evidence is divided by ``M ** char_norm_power``, ``M`` the
+            number of its character n-grams: 0 keeps the sum, 1 gives their mean (as fastText averages a word's
+            sub-word vectors).
     """
 
     embed_dim: int = 16
@@ -159,6 +261,12 @@ class NBAttnConfig(ClassifierConfig):
     binary: bool = True
     length_power: float = 0.5
     key_std: float = 0.1
+    char_buckets: int = 0
+    char_min_n: int = 2
+    char_max_n: int = 5
+    char_max_word_length: int = 24
+    char_gate_init: float = 0.0
+    char_norm_power: float = 0.0
 
     def _validate_model(self) -> None:
         self._require_min("max_order", 1)
@@ -172,11 +280,28 @@ class NBAttnConfig(ClassifierConfig):
             raise ValueError(f"{self._name}.binary must be true or false, got {self.binary!r}")
         if self.length_power < 0:
             raise ValueError(f"{self._name}.length_power must be >= 0, got {self.length_power}")
+        if self.char_buckets == 1 or self.char_buckets < 0:
+            raise ValueError(
+                f"{self._name}.char_buckets must be 0 (no character n-grams) or >= 2, got {self.char_buckets}"
+            )
+        self._require_min("char_min_n", 1)
+        if self.char_max_n < self.char_min_n:
+            raise ValueError(
+                f"{self._name}.char_max_n must be >= char_min_n={self.char_min_n}, got {self.char_max_n}"
+            )
+        self._require_min("char_max_word_length", 1)
+        if self.char_norm_power < 0:
+            raise ValueError(f"{self._name}.char_norm_power must be >= 0, got {self.char_norm_power}")
+
+    @property
+    def word_rows(self) -> int:
+        """Rows of the word n-grams (unigrams, then the hashed longer n-grams); the character n-grams follow."""
+        return self.vocab_size + (self.ngram_buckets if self.max_order > 1 else 0)
 
     @property
     def num_rows(self) -> int:
         """Rows of the shared n-gram table."""
-        return self.vocab_size + (self.ngram_buckets if self.max_order > 1 else 0)
+        return self.word_rows + self.char_buckets
 
     @property
     def state_dim(self) -> int:
@@ -210,7 +335,16 @@ class NBAttnClassifier(TextClassifier):
         self._init_embedding(std=config.key_std)
         nn.init.constant_(self.gate.weight, config.gate_init)
         with torch.no_grad():
+            self.gate.weight[config.word_rows :].fill_(config.char_gate_init)
             self.gate.weight[config.pad_id].zero_()
+        # Word id -> character n-gram rows (see char_ngram_table); rebuilt from the tokenizer, never saved.
+        self.register_buffer("char_rows", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "char_offsets", torch.zeros(config.vocab_size + 1, dtype=torch.long), persistent=False
+        )
+        self.char_rows: Tensor
+        self.char_offsets: Tensor
+        self._has_vocabulary = False
         self.pooling: AttentionPooling = self._make_pooling(config.embed_dim)
         self.head = nn.Linear(config.pooling_queries * config.state_dim, config.num_classes)
         self._init_head()
@@ -237,11 +371,71 @@ class NBAttnClassifier(TextClassifier):
             max_order=cfg.max_order,
         )
 
+    @property
+    def uses_chars(self) -> bool:
+        """Whether the model has character n-gram evidence (``char_buckets > 0``)."""
+        return self.config.char_buckets > 0
+
+    def set_vocabulary(self, tokens: Sequence[str]) -> None:
+        """Build the word -> character n-gram rows from the vocabulary (nothing to do without ``char_buckets``).
+
+        Args:
+            tokens: ``tokens[i]`` is the (normalized) vocabulary entry of id ``i``; "" for special tokens.
+        """
+        cfg = self.config
+        if len(tokens) != cfg.vocab_size:
+            raise ValueError(f"got {len(tokens)} vocabulary entries for vocab_size={cfg.vocab_size}")
+        if not self.uses_chars:
+            return
+        rows, offsets = char_ngram_table(
+            tokens,
+            min_n=cfg.char_min_n,
+            max_n=cfg.char_max_n,
+            num_buckets=cfg.char_buckets,
+            first_row=cfg.word_rows,
+            max_word_length=cfg.char_max_word_length,
+        )
+        device = self.char_offsets.device
+        self.char_rows = rows.to(device)
+        self.char_offsets = offsets.to(device)
+        self._has_vocabulary = True
+
+    def _check_vocabulary(self) -> None:
+        if not self._has_vocabulary:
+            raise ValueError(
+                "nb-attn with char_buckets > 0 needs the vocabulary's strings: call "
+                "model.set_vocabulary(tokens) first (attnkit.train.loop.build_classifier does)"
+            )
+
+    def char_rows_of(self, words: Tensor) -> tuple[Tensor, Tensor]:
+        """``words (U,)`` word ids -> ``(G,)`` rows of their character n-grams and ``(G,)`` each row's word index."""
+        self._check_vocabulary()
+        return gather_segments(self.char_rows, self.char_offsets, words.long())
+
+    def char_evidence(self, input_ids: Tensor) -> Tensor:
+        """``input_ids (B, T)`` -> ``(B, T, C)``: each word's ``sum_g r_g * w_g`` over its ``M`` character n-grams
+        (divided by ``M ** char_norm_power``).
+
+        Computed once per distinct word id of the batch, then indexed back to the positions.
+        """
+        words, where = torch.unique(input_ids, return_inverse=True)  # (U,), (B, T)
+        rows, owner = self.char_rows_of(words)  # (G,), (G,)
+        per_gram = F.embedding(rows, self.nb_ratios) * self.gate(rows)  # (G, C)
+        per_word = per_gram.new_zeros(words.numel(), self.config.num_classes)  # (U, C)
+        per_word = per_word.index_add(0, owner, per_gram)  # (U, C)
+        if self.config.char_norm_power:
+            grams = torch.bincount(owner, minlength=words.numel()).clamp(min=1).to(per_word.dtype)  # (U,)
+            per_word = per_word / grams.pow(self.config.char_norm_power).unsqueeze(1)  # (U, C)
+        return per_word[where]  # (B, T, C)
+
     @torch.no_grad()
     def document_counts(
         self, ids: Sequence[Sequence[int]], labels: Sequence[int], *, batch_size: int = 256
     ) -> Tensor:
-        """``(N, max(C, 2))`` float64: for each table row and class, how many texts of that class contain it."""
+        """``(N, max(C, 2))`` float64: for each table row and class, how many texts of that class contain it.
+
+        A character n-gram is contained in a text if one of the text's words has it.
+        """
         if len(ids) != len(labels):
             raise ValueError(f"got {len(ids)} texts but {len(labels)} labels")
         cfg = self.config
@@ -255,6 +449,17 @@ class NBAttnClassifier(TextClassifier):
             label = torch.as_tensor([labels[i] for i in index]).view(-1, 1, 1).expand_as(rows)  # (B, T, K)
             ones = torch.ones(int(first.sum()), dtype=torch.float64)
             counts.index_put_((rows[first], label[first]), ones, accumulate=True)
+            if self.uses_chars:  # each character n-gram once per text, whichever of its words it came from
+                words = rows[..., 0]  # (B, T)
+                text = torch.arange(words.shape[0]).view(-1, 1).expand_as(words)  # (B, T)
+                unique_words = first[..., 0]  # (B, T)
+                char_rows, owner = self.char_rows_of(words[unique_words])  # (G,), (G,)
+                text_of_row = text[unique_words][owner]  # (G,)
+                pairs = torch.unique(text_of_row * cfg.num_rows + char_rows)  # (P,) distinct (text, row)
+                pair_rows, pair_texts = pairs % cfg.num_rows, pairs // cfg.num_rows
+                pair_labels = label[:, 0, 0][pair_texts]  # (P,)
+                ones = torch.ones(pairs.numel(), dtype=torch.float64)
+                counts.index_put_((pair_rows, pair_labels), ones, accumulate=True)
         return counts
 
     @torch.no_grad()
@@ -275,8 +480,17 @@ class NBAttnClassifier(TextClassifier):
         rows = self.rows(input_ids)  # (B, T, K)
         keys = self.embedding(input_ids)  # (B, T, E)
         evidence = F.embedding(rows, self.nb_ratios) * self.gate(rows)  # (B, T, K, C)
+        if self.uses_chars:  # the word's character n-grams join its unigram (padding has none)
+            evidence = torch.cat(
+                [evidence, self.char_evidence(input_ids).unsqueeze(2)], dim=2
+            )  # (B, T, K+1, C)
         if self.config.binary:
-            evidence = evidence * first_occurrences(rows, pad_id=self.config.pad_id).unsqueeze(-1)
+            first = first_occurrences(rows, pad_id=self.config.pad_id)  # (B, T, K)
+            if self.uses_chars:
+                first = torch.cat(
+                    [first, first[..., :1]], dim=2
+                )  # (B, T, K+1): with the word's first occurrence
+            evidence = evidence * first.unsqueeze(-1)
         return torch.cat([keys, evidence.sum(dim=2)], dim=-1)  # (B, T, E + C)
 
     def pool(self, states: Tensor, attention_mask: Tensor) -> PoolingOutput:

@@ -142,8 +142,17 @@ def model_options(config: RunConfig, tokenizer: TextTokenizer, num_classes: int)
     return options
 
 
+def vocabulary_strings(tokenizer: TextTokenizer) -> list[str]:
+    """The vocabulary entry of every id, in id order, with "" for ``[PAD]`` and ``[UNK]``."""
+    special = {tokenizer.pad_id, tokenizer.unk_id}
+    return ["" if i in special else tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
+
+
 def build_classifier(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> TextClassifier:
-    return build_model(config.model.name, **model_options(config, tokenizer, num_classes))
+    """The run's model, with the tokenizer's vocabulary given to it (:meth:`TextClassifier.set_vocabulary`)."""
+    model = build_model(config.model.name, **model_options(config, tokenizer, num_classes))
+    model.set_vocabulary(vocabulary_strings(tokenizer))
+    return model
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
