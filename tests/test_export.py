@@ -32,6 +32,8 @@ TOLERANCE = 1e-4
 EXPORTABLE = [
     "bag-attn",
     "bilstm-attn",  # traced through UnpackedBiLSTM
+    "nb-attn",
+    "nb-attn+chars",
     pytest.param("cnn-attn", marks=pytest.mark.slow),
     pytest.param("transformer", marks=pytest.mark.slow),
 ]

@@ -77,21 +77,20 @@ def ngram_rows(
     ids = input_ids.long()  # (B, T)
     real = ids != pad_id  # (B, T)
     rows = [ids]
-    batch, length = ids.shape
+    length = ids.shape[1]
     modulus = num_buckets - 1
     for order in range(2, max_order + 1):
-        hashed = torch.full((batch, length), order, dtype=torch.long)  # (B, T)
-        valid = torch.zeros(batch, length, dtype=torch.bool)  # (B, T)
-        if length >= order:
-            span = length - order + 1  # positions t >= order - 1 close an n-gram of this order
-            h = torch.full((batch, span), order, dtype=torch.long)  # (B, span)
-            ok = torch.ones(batch, span, dtype=torch.bool)  # (B, span)
-            for offset in range(order):
-                piece = ids[:, offset : offset + span]  # (B, span): the offset-th word of each n-gram
-                h = (h * NGRAM_HASH_PRIME + piece) % modulus
-                ok &= real[:, offset : offset + span]
-            hashed[:, order - 1 :] = h
-            valid[:, order - 1 :] = ok
+        # Left-pad by order - 1 so that every position t reads the n-gram ids[t-order+1 .. t] at a fixed
+        # shape (no branch on T: the same graph serves any length, as ONNX export needs); an n-gram that
+        # reaches into the left padding is not real and is dropped below.
+        padded_ids = F.pad(ids, (order - 1, 0), value=pad_id)  # (B, T + order - 1)
+        padded_real = F.pad(real, (order - 1, 0), value=False)  # (B, T + order - 1)
+        hashed = torch.full_like(ids, order)  # (B, T)
+        valid = torch.ones_like(real)  # (B, T)
+        for offset in range(order):
+            piece = padded_ids[:, offset : offset + length]  # (B, T): the offset-th word of each n-gram
+            hashed = (hashed * NGRAM_HASH_PRIME + piece) % modulus
+            valid = valid & padded_real[:, offset : offset + length]
         rows.append(torch.where(valid, vocab_size + 1 + hashed, pad_id))  # (B, T)
     return torch.stack(rows, dim=-1)  # (B, T, K)
 
@@ -183,7 +182,10 @@ def first_occurrences(rows: Tensor, *, pad_id: int) -> Tensor:
     """
     batch, length, orders = rows.shape
     flat = rows.reshape(batch, length * orders)  # (B, T*K), position-major: earlier tokens first
-    order = torch.argsort(flat, dim=1, stable=True)  # (B, T*K): equal rows stay in position order
+    # Sort on (row, position) packed into one int64 key: keys are unique, so any sort keeps equal rows in
+    # position order (no stable sort needed, which ONNX export lacks). Rows < 2^40, positions < 2^23.
+    positions = torch.arange(flat.shape[1], device=flat.device)  # (T*K,)
+    order = torch.argsort(flat * (1 << 23) + positions, dim=1)  # (B, T*K)
     sorted_rows = torch.gather(flat, 1, order)  # (B, T*K)
     new = torch.ones_like(sorted_rows, dtype=torch.bool)  # (B, T*K)
     new[:, 1:] = sorted_rows[:, 1:] != sorted_rows[:, :-1]
@@ -278,6 +280,10 @@ class NBAttnConfig(ClassifierConfig):
             raise ValueError(f"{self._name}.nb_alpha must be > 0, got {self.nb_alpha}")
         if not isinstance(self.binary, bool):
             raise ValueError(f"{self._name}.binary must be true or false, got {self.binary!r}")
+        if self.max_length * self.max_order >= 1 << 23:  # first_occurrences packs positions into 23 bits
+            raise ValueError(
+                f"{self._name}: max_length * max_order must be < {1 << 23}, got {self.max_length * self.max_order}"
+            )
         if self.length_power < 0:
             raise ValueError(f"{self._name}.length_power must be >= 0, got {self.length_power}")
         if self.char_buckets == 1 or self.char_buckets < 0:
