@@ -139,3 +139,25 @@ def test_fit_initializes_nb_attn_from_the_training_split_only(
     # A Predictor rebuilt from the run directory gets them back from the weights file.
     predictor = Predictor(tmp_path / "run")
     torch.testing.assert_close(predictor.model.nb_ratios, counted)  # type: ignore[arg-type]
+
+
+def test_no_validation_trains_every_epoch_on_all_of_train_and_keeps_the_last_weights(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``data.val_fraction=0``: the refit mode. Same steps as a validated run would take on all the data."""
+    train, test = tiny_data
+    config = tiny_config(train, test, epochs=3).with_overrides(["data.val_fraction=0", "train.patience=1"])
+    result = fit(config, tmp_path / "run")
+    metrics = result.metrics
+    assert metrics["data_sizes"] == {"train": 400, "val": 0, "test": 100}
+    assert "val" not in metrics and "calibration" not in metrics
+    assert not (tmp_path / "run" / "calibration.json").exists()
+    # Patience 1 would stop a validated run early; here every epoch runs and the last one is kept.
+    assert metrics["epochs_run"] == 3 and metrics["best_epoch"] == 3 and not metrics["stopped_early"]
+    assert [h["val_accuracy"] for h in metrics["history"]] == [None, None, None]
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    for key, value in result.model.state_dict().items():
+        torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
+    assert metrics["test"]["accuracy"] >= 0.9
+    assert evaluate_run(tmp_path / "run", str(test))["accuracy"] == metrics["test"]["accuracy"]
+    assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / "confusion.png").is_file()

@@ -32,6 +32,9 @@ class DataConfig:
         test: held-out data, used only for the final report (never for model selection). For built-in names the
             official test split is used when this is left empty.
         val: validation data; when empty, ``val_fraction`` of ``train`` is carved out with ``split_seed``.
+        val_fraction: share of ``train`` carved out for validation when ``val`` is empty. 0 trains on all of
+            ``train`` with no validation: every epoch of ``train.epochs`` runs, the last weights are kept, and no
+            temperature is fitted (use it to refit for the number of epochs a validated run selected).
         text_field: text column/field name (auto-detected when empty).
         label_field: label column/field name (auto-detected when empty).
     """
@@ -45,8 +48,8 @@ class DataConfig:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ConfigError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ConfigError(f"data.val_fraction must be in [0, 0.5), got {self.val_fraction}")
 
 
 @dataclass

@@ -72,7 +72,7 @@ def load_splits(config: RunConfig) -> tuple[list[TextExample], list[TextExample]
     if data.train == "embedded" and data.test is None and data.val is None:
         from attnkit.data import load_embedded
 
-        embedded = load_embedded(seed=data.split_seed)
+        embedded = load_embedded(seed=data.split_seed, val_fraction=data.val_fraction)
         return embedded.train, embedded.val, embedded.test
     train = _load(data.train, config)
     check_trainable(train, data.train)
@@ -340,15 +340,20 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     def evaluate_point(
         epoch: int, step: int, train_loss: float, examples_per_second: float, elapsed_train: float
     ) -> None:
-        """Validate (and optionally track test), record, keep the best weights."""
-        val_metrics = evaluate_dataset(model, data.val, labels, optim_cfg.eval_batch_size, ctx.device)
+        """Validate (and optionally track test), record, keep the best weights (the latest without validation)."""
+        validated = len(data.val) > 0
+        val_metrics = (
+            evaluate_dataset(model, data.val, labels, optim_cfg.eval_batch_size, ctx.device)
+            if validated
+            else None
+        )
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": step,
             "epoch_progress": round(epoch + (step % steps_per_epoch or steps_per_epoch) / steps_per_epoch, 4),
             "train_loss": train_loss,
-            "val_accuracy": val_metrics["accuracy"],
-            "val_macro_f1": val_metrics["macro_f1"],
+            "val_accuracy": val_metrics["accuracy"] if val_metrics else None,
+            "val_macro_f1": val_metrics["macro_f1"] if val_metrics else None,
             "train_seconds": elapsed_train,
             "train_examples_per_second": examples_per_second,
             "lr": scheduler.get_last_lr()[0],
@@ -357,19 +362,21 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
             record["test_accuracy"] = evaluate_dataset(
                 model, data.test, labels, optim_cfg.eval_batch_size, ctx.device
             )["accuracy"]
-        improved = val_metrics["accuracy"] > state.best_acc
+        improved = val_metrics is None or val_metrics["accuracy"] > state.best_acc
         if improved:
-            state.best_acc, state.best_epoch = val_metrics["accuracy"], epoch + 1
+            state.best_acc = val_metrics["accuracy"] if val_metrics else state.best_acc
+            state.best_epoch = epoch + 1
             state.improved_this_epoch = True
             if ctx.is_main:
                 ckpt.save_weights(model, run_dir / ckpt.WEIGHTS_FILE)
         state.history.append(record)
         log.info(
-            "epoch %.2f: loss %.4f, val accuracy %.4f%s (%.0f ex/s)",
+            "epoch %.2f: loss %.4f, %s (%.0f ex/s)",
             record["epoch_progress"],
             train_loss,
-            record["val_accuracy"],
-            " (best)" if improved else "",
+            f"val accuracy {val_metrics['accuracy']:.4f}{' (best)' if improved else ''}"
+            if val_metrics
+            else "no validation",
             examples_per_second,
         )
         model.train()
@@ -457,7 +464,9 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
 
     barrier(ctx)
     ckpt.load_weights(model, run_dir / ckpt.WEIGHTS_FILE)
-    calibration = calibrate(model, data, config, ctx.device) if config.train.calibrate else None
+    calibration = (
+        calibrate(model, data, config, ctx.device) if config.train.calibrate and len(data.val) > 0 else None
+    )
     metrics = final_metrics(model, data, config, ctx.device, calibration=calibration)
     metrics.update(
         {
@@ -479,8 +488,9 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
         from attnkit.train.plots import plot_confusion, plot_curves
 
         plot_curves(state.history, run_dir / "curves.png")
-        held_out = metrics.get("test") or metrics["val"]
-        plot_confusion(np.asarray(held_out["confusion_matrix"]), labels, run_dir / "confusion.png")
+        held_out = metrics.get("test") or metrics.get("val")
+        if held_out is not None:
+            plot_confusion(np.asarray(held_out["confusion_matrix"]), labels, run_dir / "confusion.png")
     return FitResult(run_dir=run_dir, metrics=metrics, model=model, data=data)
 
 
@@ -518,7 +528,7 @@ def final_metrics(
     def report(dataset: EncodedDataset) -> dict[str, Any]:
         return evaluate_dataset(model, dataset, data.labels, batch_size, device, temperature=temperature)
 
-    metrics: dict[str, Any] = {"val": report(data.val)}
+    metrics: dict[str, Any] = {"val": report(data.val)} if len(data.val) else {}
     if data.test is not None:
         metrics["test"] = report(data.test)
     if calibration is not None:

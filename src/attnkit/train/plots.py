@@ -20,8 +20,13 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
-    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], marker="o", color="tab:green")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    validated = [h for h in history if h.get("val_accuracy") is not None]
+    ax_acc.plot(
+        [h["epoch"] for h in validated], [h["val_accuracy"] for h in validated], marker="o", color="tab:green"
+    )
+    ax_acc.set(
+        xlabel="epoch", ylabel="accuracy", title="Validation accuracy" if validated else "No validation split"
+    )
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     fig.tight_layout()
