@@ -161,3 +161,40 @@ def test_no_validation_trains_every_epoch_on_all_of_train_and_keeps_the_last_wei
     assert metrics["test"]["accuracy"] >= 0.9
     assert evaluate_run(tmp_path / "run", str(test))["accuracy"] == metrics["test"]["accuracy"]
     assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / "confusion.png").is_file()
+
+
+def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """``train.refit``: a validated run in RUN_DIR/validated, then the same weights as training by hand on all of
+    train for the epochs it selected."""
+    train, test = tiny_data
+    config = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true"])
+    result = fit(config, tmp_path / "run")
+    run = tmp_path / "run"
+    validated = ckpt.read_json(run / "validated" / "metrics.json")
+    epochs = validated["best_epoch"]
+    saved_config = RunConfig.from_yaml(run / "config.yaml")
+    assert saved_config.data.val_fraction == 0 and saved_config.train.epochs == epochs
+    assert not saved_config.train.refit
+    metrics = ckpt.read_json(run / "metrics.json")
+    assert metrics["epochs_run"] == epochs and metrics["data_sizes"]["train"] == 400
+    assert metrics["validated"]["best_epoch"] == epochs
+    assert metrics["validated"]["data_sizes"]["val"] == 40
+    # The temperature is the validated run's (fitted on its validation split) and predictions use it.
+    temperature = ckpt.read_json(run / "validated" / "calibration.json")["temperature"]
+    assert ckpt.read_json(run / "calibration.json")["temperature"] == temperature
+    assert Predictor(run).temperature == temperature
+    # The reference: the refit done by hand with the same seed.
+    by_hand = fit(
+        tiny_config(train, test, epochs=epochs).with_overrides(["data.val_fraction=0"]), tmp_path / "by_hand"
+    )
+    refit_weights = load_file(str(run / "model.safetensors"))
+    for key, value in load_file(str(tmp_path / "by_hand" / "model.safetensors")).items():
+        torch.testing.assert_close(refit_weights[key], value, rtol=0, atol=0)
+    assert result.metrics["test"]["accuracy"] == by_hand.metrics["test"]["accuracy"]
+
+
+def test_refit_without_validation_is_a_clear_error(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    train, test = tiny_data
+    config = tiny_config(train, test).with_overrides(["train.refit=true", "data.val_fraction=0"])
+    with pytest.raises(ValueError, match="refit needs a validation split"):
+        fit(config, tmp_path / "run")

@@ -115,6 +115,8 @@ class TrainConfig:
             never used to select a model or to stop.
         calibrate: after training, fit a temperature on the validation split (``calibration.json``); predicted
             probabilities become ``softmax(logits / T)``. Labels never change, only the probabilities.
+        refit: after the validated run (kept in ``RUN_DIR/validated``), train again from scratch on train +
+            validation for the epochs it selected; the run directory then holds that model (see ``fit``).
     """
 
     epochs: int = 5
@@ -127,6 +129,7 @@ class TrainConfig:
     eval_every_steps: int | None = None
     track_test: bool = False
     calibrate: bool = True
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -34,8 +34,8 @@ from attnkit.data import (
 )
 from attnkit.models import TextClassifier, build_model
 from attnkit.train import checkpoint as ckpt
-from attnkit.train.calibration import Calibration, scaled_probabilities
-from attnkit.train.config import RunConfig
+from attnkit.train.calibration import CALIBRATION_FILE, Calibration, scaled_probabilities
+from attnkit.train.config import ConfigError, RunConfig
 from attnkit.train.distributed import DistContext, barrier, broadcast_flag, init_distributed
 from attnkit.train.metrics import classification_report, expected_calibration_error
 
@@ -272,13 +272,53 @@ def _local_slice(indices: list[int], ctx: DistContext) -> list[int]:
     return indices[ctx.rank :: ctx.world_size]
 
 
+VALIDATED_DIR = "validated"
+
+
 def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitResult:
     """Train a classifier and write the run directory; continue an interrupted run with ``resume=True``.
 
     The run directory receives ``config.yaml``, ``tokenizer/``, ``labels.json``, ``model.safetensors`` (best
     validation weights), ``metrics.json``, ``calibration.json`` (with ``train.calibrate``), ``curves.png``,
     ``confusion.png`` and ``state/`` (for resuming).
+
+    With ``train.refit``, the validated run goes to ``RUN_DIR/validated`` and the run directory receives a model
+    trained from scratch on train + validation for the ``best_epoch`` that run selected (its ``config.yaml`` is
+    the refit's: ``data.val_fraction: 0``, ``train.epochs: best_epoch``, so ``--resume`` continues the refit).
+    Its ``metrics.json`` adds ``validated`` (the validated run's selection and scores); it keeps the validated
+    run's temperature, since nothing is left to fit one on.
     """
+    if config.train.refit and not resume:
+        return _fit_with_refit(config, Path(run_dir))
+    return _fit_once(config, run_dir, resume=resume)
+
+
+def _fit_with_refit(config: RunConfig, run_dir: Path) -> FitResult:
+    if not config.data.val and config.data.val_fraction == 0:
+        raise ConfigError("train.refit needs a validation split to select the epochs (data.val_fraction > 0)")
+    validated = _fit_once(config.with_overrides(["train.refit=false"]), run_dir / VALIDATED_DIR)
+    epochs = int(validated.metrics["best_epoch"])
+    log.info("refit on train + validation for %d epoch(s), the validated run's best", epochs)
+    refit_config = config.with_overrides(
+        ["train.refit=false", "data.val_fraction=0", "data.val=null", f"train.epochs={epochs}"]
+    )
+    result = _fit_once(refit_config, run_dir)
+    validated_metrics = {k: v for k, v in validated.metrics.items() if k != "history"}
+    result.metrics["validated"] = validated_metrics
+    calibration = validated_metrics.get("calibration")
+    if calibration is not None:
+        calibration = {**calibration, "fitted_on": f"{VALIDATED_DIR}/: validation split, validated model"}
+        result.metrics["calibration"] = calibration
+    ctx = init_distributed(config.train.device)
+    if ctx.is_main:
+        if calibration is not None:
+            ckpt.write_json(run_dir / CALIBRATION_FILE, calibration)
+        ckpt.write_json(run_dir / METRICS_FILE, result.metrics)
+    barrier(ctx)
+    return result
+
+
+def _fit_once(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitResult:
     run_dir = Path(run_dir)
     ctx = init_distributed(config.train.device)
     if config.train.threads:
