@@ -25,7 +25,7 @@ from attnkit.bench.machine import machine_info
 from attnkit.data import load_source
 from attnkit.predictor import Predictor
 from attnkit.train.config import RunConfig
-from attnkit.train.loop import fit, predict_dataset
+from attnkit.train.loop import fit, predict_dataset, refit_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SPLIT = {"imdb": "test", "20newsgroups": "test", "sst2": "dev"}
@@ -75,11 +75,9 @@ def single_text_latency_ms(predictor: Predictor, texts: list[str], repeats: int 
 
 
 def refit(config: RunConfig, epochs: int, run_dir: Path) -> dict[str, Any]:
-    """Train again on all of train (no validation) for the ``epochs`` the validated run selected."""
-    refit_config = config.with_overrides(
-        ["data.val_fraction=0", f"train.epochs={epochs}", "train.track_test=false"]
-    )
-    result = fit(refit_config, run_dir)
+    """Train again on all of train (no validation) for the ``epochs`` the validated run selected, as
+    ``train.refit`` does."""
+    result = fit(refit_config(config, epochs).with_overrides(["train.track_test=false"]), run_dir)
     return {
         "epochs": epochs,
         "test_accuracy": result.metrics["test"]["accuracy"],

@@ -239,9 +239,16 @@ def evaluate_dataset(
     *,
     temperature: float = 1.0,
 ) -> dict[str, Any]:
-    """:func:`classification_report` of ``softmax(logits / temperature)``; with a temperature other than 1 the
-    report also gives ``ece_uncalibrated`` (the calibration error of the raw ``softmax(logits)``)."""
+    """:func:`logits_report` of the model's logits on ``dataset``."""
     logits = predict_logits(model, dataset, batch_size, device)  # (N, C)
+    return logits_report(logits, dataset, labels, temperature=temperature)
+
+
+def logits_report(
+    logits: torch.Tensor, dataset: EncodedDataset, labels: list[str], *, temperature: float = 1.0
+) -> dict[str, Any]:
+    """:func:`classification_report` of ``softmax(logits / temperature)`` for ``logits (N, C)``; with a
+    temperature other than 1 the report also gives ``ece_uncalibrated`` (that of the raw ``softmax(logits)``)."""
     targets = np.asarray(_labels_of(dataset))
     report = classification_report(scaled_probabilities(logits, temperature).numpy(), targets, labels)
     if temperature != 1.0:
@@ -293,16 +300,20 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     return _fit_once(config, run_dir, resume=resume)
 
 
+def refit_config(config: RunConfig, epochs: int) -> RunConfig:
+    """``config`` changed to train on all of train (no validation) for ``epochs`` epochs, without refitting again."""
+    return config.with_overrides(
+        ["train.refit=false", "data.val_fraction=0", "data.val=null", f"train.epochs={epochs}"]
+    )
+
+
 def _fit_with_refit(config: RunConfig, run_dir: Path) -> FitResult:
     if not config.data.val and config.data.val_fraction == 0:
         raise ConfigError("train.refit needs a validation split to select the epochs (data.val_fraction > 0)")
     validated = _fit_once(config.with_overrides(["train.refit=false"]), run_dir / VALIDATED_DIR)
     epochs = int(validated.metrics["best_epoch"])
     log.info("refit on train + validation for %d epoch(s), the validated run's best", epochs)
-    refit_config = config.with_overrides(
-        ["train.refit=false", "data.val_fraction=0", "data.val=null", f"train.epochs={epochs}"]
-    )
-    result = _fit_once(refit_config, run_dir)
+    result = _fit_once(refit_config(config, epochs), run_dir)
     validated_metrics = {k: v for k, v in validated.metrics.items() if k != "history"}
     result.metrics["validated"] = validated_metrics
     calibration = validated_metrics.get("calibration")
@@ -504,10 +515,7 @@ def _fit_once(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -
 
     barrier(ctx)
     ckpt.load_weights(model, run_dir / ckpt.WEIGHTS_FILE)
-    calibration = (
-        calibrate(model, data, config, ctx.device) if config.train.calibrate and len(data.val) > 0 else None
-    )
-    metrics = final_metrics(model, data, config, ctx.device, calibration=calibration)
+    metrics = final_metrics(model, data, config, ctx.device)
     metrics.update(
         {
             "best_epoch": state.best_epoch,
@@ -522,8 +530,8 @@ def _fit_once(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -
         }
     )
     if ctx.is_main:
-        if calibration is not None:
-            calibration.save(run_dir)
+        if "calibration" in metrics:
+            ckpt.write_json(run_dir / CALIBRATION_FILE, metrics["calibration"])
         ckpt.write_json(run_dir / METRICS_FILE, metrics)
         from attnkit.train.plots import plot_confusion, plot_curves
 
@@ -534,43 +542,35 @@ def _fit_once(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -
     return FitResult(run_dir=run_dir, metrics=metrics, model=model, data=data)
 
 
-def calibrate(model: nn.Module, data: PreparedData, config: RunConfig, device: torch.device) -> Calibration:
-    """Fit the temperature of the selected weights on the validation split (never on test)."""
-    logits = predict_logits(model, data.val, config.optim.eval_batch_size, device)  # (N, C)
-    calibration = Calibration.fit(logits, _labels_of(data.val), fitted_on="validation split")
-    log.info(
-        "temperature %.3f: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f",
-        calibration.temperature,
-        calibration.nll_before,
-        calibration.nll_after,
-        calibration.ece_before,
-        calibration.ece_after,
-    )
-    return calibration
-
-
 def final_metrics(
-    model: nn.Module,
-    data: PreparedData,
-    config: RunConfig,
-    device: torch.device,
-    *,
-    calibration: Calibration | None = None,
+    model: nn.Module, data: PreparedData, config: RunConfig, device: torch.device
 ) -> dict[str, Any]:
-    """Validation and (when present) test metrics of the selected weights, with the run's temperature.
+    """Validation and (when present) test metrics of the selected weights.
 
-    With a calibration, the validation ECE is the one on the data the temperature was fitted on (optimistic);
-    the test ECE is the honest one.
+    With ``train.calibrate`` and a validation split, the temperature is fitted on the validation logits first
+    (``metrics["calibration"]``) and every report uses it. The validation ECE is then measured on the data the
+    temperature was fitted on (optimistic); the test ECE is the honest one.
     """
     batch_size = config.optim.eval_batch_size
-    temperature = calibration.temperature if calibration is not None else 1.0
-
-    def report(dataset: EncodedDataset) -> dict[str, Any]:
-        return evaluate_dataset(model, dataset, data.labels, batch_size, device, temperature=temperature)
-
-    metrics: dict[str, Any] = {"val": report(data.val)} if len(data.val) else {}
+    metrics: dict[str, Any] = {}
+    temperature = 1.0
+    if len(data.val) > 0:
+        val_logits = predict_logits(model, data.val, batch_size, device)  # (N, C)
+        if config.train.calibrate:
+            calibration = Calibration.fit(val_logits, _labels_of(data.val), fitted_on="validation split")
+            log.info(
+                "temperature %.3f: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+                calibration.temperature,
+                calibration.nll_before,
+                calibration.nll_after,
+                calibration.ece_before,
+                calibration.ece_after,
+            )
+            temperature = calibration.temperature
+            metrics["calibration"] = calibration.to_dict()
+        metrics["val"] = logits_report(val_logits, data.val, data.labels, temperature=temperature)
     if data.test is not None:
-        metrics["test"] = report(data.test)
-    if calibration is not None:
-        metrics["calibration"] = calibration.to_dict()
+        metrics["test"] = evaluate_dataset(
+            model, data.test, data.labels, batch_size, device, temperature=temperature
+        )
     return metrics
