@@ -24,6 +24,7 @@ from attnkit.export import (
     run_onnx,
 )
 from attnkit.models import TextClassifier
+from attnkit.models.ensemble import EnsembleClassifier
 from attnkit.predictor import Predictor
 from attnkit.serve import OnnxBackend, TorchBackend, create_app, load_backend
 
@@ -67,6 +68,26 @@ def test_onnx_equals_pytorch_at_other_shapes(
     assert_same_outputs(model, session, *make_batch([9, 2, 13, 1, 7], 13, seed=2))
     assert_same_outputs(model, session, *make_batch([40, 17, 33], 40, seed=3))
     assert_same_outputs(model, session, *make_batch([1], 1, seed=4))
+
+
+def test_ensemble_onnx_equals_pytorch(
+    tmp_path: Path,
+    tiny_model: Callable[..., TextClassifier],
+    make_batch: Callable[..., tuple[Tensor, Tensor]],
+) -> None:
+    """Each member's graph, averaged: bag-attn, nb-attn and a BiLSTM (traced through UnpackedBiLSTM)."""
+    members = [
+        tiny_model(name, seed=i).eval() for i, name in enumerate(["bag-attn", "nb-attn", "bilstm-attn"])
+    ]
+    model = EnsembleClassifier(members).eval()
+    path = export_classifier(model, tmp_path / "ensemble.onnx", make_batch([5, 3], 6, seed=1))
+    session = onnx_session(path, threads=1)
+    assert_same_outputs(model, session, *make_batch([9, 2, 13, 1, 7], 13, seed=2))
+    assert_same_outputs(model, session, *make_batch([1], 1, seed=4))
+    with pytest.raises(ValueError, match="cannot export han"):
+        export_classifier(
+            EnsembleClassifier([members[0], tiny_model("han")]), tmp_path / "han.onnx", make_batch([3], 3)
+        )
 
 
 def test_han_is_refused_with_the_reason(tmp_path: Path, tiny_model: Callable[..., TextClassifier]) -> None:

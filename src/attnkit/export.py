@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from attnkit import __version__
 from attnkit.models.base import TextClassifier
 from attnkit.models.bilstm import BiLSTMAttnClassifier
+from attnkit.models.ensemble import EnsembleClassifier
 from attnkit.models.han import HANClassifier
 from attnkit.predictor import Predictor
 
@@ -120,8 +121,19 @@ class ExportableClassifier(nn.Module):
             raise ValueError(f"cannot export han to ONNX: {NOT_EXPORTABLE['han']}")
         self.model = model
         self.lstm = UnpackedBiLSTM(model.lstm) if isinstance(model, BiLSTMAttnClassifier) else None
+        # An ensemble exports each member's graph and averages them, as EnsembleClassifier.forward does.
+        self.members = (
+            nn.ModuleList(ExportableClassifier(member) for member in model.classifiers)
+            if isinstance(model, EnsembleClassifier)
+            else None
+        )
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        if self.members is not None:
+            outputs = [member(input_ids, attention_mask) for member in self.members]
+            logits = torch.stack([out[0] for out in outputs], dim=1).mean(dim=1)  # (B, C)
+            attention = torch.stack([out[1] for out in outputs], dim=1).mean(dim=1)  # (B, T)
+            return logits, attention
         model = self.model
         embeddings = model.embed(input_ids)  # (B, T, E)
         if self.lstm is not None:

@@ -1,4 +1,5 @@
-"""End-to-end training on a tiny synthetic task: learning, determinism, resume, run-directory contents."""
+"""End-to-end training on a tiny synthetic task: learning, determinism, resume, run-directory contents, refit and
+ensembles (members equal standalone runs, the ensemble equals their mean logits)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from safetensors.torch import load_file
 
 from attnkit.predictor import Predictor, evaluate_run
 from attnkit.train import checkpoint as ckpt
-from attnkit.train.config import RunConfig
-from attnkit.train.loop import fit
+from attnkit.train.calibration import fit_temperature
+from attnkit.train.config import ConfigError, RunConfig
+from attnkit.train.loop import fit, predict_logits, prepare_data
 
 
 def tiny_config(train: Path, test: Path, model: str = "bag-attn", epochs: int = 3) -> RunConfig:
@@ -198,3 +200,126 @@ def test_refit_without_validation_is_a_clear_error(tiny_data: tuple[Path, Path],
     config = tiny_config(train, test).with_overrides(["train.refit=true", "data.val_fraction=0"])
     with pytest.raises(ValueError, match="refit needs a validation split"):
         fit(config, tmp_path / "run")
+
+
+def _same_weights(a: Path, b: Path, prefix: str = "") -> None:
+    """Every tensor of run ``b``'s weights equals ``a``'s tensor ``prefix + name`` exactly."""
+    left = load_file(str(a / "model.safetensors"))
+    right = load_file(str(b / "model.safetensors"))
+    for key, value in right.items():
+        torch.testing.assert_close(left[prefix + key], value, rtol=0, atol=0)
+
+
+def _mean_member_logits(run: Path, members: list[Path], split: str) -> tuple[torch.Tensor, list[int]]:
+    """The mean logits of the standalone member runs on the ensemble run's ``split`` (rebuilt from its config)."""
+    predictor = Predictor(run)
+    data = prepare_data(predictor.config, predictor.tokenizer)
+    dataset = data.val if split == "val" else data.test
+    assert dataset is not None
+    logits = [predict_logits(Predictor(m).model, dataset, 64, torch.device("cpu")) for m in members]
+    return torch.stack(logits).mean(dim=0), list(dataset.labels)
+
+
+def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_logits(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, test = tiny_data
+    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2"])
+    result = fit(config, tmp_path / "run")
+    run = tmp_path / "run"
+    # Member m is the same run as training alone with seed train.seed + m.
+    alone = []
+    for member in range(2):
+        seed = config.train.seed + member
+        alone.append(
+            fit(
+                tiny_config(train, test, epochs=2).with_overrides([f"train.seed={seed}"]),
+                tmp_path / f"s{seed}",
+            )
+        )
+        _same_weights(run / "members" / str(member), tmp_path / f"s{seed}")
+        _same_weights(run, tmp_path / f"s{seed}", prefix=f"members.{member}.")
+    metrics = ckpt.read_json(run / "metrics.json")
+    assert [m["seed"] for m in metrics["members"]] == [3, 4]
+    assert metrics["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in metrics["members"]))
+    assert [m["test_accuracy"] for m in metrics["members"]] == [r.metrics["test"]["accuracy"] for r in alone]
+    # The ensemble's test predictions are the argmax of the members' mean logits.
+    mean_logits, labels = _mean_member_logits(run, [tmp_path / "s3", tmp_path / "s4"], "test")
+    accuracy = float((mean_logits.argmax(dim=1) == torch.tensor(labels)).float().mean())
+    assert metrics["test"]["accuracy"] == pytest.approx(accuracy)
+    assert result.metrics["test"]["accuracy"] == metrics["test"]["accuracy"]
+    # Its temperature is fitted on its own validation logits, and predictions use it.
+    val_logits, val_labels = _mean_member_logits(run, [tmp_path / "s3", tmp_path / "s4"], "val")
+    temperature = ckpt.read_json(run / "calibration.json")["temperature"]
+    assert temperature == pytest.approx(fit_temperature(val_logits, val_labels), rel=1e-4)
+    predictor = Predictor(run)
+    assert predictor.temperature == temperature
+    texts = ["the movie was great and wonderful", "awful boring worst film"]
+    expected = torch.stack(
+        [Predictor(tmp_path / f"s{s}").model(*predictor.encode(texts)[1:]).logits for s in (3, 4)]
+    ).mean(dim=0)
+    torch.testing.assert_close(predictor.predict_proba(texts), torch.softmax(expected / temperature, dim=-1))
+    # Loading, evaluating and the saved config round-trip.
+    assert RunConfig.from_yaml(run / "config.yaml").model.ensemble == 2
+    assert evaluate_run(run, str(test))["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert (run / "confusion.png").is_file()
+
+
+def test_interrupted_ensemble_resumes_to_the_same_weights(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, test = tiny_data
+    config = tiny_config(train, test, model="cnn-attn", epochs=2).with_overrides(["model.ensemble=2"])
+    fit(config, tmp_path / "full")
+
+    real_save = ckpt.save_training_state
+    calls = {"n": 0}
+
+    def save_then_interrupt(*args: object, **kwargs: object) -> None:
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+        calls["n"] += 1
+        if calls["n"] == 3:  # member 0 saved 2 epochs; Ctrl-C after member 1's first epoch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_training_state", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, tmp_path / "cut")
+    assert (tmp_path / "cut" / "members" / "0" / "metrics.json").is_file()
+    assert not (tmp_path / "cut" / "members" / "1" / "metrics.json").exists()
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    monkeypatch.setattr(ckpt, "save_training_state", real_save)
+    fit(RunConfig(), tmp_path / "cut", resume=True)
+    _same_weights(tmp_path / "full", tmp_path / "cut")
+
+
+def test_ensemble_with_refit(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """Each member is refitted on all of train; the temperature comes from the validated members' ensemble."""
+    train, test = tiny_data
+    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2", "train.refit=true"])
+    fit(config, tmp_path / "run")
+    run = tmp_path / "run"
+    metrics = ckpt.read_json(run / "metrics.json")
+    assert metrics["data_sizes"]["train"] == 400 and "val" not in metrics
+    assert metrics["validated"]["val"]["n"] == 40
+    for member in range(2):
+        member_metrics = ckpt.read_json(run / "members" / str(member) / "metrics.json")
+        assert member_metrics["data_sizes"]["train"] == 400
+        assert (run / "members" / str(member) / "validated" / "model.safetensors").is_file()
+    validated = [run / "members" / str(m) / "validated" for m in range(2)]
+    val_logits, val_labels = _mean_member_logits(validated[0], validated, "val")
+    temperature = ckpt.read_json(run / "calibration.json")["temperature"]
+    assert temperature == pytest.approx(fit_temperature(val_logits, val_labels), rel=1e-4)
+    assert metrics["validated"]["val"]["accuracy"] == pytest.approx(
+        float((val_logits.argmax(dim=1) == torch.tensor(val_labels)).float().mean())
+    )
+    refitted = [run / "members" / str(m) for m in range(2)]
+    test_logits, test_labels = _mean_member_logits(refitted[0], refitted, "test")
+    assert metrics["test"]["accuracy"] == pytest.approx(
+        float((test_logits.argmax(dim=1) == torch.tensor(test_labels)).float().mean())
+    )
+    assert Predictor(run).temperature == temperature
+
+
+def test_ensemble_size_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"model\.ensemble"):
+        RunConfig.from_dict({"model": {"name": "bag-attn", "ensemble": 0}})

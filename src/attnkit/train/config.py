@@ -73,10 +73,22 @@ class TokenizerSection:
 
 @dataclass
 class ModelSection:
-    """Which model, and any of its config fields (``embed_dim``, ``hidden_dim``, ``pooling_scorer``...)."""
+    """Which model, and any of its config fields (``embed_dim``, ``hidden_dim``, ``pooling_scorer``...).
+
+    Attributes:
+        ensemble: number of members ``M``. Above 1, training fits ``M`` copies of the model with seeds
+            ``train.seed, train.seed + 1, ...`` (each a full run in ``RUN_DIR/members/<m>``, early-stopped on
+            the same validation split) and the run's model averages their logits
+            (:class:`attnkit.models.ensemble.EnsembleClassifier`). Training time grows ``M``-fold.
+    """
 
     name: str = "bilstm-attn"
     options: dict[str, Any] = field(default_factory=dict)
+    ensemble: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
+            raise ConfigError(f"model.ensemble must be an integer >= 1, got {self.ensemble!r}")
 
 
 @dataclass

@@ -33,6 +33,7 @@ from attnkit.data import (
     make_splits,
 )
 from attnkit.models import TextClassifier, build_model
+from attnkit.models.ensemble import EnsembleClassifier
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.calibration import CALIBRATION_FILE, Calibration, scaled_probabilities
 from attnkit.train.config import ConfigError, RunConfig
@@ -48,6 +49,8 @@ TOKENIZER_DIR = "tokenizer"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
+#: Where an ensemble run keeps its members' runs (``RUN_DIR/members/<m>``).
+MEMBERS_DIR = "members"
 
 
 @dataclass
@@ -149,8 +152,13 @@ def vocabulary_strings(tokenizer: TextTokenizer) -> list[str]:
 
 
 def build_classifier(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> TextClassifier:
-    """The run's model, with the tokenizer's vocabulary given to it (:meth:`TextClassifier.set_vocabulary`)."""
-    model = build_model(config.model.name, **model_options(config, tokenizer, num_classes))
+    """The run's model, with the tokenizer's vocabulary given to it (:meth:`TextClassifier.set_vocabulary`).
+
+    With ``model.ensemble = M > 1``, an :class:`EnsembleClassifier` of ``M`` such models.
+    """
+    options = model_options(config, tokenizer, num_classes)
+    members = [build_model(config.model.name, **options) for _ in range(config.model.ensemble)]
+    model = members[0] if len(members) == 1 else EnsembleClassifier(members)
     model.set_vocabulary(vocabulary_strings(tokenizer))
     return model
 
@@ -294,10 +302,135 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     the refit's: ``data.val_fraction: 0``, ``train.epochs: best_epoch``, so ``--resume`` continues the refit).
     Its ``metrics.json`` adds ``validated`` (the validated run's selection and scores); it keeps the validated
     run's temperature, since nothing is left to fit one on.
+
+    With ``model.ensemble = M > 1``, ``M`` members are trained as above into ``RUN_DIR/members/<m>`` (seeds
+    ``train.seed + m``) and the run directory receives their :class:`EnsembleClassifier` (no ``curves.png``: each
+    member has its own); ``metrics.json`` adds ``members``, and ``train_seconds`` is the members' total.
     """
+    if resume:  # the run's own config decides (the one passed in is ignored)
+        config = RunConfig.from_yaml(Path(run_dir) / CONFIG_FILE)
+    if config.model.ensemble > 1:
+        return _fit_ensemble(config, Path(run_dir), resume=resume)
     if config.train.refit and not resume:
         return _fit_with_refit(config, Path(run_dir))
     return _fit_once(config, run_dir, resume=resume)
+
+
+def member_config(config: RunConfig, member: int) -> RunConfig:
+    """The config of ensemble member ``member``: the same run with one model and seed ``train.seed + member``."""
+    return config.with_overrides(["model.ensemble=1", f"train.seed={config.train.seed + member}"])
+
+
+def _fit_member(config: RunConfig, run_dir: Path, *, resume: bool) -> dict[str, Any]:
+    """Train (or, resuming, finish or skip) one member; returns its metrics."""
+    if resume and (run_dir / METRICS_FILE).is_file():
+        log.info("ensemble member %s is complete", run_dir)
+        metrics: dict[str, Any] = ckpt.read_json(run_dir / METRICS_FILE)
+        return metrics
+    if resume and (run_dir / ckpt.STATE_DIR).is_dir():
+        return fit(RunConfig.from_yaml(run_dir / CONFIG_FILE), run_dir, resume=True).metrics
+    return fit(config, run_dir).metrics
+
+
+def load_ensemble(
+    config: RunConfig, member_dirs: list[Path]
+) -> tuple[EnsembleClassifier, TextTokenizer, list[str]]:
+    """The ensemble of trained member runs, with their (shared) tokenizer and labels.
+
+    Raises:
+        ValueError: the members' tokenizers or labels differ (they were trained on different data).
+    """
+    tokenizer = TextTokenizer.load(member_dirs[0] / TOKENIZER_DIR)
+    labels: list[str] = ckpt.read_json(member_dirs[0] / LABELS_FILE)
+    vocabulary = vocabulary_strings(tokenizer)
+    for member_dir in member_dirs[1:]:
+        if ckpt.read_json(member_dir / LABELS_FILE) != labels:
+            raise ValueError(f"{member_dir}: its labels differ from {member_dirs[0]}'s")
+        if vocabulary_strings(TextTokenizer.load(member_dir / TOKENIZER_DIR)) != vocabulary:
+            raise ValueError(f"{member_dir}: its tokenizer differs from {member_dirs[0]}'s")
+    model = build_classifier(
+        config.with_overrides([f"model.ensemble={len(member_dirs)}"]), tokenizer, len(labels)
+    )
+    assert isinstance(model, EnsembleClassifier)
+    for member, member_dir in zip(model.classifiers, member_dirs, strict=True):
+        ckpt.load_weights(member, member_dir / ckpt.WEIGHTS_FILE)
+    return model.eval(), tokenizer, labels
+
+
+def _member_summary(index: int, config: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"member": index, "seed": config.train.seed + index}
+    for key in ("best_epoch", "best_val_accuracy", "epochs_run", "train_seconds", "init_seconds"):
+        summary[key] = metrics.get(key)
+    for split in ("val", "test"):
+        if split in metrics:
+            summary[f"{split}_accuracy"] = metrics[split]["accuracy"]
+    if "validated" in metrics:
+        summary["validated_best_epoch"] = metrics["validated"].get("best_epoch")
+    return summary
+
+
+def _fit_ensemble(config: RunConfig, run_dir: Path, *, resume: bool) -> FitResult:
+    """Train ``model.ensemble`` members one after the other, then assemble and evaluate the ensemble.
+
+    Each member is a complete run in ``RUN_DIR/members/<m>`` (with ``train.refit``, refitted the same way); a
+    resumed ensemble skips the finished members and resumes the interrupted one. The ensemble's temperature is
+    fitted on its own validation logits (with ``train.refit``: those of the validated members' ensemble).
+    """
+    ctx = init_distributed(config.train.device)
+    count = config.model.ensemble
+    member_dirs = [run_dir / MEMBERS_DIR / str(m) for m in range(count)]
+    if ctx.is_main and not resume:  # written first, so that --resume RUN_DIR finds it
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save_yaml(run_dir / CONFIG_FILE)
+    member_metrics = []
+    for index, member_dir in enumerate(member_dirs):
+        log.info("ensemble member %d of %d (seed %d)", index + 1, count, config.train.seed + index)
+        member_metrics.append(_fit_member(member_config(config, index), member_dir, resume=resume))
+    barrier(ctx)
+
+    model, tokenizer, labels = load_ensemble(config, member_dirs)
+    model = model.to(ctx.device)
+    temperature: float | None = None
+    validated_report: dict[str, Any] = {}
+    if config.train.refit:  # no validation split is left: calibrate on the validated members' ensemble
+        validated, validated_tokenizer, _ = load_ensemble(config, [d / VALIDATED_DIR for d in member_dirs])
+        validated_metrics = final_metrics(
+            validated.to(ctx.device), prepare_data(config, validated_tokenizer), config, ctx.device
+        )
+        validated_report = {"validated": {"val": validated_metrics["val"]}}
+        if "calibration" in validated_metrics:
+            validated_report["calibration"] = {
+                **validated_metrics["calibration"],
+                "fitted_on": f"{MEMBERS_DIR}/*/{VALIDATED_DIR}/: validation split, validated members' ensemble",
+            }
+            temperature = validated_report["calibration"]["temperature"]
+        del validated
+    data = prepare_data(refit_config(config, 1) if config.train.refit else config, tokenizer)
+    metrics = final_metrics(model, data, config, ctx.device, temperature=temperature)
+    metrics.update(validated_report)
+    metrics.update(
+        {
+            "members": [_member_summary(i, config, m) for i, m in enumerate(member_metrics)],
+            "train_seconds": sum(m.get("train_seconds", 0.0) for m in member_metrics),
+            "init_seconds": sum(m.get("init_seconds", 0.0) for m in member_metrics),
+            "world_size": ctx.world_size,
+            "data_sizes": data.sizes,
+        }
+    )
+    if ctx.is_main:
+        tokenizer.save(run_dir / TOKENIZER_DIR)
+        ckpt.write_json(run_dir / LABELS_FILE, labels)
+        ckpt.save_weights(model, run_dir / ckpt.WEIGHTS_FILE)
+        if "calibration" in metrics:
+            ckpt.write_json(run_dir / CALIBRATION_FILE, metrics["calibration"])
+        ckpt.write_json(run_dir / METRICS_FILE, metrics)
+        held_out = metrics.get("test") or metrics.get("val")
+        if held_out is not None:
+            from attnkit.train.plots import plot_confusion
+
+            plot_confusion(np.asarray(held_out["confusion_matrix"]), labels, run_dir / "confusion.png")
+    barrier(ctx)
+    return FitResult(run_dir=run_dir, metrics=metrics, model=model, data=data)
 
 
 def refit_config(config: RunConfig, epochs: int) -> RunConfig:
@@ -543,20 +676,27 @@ def _fit_once(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -
 
 
 def final_metrics(
-    model: nn.Module, data: PreparedData, config: RunConfig, device: torch.device
+    model: nn.Module,
+    data: PreparedData,
+    config: RunConfig,
+    device: torch.device,
+    *,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Validation and (when present) test metrics of the selected weights.
 
     With ``train.calibrate`` and a validation split, the temperature is fitted on the validation logits first
     (``metrics["calibration"]``) and every report uses it. The validation ECE is then measured on the data the
-    temperature was fitted on (optimistic); the test ECE is the honest one.
+    temperature was fitted on (optimistic); the test ECE is the honest one. A given ``temperature`` (fitted
+    elsewhere) is used as it is instead.
     """
     batch_size = config.optim.eval_batch_size
     metrics: dict[str, Any] = {}
-    temperature = 1.0
+    fit_temperature = temperature is None and config.train.calibrate
+    temperature = 1.0 if temperature is None else temperature
     if len(data.val) > 0:
         val_logits = predict_logits(model, data.val, batch_size, device)  # (N, C)
-        if config.train.calibrate:
+        if fit_temperature:
             calibration = Calibration.fit(val_logits, _labels_of(data.val), fitted_on="validation split")
             log.info(
                 "temperature %.3f: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f",
