@@ -33,7 +33,7 @@ def main(paths: list[str]) -> None:
                 for t in thresholds
             ]
             cells += [
-                f"{r['train_examples_per_second']:.0f}" if "train_examples_per_second" in r else "",
+                f"{r['train_examples_per_second']:.0f}" if r.get("train_examples_per_second") else "",
                 f"{r['inference_examples_per_second']:.0f}",
                 f"{r['single_text_latency_ms']:.2f} ms" if "single_text_latency_ms" in r else "",
                 f"{r['parameters']:,}" if "parameters" in r else "",

@@ -69,6 +69,20 @@ def test_same_seed_same_weights(tiny_data: tuple[Path, Path], tmp_path: Path) ->
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def interrupt_after_saves(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
+    """Make the ``saves``-th training-state save raise KeyboardInterrupt right after it was written (Ctrl-C)."""
+    real_save = ckpt.save_training_state
+    calls = {"n": 0}
+
+    def save_then_interrupt(*args: object, **kwargs: object) -> None:
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+        calls["n"] += 1
+        if calls["n"] == saves:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_training_state", save_then_interrupt)
+
+
 def test_resume_after_interrupt_matches_uninterrupted(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,20 +90,11 @@ def test_resume_after_interrupt_matches_uninterrupted(
     config = tiny_config(train, test, model="cnn-attn", epochs=3)
     fit(config, tmp_path / "full")
 
-    real_save = ckpt.save_training_state
-    calls = {"n": 0}
-
-    def save_then_interrupt(*args: object, **kwargs: object) -> None:
-        real_save(*args, **kwargs)  # type: ignore[arg-type]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt  # Ctrl-C right after epoch 1 was saved
-
-    monkeypatch.setattr(ckpt, "save_training_state", save_then_interrupt)
+    interrupt_after_saves(monkeypatch, 1)  # Ctrl-C right after epoch 1 was saved
     with pytest.raises(KeyboardInterrupt):
         fit(config, tmp_path / "cut")
     assert ckpt.read_json(tmp_path / "cut" / "state" / "progress.json")["epoch"] == 0
-    monkeypatch.setattr(ckpt, "save_training_state", real_save)
+    monkeypatch.undo()
     resumed = fit(RunConfig(), tmp_path / "cut", resume=True)
 
     full_metrics = ckpt.read_json(tmp_path / "full" / "metrics.json")
@@ -272,22 +277,13 @@ def test_interrupted_ensemble_resumes_to_the_same_weights(
     config = tiny_config(train, test, model="cnn-attn", epochs=2).with_overrides(["model.ensemble=2"])
     fit(config, tmp_path / "full")
 
-    real_save = ckpt.save_training_state
-    calls = {"n": 0}
-
-    def save_then_interrupt(*args: object, **kwargs: object) -> None:
-        real_save(*args, **kwargs)  # type: ignore[arg-type]
-        calls["n"] += 1
-        if calls["n"] == 3:  # member 0 saved 2 epochs; Ctrl-C after member 1's first epoch
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_training_state", save_then_interrupt)
+    interrupt_after_saves(monkeypatch, 3)  # member 0 saved 2 epochs: Ctrl-C after member 1's first epoch
     with pytest.raises(KeyboardInterrupt):
         fit(config, tmp_path / "cut")
     assert (tmp_path / "cut" / "members" / "0" / "metrics.json").is_file()
     assert not (tmp_path / "cut" / "members" / "1" / "metrics.json").exists()
     assert not (tmp_path / "cut" / "model.safetensors").exists()
-    monkeypatch.setattr(ckpt, "save_training_state", real_save)
+    monkeypatch.undo()
     fit(RunConfig(), tmp_path / "cut", resume=True)
     _same_weights(tmp_path / "full", tmp_path / "cut")
 

@@ -113,17 +113,6 @@ class EnsembleClassifier(TextClassifier):
             extras={"member_logits": member_logits},
         )
 
-    def forward(
-        self, input_ids: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
-    ) -> ClassifierOutput:
-        self._check_ids(input_ids, attention_mask)
-        return self.forward_from_embeddings(
-            self.embed(input_ids),
-            attention_mask,
-            input_ids=input_ids,
-            need_layer_attentions=need_layer_attentions,
-        )
-
     def has_token_contributions(self) -> bool:
         return all(member.has_token_contributions() for member in self.classifiers)
 
