@@ -82,8 +82,9 @@ def test_token_contributions_are_exact_and_the_members_mean(
 
 
 def test_explanations_are_the_members_means(members: list[TextClassifier], make_batch: BatchFactory) -> None:
-    """Gradient x input, Integrated Gradients and leave-one-out are linear in the logits, so the ensemble's are
-    the mean of its members' (IG exactly: the members share the interpolation grid)."""
+    """Gradient x input and Integrated Gradients are linear in the logits, so the ensemble's are the mean of its
+    members' (IG exactly: the members share the interpolation grid). The gradient norm and leave-one-out are not
+    linear: checked against a by-hand computation instead."""
     ensemble = EnsembleClassifier(members).eval()
     ids, mask = make_batch(LENGTHS, 24)
     targets = torch.tensor([0, 1, 2, 1])
@@ -95,6 +96,17 @@ def test_explanations_are_the_members_means(members: list[TextClassifier], make_
     assert isinstance(got_ig, Tensor) and isinstance(expected_ig, Tensor)
     torch.testing.assert_close(got_ig, expected_ig, rtol=1e-4, atol=1e-5)
 
+    # The gradient norm is that of the members' gradients side by side, each divided by M (not their mean norm).
+    norms = compute_scores("gradient", ensemble, ids, mask, targets, pad_id=0, unk_id=1)
+    squared = torch.zeros(4, 24)
+    for member in members:
+        embeddings = member.embed(ids).detach().requires_grad_(True)
+        logits = member.forward_from_embeddings(embeddings, mask, input_ids=ids).logits
+        centered = logits - logits.mean(dim=-1, keepdim=True)
+        (grad,) = torch.autograd.grad(centered.gather(1, targets[:, None]).sum(), embeddings)
+        squared += (grad / len(members)).pow(2).sum(dim=-1)
+    torch.testing.assert_close(norms, squared.sqrt() * mask, rtol=1e-4, atol=1e-6)
+
     # Leave-one-out moves probabilities (not linear in the logits): against a deletion done by hand for one token.
     loo = compute_scores("loo", ensemble, ids, mask, targets, pad_id=0, unk_id=1)
     assert loo.shape == (4, 24) and torch.all(loo[~mask] == 0)
@@ -104,6 +116,17 @@ def test_explanations_are_the_members_means(members: list[TextClassifier], make_
         p_full = ensemble(ids[:1, :n], mask[:1, :n]).logits.softmax(-1)[0, 0]
         p_without = ensemble(kept, torch.ones_like(kept, dtype=torch.bool)).logits.softmax(-1)[0, 0]
     assert float(loo[0, 5]) == pytest.approx(float(p_full - p_without), abs=1e-5)
+
+
+def test_no_layer_attentions_so_no_rollout(tiny_model: ModelFactory, make_batch: BatchFactory) -> None:
+    """Two transformers' layers are two separate stacks: the ensemble offers no layer attentions (no rollout)."""
+    ensemble = EnsembleClassifier(
+        [tiny_model("transformer", seed=0), tiny_model("transformer", seed=1)]
+    ).eval()
+    ids, mask = make_batch(LENGTHS, 24)
+    with torch.no_grad():
+        assert ensemble(ids, mask, need_layer_attentions=True).layer_attentions is None
+        assert ensemble.classifiers[0](ids, mask, need_layer_attentions=True).layer_attentions
 
 
 def test_incompatible_members_are_a_clear_error(tiny_model: ModelFactory) -> None:

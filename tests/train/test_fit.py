@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from attnkit.predictor import Predictor, evaluate_run
+from attnkit.predictor import Predictor, calibrate_run, evaluate_run
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.calibration import fit_temperature
 from attnkit.train.config import ConfigError, RunConfig
@@ -314,6 +314,42 @@ def test_ensemble_with_refit(tiny_data: tuple[Path, Path], tmp_path: Path) -> No
         float((test_logits.argmax(dim=1) == torch.tensor(test_labels)).float().mean())
     )
     assert Predictor(run).temperature == temperature
+    # Training time counts each member's validated run and its refit.
+    member_files = [ckpt.read_json(run / "members" / str(m) / "metrics.json") for m in range(2)]
+    assert metrics["train_seconds"] == pytest.approx(
+        sum(m["train_seconds"] + m["validated"]["train_seconds"] for m in member_files)
+    )
+    assert [m["best_epoch"] for m in metrics["members"]] == [
+        m["validated"]["best_epoch"] for m in member_files
+    ]
+    # Nothing held out is left to refit the temperature on: a clear error, not a fit on training data.
+    with pytest.raises(ValueError, match="no held-out validation split"):
+        calibrate_run(run)
+
+
+def test_a_fresh_ensemble_never_reuses_an_earlier_runs_members(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, test = tiny_data
+    old = tiny_config(train, test, epochs=1).with_overrides(["model.ensemble=2", "optim.lr=0.0001"])
+    new = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2"])
+    fit(new, tmp_path / "reference")
+    fit(old, tmp_path / "run")
+    interrupt_after_saves(monkeypatch, 1)  # the new run stops after member 0's first epoch
+    with pytest.raises(KeyboardInterrupt):
+        fit(new, tmp_path / "run")
+    monkeypatch.undo()
+    assert (
+        not (tmp_path / "run" / "members" / "1").exists() and not (tmp_path / "run" / "metrics.json").exists()
+    )
+    fit(RunConfig(), tmp_path / "run", resume=True)
+    _same_weights(tmp_path / "reference", tmp_path / "run")
+    # A member on disk that another config trained is refused on resume.
+    RunConfig.from_yaml(tmp_path / "run" / "config.yaml").with_overrides(["optim.lr=0.05"]).save_yaml(
+        tmp_path / "run" / "config.yaml"
+    )
+    with pytest.raises(ValueError, match="another config"):
+        fit(RunConfig(), tmp_path / "run", resume=True)
 
 
 def test_ensemble_size_is_validated() -> None:

@@ -10,10 +10,14 @@ explanation, serving and export treat it like any other model:
 - ``token_attention`` is the mean of the members' token attention (still a distribution over the real tokens),
   and ``pooling_weights`` ``(B, M, T)`` holds each member's token attention as one row;
 - ``token_contributions`` is the mean of the members' contributions: the logits are a mean, so the
-  decomposition stays exact.
+  decomposition stays exact;
+- no ``layer_attentions``: the members' self-attention layers are separate stacks, not one model's layers, so
+  rollout and the layer views do not apply to an ensemble.
 
-Averaging logits (not probabilities) keeps every explanation that is linear in the logits (gradients,
-Integrated Gradients, occlusion, token contributions) equal to the mean of the members' explanations.
+Averaging logits (not probabilities) keeps the explanations that are linear in the logits (gradient x input,
+Integrated Gradients, attention-value) equal to the mean of the members' explanations. The gradient *norm* is
+not such a method (the norm of the concatenated gradients is not the mean of the members' norms), nor is
+leave-one-out (it compares probabilities).
 
 Dimension legend: ``B`` batch, ``T`` tokens, ``M`` members, ``E_m`` token input size of member ``m``, ``C``
 classes.
@@ -94,7 +98,7 @@ class EnsembleClassifier(TextClassifier):
             )
         outputs = [
             member.forward_from_embeddings(
-                part, attention_mask, input_ids=input_ids, need_layer_attentions=need_layer_attentions
+                part, attention_mask, input_ids=input_ids, need_layer_attentions=False
             )
             for member, part in zip(
                 self.classifiers, embeddings.split(self.input_widths, dim=-1), strict=True
@@ -102,14 +106,11 @@ class EnsembleClassifier(TextClassifier):
         ]
         member_logits = torch.stack([out.logits for out in outputs], dim=1)  # (B, M, C)
         member_attention = torch.stack([out.token_attention for out in outputs], dim=1)  # (B, M, T)
-        layer_attentions: list[Tensor] | None = None
-        if need_layer_attentions:
-            layer_attentions = [att for out in outputs for att in (out.layer_attentions or [])] or None
         return ClassifierOutput(
             logits=member_logits.mean(dim=1),  # (B, C)
             token_attention=member_attention.mean(dim=1),  # (B, T)
             pooling_weights=member_attention,  # (B, M, T): one row per member
-            layer_attentions=layer_attentions,
+            layer_attentions=None,  # separate stacks per member: see the module docstring
             extras={"member_logits": member_logits},
         )
 

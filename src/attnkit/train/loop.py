@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -322,7 +323,21 @@ def member_config(config: RunConfig, member: int) -> RunConfig:
 
 
 def _fit_member(config: RunConfig, run_dir: Path, *, resume: bool) -> dict[str, Any]:
-    """Train (or, resuming, finish or skip) one member; returns its metrics."""
+    """Train one member; resuming, skip it when finished or continue its interrupted epochs.
+
+    A member interrupted during the validated stage of ``train.refit`` starts again from scratch.
+
+    Raises:
+        ValueError: resuming, the member on disk was trained with another config (not this ensemble's member).
+    """
+    if resume and (run_dir / CONFIG_FILE).is_file():
+        saved = RunConfig.from_yaml(run_dir / CONFIG_FILE)
+        expected = refit_config(config, saved.train.epochs) if config.train.refit else config
+        if saved.to_dict() != expected.to_dict():
+            raise ValueError(
+                f"{run_dir} holds a run with another config than this ensemble's member; train again without "
+                "--resume (or --overwrite) to start over"
+            )
     if resume and (run_dir / METRICS_FILE).is_file():
         log.info("ensemble member %s is complete", run_dir)
         metrics: dict[str, Any] = ckpt.read_json(run_dir / METRICS_FILE)
@@ -357,15 +372,23 @@ def load_ensemble(
     return model.eval(), tokenizer, labels
 
 
+def _member_seconds(metrics: dict[str, Any], key: str) -> float:
+    """A member's ``train_seconds`` or ``init_seconds``, its validated run's included (with ``train.refit``)."""
+    return float(metrics.get(key, 0.0)) + float(metrics.get("validated", {}).get(key, 0.0))
+
+
 def _member_summary(index: int, config: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One member's seed, selection, timings and scores (the validated run's selection with ``train.refit``)."""
     summary: dict[str, Any] = {"member": index, "seed": config.train.seed + index}
-    for key in ("best_epoch", "best_val_accuracy", "epochs_run", "train_seconds", "init_seconds"):
-        summary[key] = metrics.get(key)
+    selection = metrics.get("validated", metrics)  # a refitted member selected nothing itself
+    for key in ("best_epoch", "best_val_accuracy"):
+        summary[key] = selection.get(key)
+    summary["epochs_run"] = metrics.get("epochs_run")
+    for key in ("train_seconds", "init_seconds"):
+        summary[key] = _member_seconds(metrics, key)
     for split in ("val", "test"):
         if split in metrics:
             summary[f"{split}_accuracy"] = metrics[split]["accuracy"]
-    if "validated" in metrics:
-        summary["validated_best_epoch"] = metrics["validated"].get("best_epoch")
     return summary
 
 
@@ -379,17 +402,19 @@ def _fit_ensemble(config: RunConfig, run_dir: Path, *, resume: bool) -> FitResul
     ctx = init_distributed(config.train.device)
     count = config.model.ensemble
     member_dirs = [run_dir / MEMBERS_DIR / str(m) for m in range(count)]
-    if ctx.is_main and not resume:  # written first, so that --resume RUN_DIR finds it
+    if ctx.is_main and not resume:  # a fresh start: nothing of an earlier run in RUN_DIR may be reused
+        shutil.rmtree(run_dir / MEMBERS_DIR, ignore_errors=True)
+        for stale in (METRICS_FILE, CALIBRATION_FILE, ckpt.WEIGHTS_FILE):
+            (run_dir / stale).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        config.save_yaml(run_dir / CONFIG_FILE)
+        config.save_yaml(run_dir / CONFIG_FILE)  # written first, so that --resume RUN_DIR finds it
+    barrier(ctx)
     member_metrics = []
     for index, member_dir in enumerate(member_dirs):
         log.info("ensemble member %d of %d (seed %d)", index + 1, count, config.train.seed + index)
         member_metrics.append(_fit_member(member_config(config, index), member_dir, resume=resume))
     barrier(ctx)
 
-    model, tokenizer, labels = load_ensemble(config, member_dirs)
-    model = model.to(ctx.device)
     temperature: float | None = None
     validated_report: dict[str, Any] = {}
     if config.train.refit:  # no validation split is left: calibrate on the validated members' ensemble
@@ -397,6 +422,7 @@ def _fit_ensemble(config: RunConfig, run_dir: Path, *, resume: bool) -> FitResul
         validated_metrics = final_metrics(
             validated.to(ctx.device), prepare_data(config, validated_tokenizer), config, ctx.device
         )
+        del validated  # before the refitted members are loaded: one ensemble in memory at a time
         validated_report = {"validated": {"val": validated_metrics["val"]}}
         if "calibration" in validated_metrics:
             validated_report["calibration"] = {
@@ -404,15 +430,17 @@ def _fit_ensemble(config: RunConfig, run_dir: Path, *, resume: bool) -> FitResul
                 "fitted_on": f"{MEMBERS_DIR}/*/{VALIDATED_DIR}/: validation split, validated members' ensemble",
             }
             temperature = validated_report["calibration"]["temperature"]
-        del validated
+    model, tokenizer, labels = load_ensemble(config, member_dirs)
+    model = model.to(ctx.device)
     data = prepare_data(refit_config(config, 1) if config.train.refit else config, tokenizer)
     metrics = final_metrics(model, data, config, ctx.device, temperature=temperature)
     metrics.update(validated_report)
     metrics.update(
         {
             "members": [_member_summary(i, config, m) for i, m in enumerate(member_metrics)],
-            "train_seconds": sum(m.get("train_seconds", 0.0) for m in member_metrics),
-            "init_seconds": sum(m.get("init_seconds", 0.0) for m in member_metrics),
+            # With refit, a member's training is its validated run plus its refit.
+            "train_seconds": sum(_member_seconds(m, "train_seconds") for m in member_metrics),
+            "init_seconds": sum(_member_seconds(m, "init_seconds") for m in member_metrics),
             "world_size": ctx.world_size,
             "data_sizes": data.sizes,
         }
