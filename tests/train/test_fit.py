@@ -200,6 +200,31 @@ def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_pa
     assert result.metrics["test"]["accuracy"] == by_hand.metrics["test"]["accuracy"]
 
 
+@pytest.mark.parametrize("saves", [1, 4], ids=["validated-stage", "refit-stage"])
+def test_refit_resumes_from_either_stage(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saves: int
+) -> None:
+    """Ctrl-C during the validated run (save 1) or during the refit (save 4: the validated run saves 3 epochs)."""
+    train, test = tiny_data
+    config = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true"])
+    fit(config, tmp_path / "full")
+    interrupt_after_saves(monkeypatch, saves)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, tmp_path / "cut")
+    monkeypatch.undo()
+    assert (tmp_path / "cut" / "validated" / "metrics.json").is_file() == (saves == 4)
+    resumed = fit(RunConfig(), tmp_path / "cut", resume=True)
+    _same_weights(tmp_path / "full", tmp_path / "cut")
+    full = ckpt.read_json(tmp_path / "full" / "metrics.json")
+    assert resumed.metrics["validated"]["best_epoch"] == full["validated"]["best_epoch"]
+    assert ckpt.read_json(tmp_path / "cut" / "calibration.json") == ckpt.read_json(
+        tmp_path / "full" / "calibration.json"
+    )
+    assert RunConfig.from_yaml(tmp_path / "cut" / "config.yaml") == RunConfig.from_yaml(
+        tmp_path / "full" / "config.yaml"
+    )
+
+
 def test_refit_without_validation_is_a_clear_error(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
     train, test = tiny_data
     config = tiny_config(train, test).with_overrides(["train.refit=true", "data.val_fraction=0"])
@@ -325,6 +350,28 @@ def test_ensemble_with_refit(tiny_data: tuple[Path, Path], tmp_path: Path) -> No
     # Nothing held out is left to refit the temperature on: a clear error, not a fit on training data.
     with pytest.raises(ValueError, match="no held-out validation split"):
         calibrate_run(run)
+
+
+def test_refit_ensemble_resumes_a_member_stopped_in_its_validated_stage(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, test = tiny_data
+    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2", "train.refit=true"])
+    fit(config, tmp_path / "full")
+    member_saves = sum(
+        ckpt.read_json(tmp_path / "full" / "members" / "0" / d / "metrics.json")["epochs_run"]
+        for d in ("validated", ".")
+    )
+    interrupt_after_saves(monkeypatch, member_saves + 1)  # member 1, after its validated run's first epoch
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, tmp_path / "cut")
+    monkeypatch.undo()
+    assert (tmp_path / "cut" / "members" / "1" / "validated" / "state").is_dir()
+    fit(RunConfig(), tmp_path / "cut", resume=True)
+    _same_weights(tmp_path / "full", tmp_path / "cut")
+    assert ckpt.read_json(tmp_path / "cut" / "calibration.json") == ckpt.read_json(
+        tmp_path / "full" / "calibration.json"
+    )
 
 
 def test_a_fresh_ensemble_never_reuses_an_earlier_runs_members(

@@ -300,20 +300,25 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
 
     With ``train.refit``, the validated run goes to ``RUN_DIR/validated`` and the run directory receives a model
     trained from scratch on train + validation for the ``best_epoch`` that run selected (its ``config.yaml`` is
-    the refit's: ``data.val_fraction: 0``, ``train.epochs: best_epoch``, so ``--resume`` continues the refit).
-    Its ``metrics.json`` adds ``validated`` (the validated run's selection and scores); it keeps the validated
+    the refit's: ``data.val_fraction: 0``, ``train.epochs: best_epoch``). ``--resume`` continues whichever stage
+    was interrupted. Its ``metrics.json`` adds ``validated`` (the validated run's selection and scores); it keeps the validated
     run's temperature, since nothing is left to fit one on.
 
     With ``model.ensemble = M > 1``, ``M`` members are trained as above into ``RUN_DIR/members/<m>`` (seeds
     ``train.seed + m``) and the run directory receives their :class:`EnsembleClassifier` (no ``curves.png``: each
     member has its own); ``metrics.json`` adds ``members``, and ``train_seconds`` is the members' total.
     """
+    run_dir = Path(run_dir)
     if resume:  # the run's own config decides (the one passed in is ignored)
-        config = RunConfig.from_yaml(Path(run_dir) / CONFIG_FILE)
+        config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
+        validated_config = run_dir / VALIDATED_DIR / CONFIG_FILE
+        if not config.train.refit and config.model.ensemble == 1 and validated_config.is_file():
+            # The refit stage of a train.refit run wrote its own config: resume the whole run from the original.
+            config = RunConfig.from_yaml(validated_config).with_overrides(["train.refit=true"])
     if config.model.ensemble > 1:
-        return _fit_ensemble(config, Path(run_dir), resume=resume)
-    if config.train.refit and not resume:
-        return _fit_with_refit(config, Path(run_dir))
+        return _fit_ensemble(config, run_dir, resume=resume)
+    if config.train.refit:
+        return _fit_with_refit(config, run_dir, resume=resume)
     return _fit_once(config, run_dir, resume=resume)
 
 
@@ -323,27 +328,25 @@ def member_config(config: RunConfig, member: int) -> RunConfig:
 
 
 def _fit_member(config: RunConfig, run_dir: Path, *, resume: bool) -> dict[str, Any]:
-    """Train one member; resuming, skip it when finished or continue its interrupted epochs.
-
-    A member interrupted during the validated stage of ``train.refit`` starts again from scratch.
+    """Train one member; resuming, skip it when finished or continue it where it stopped (either refit stage).
 
     Raises:
         ValueError: resuming, the member on disk was trained with another config (not this ensemble's member).
     """
     if resume and (run_dir / CONFIG_FILE).is_file():
         saved = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-        expected = refit_config(config, saved.train.epochs) if config.train.refit else config
-        if saved.to_dict() != expected.to_dict():
+        expected = [config] + ([refit_config(config, saved.train.epochs)] if config.train.refit else [])
+        if all(saved.to_dict() != candidate.to_dict() for candidate in expected):
             raise ValueError(
                 f"{run_dir} holds a run with another config than this ensemble's member; train again without "
                 "--resume (or --overwrite) to start over"
             )
-    if resume and (run_dir / METRICS_FILE).is_file():
-        log.info("ensemble member %s is complete", run_dir)
-        metrics: dict[str, Any] = ckpt.read_json(run_dir / METRICS_FILE)
-        return metrics
-    if resume and (run_dir / ckpt.STATE_DIR).is_dir():
-        return fit(RunConfig.from_yaml(run_dir / CONFIG_FILE), run_dir, resume=True).metrics
+        if (run_dir / METRICS_FILE).is_file():
+            log.info("ensemble member %s is complete", run_dir)
+            metrics: dict[str, Any] = ckpt.read_json(run_dir / METRICS_FILE)
+            return metrics
+        if config.train.refit or (run_dir / ckpt.STATE_DIR).is_dir():  # else it stopped before its first save
+            return fit(config, run_dir, resume=True).metrics
     return fit(config, run_dir).metrics
 
 
@@ -468,20 +471,39 @@ def refit_config(config: RunConfig, epochs: int) -> RunConfig:
     )
 
 
-def _fit_with_refit(config: RunConfig, run_dir: Path) -> FitResult:
+def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -> FitResult:
+    """The validated run in ``RUN_DIR/validated``, then the refit in ``RUN_DIR``; ``resume`` continues either stage.
+
+    ``RUN_DIR/config.yaml`` holds ``config`` (``train.refit: true``) until the refit stage starts and writes its own.
+    """
     if not config.data.val and config.data.val_fraction == 0:
         raise ConfigError("train.refit needs a validation split to select the epochs (data.val_fraction > 0)")
-    validated = _fit_once(config.with_overrides(["train.refit=false"]), run_dir / VALIDATED_DIR)
-    epochs = int(validated.metrics["best_epoch"])
+    validated_dir = run_dir / VALIDATED_DIR
+    ctx = init_distributed(config.train.device)
+    if resume and (validated_dir / METRICS_FILE).is_file():
+        validated_run: dict[str, Any] = ckpt.read_json(validated_dir / METRICS_FILE)
+    elif resume and (validated_dir / ckpt.STATE_DIR).is_dir():
+        validated_run = _fit_once(config, validated_dir, resume=True).metrics
+    else:
+        if ctx.is_main:  # so that --resume RUN_DIR finds the run while it is in its validated stage
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.save_yaml(run_dir / CONFIG_FILE)
+        barrier(ctx)
+        validated_run = _fit_once(config.with_overrides(["train.refit=false"]), validated_dir).metrics
+    epochs = int(validated_run["best_epoch"])
     log.info("refit on train + validation for %d epoch(s), the validated run's best", epochs)
-    result = _fit_once(refit_config(config, epochs), run_dir)
-    validated_metrics = {k: v for k, v in validated.metrics.items() if k != "history"}
+    refit_stage_started = (
+        resume
+        and (run_dir / ckpt.STATE_DIR).is_dir()
+        and not (RunConfig.from_yaml(run_dir / CONFIG_FILE).train.refit)
+    )
+    result = _fit_once(refit_config(config, epochs), run_dir, resume=refit_stage_started)
+    validated_metrics = {k: v for k, v in validated_run.items() if k != "history"}
     result.metrics["validated"] = validated_metrics
     calibration = validated_metrics.get("calibration")
     if calibration is not None:
         calibration = {**calibration, "fitted_on": f"{VALIDATED_DIR}/: validation split, validated model"}
         result.metrics["calibration"] = calibration
-    ctx = init_distributed(config.train.device)
     if ctx.is_main:
         if calibration is not None:
             ckpt.write_json(run_dir / CALIBRATION_FILE, calibration)
