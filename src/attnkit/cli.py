@@ -235,7 +235,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.format in ("head-view", "model-view") and not has_layers:
         raise UserError(
             f"--format {args.format} needs a model with self-attention layers (the transformer); this run's "
-            f"model is {predictor.config.model.name}"
+            f"model is {predictor.config.model.label}"
         )
     with_layers = args.layers or (has_layers and args.format in ("html", "head-view", "model-view"))
     explanations = explain(

@@ -150,7 +150,7 @@ class ExportReport:
 
     Attributes:
         path: the ``.onnx`` file.
-        model: the model's registered name.
+        model: the model's name (with its ensemble size, if any).
         seconds: export time.
         max_abs_diff: largest ``|onnx - torch|`` over logits and token attention on the check batches.
         int8_path: the dynamically quantized model, if asked.
@@ -225,7 +225,7 @@ def export_onnx(
         ValueError: the model cannot be exported, or the check found a difference above ``tolerance``.
     """
     predictor = Predictor(run_dir)
-    name = predictor.config.model.name
+    name = predictor.config.model.label
     out_path = Path(out) if out is not None else predictor.run_dir / ONNX_FILE
     start = time.perf_counter()
     export_classifier(
@@ -291,7 +291,7 @@ def export_classifier(
 def _metadata(predictor: Predictor) -> dict[str, str]:
     return {
         "attnkit_version": __version__,
-        "attnkit_model": predictor.config.model.name,
+        "attnkit_model": predictor.config.model.label,
         "attnkit_labels": json.dumps(predictor.labels),
         "attnkit_inputs": "input_ids (B, T) int64, attention_mask (B, T) bool (True = token, right-padded)",
         "attnkit_outputs": "logits (B, C) float32, token_attention (B, T) float32",

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from attnkit.export import export_onnx
 from attnkit.predictor import Predictor, calibrate_run, evaluate_run
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.calibration import fit_temperature
@@ -289,8 +291,13 @@ def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_lo
         [Predictor(tmp_path / f"s{s}").model(*predictor.encode(texts)[1:]).logits for s in (3, 4)]
     ).mean(dim=0)
     torch.testing.assert_close(predictor.predict_proba(texts), torch.softmax(expected / temperature, dim=-1))
-    # Loading, evaluating and the saved config round-trip.
+    # Loading, evaluating, exporting and the saved config round-trip; users see it named as an ensemble.
     assert RunConfig.from_yaml(run / "config.yaml").model.ensemble == 2
+    assert predictor.config.model.label == "bag-attn (ensemble of 2)"
+    report = export_onnx(run)  # checks ONNX Runtime against PyTorch itself (ValueError above 1e-4)
+    assert report.model == "bag-attn (ensemble of 2)"
+    metadata = {p.key: p.value for p in onnx.load(str(report.path)).metadata_props}
+    assert metadata["attnkit_model"] == "bag-attn (ensemble of 2)"
     assert evaluate_run(run, str(test))["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert (run / "confusion.png").is_file()
 

@@ -127,7 +127,7 @@ def explain(
     if layers and not has_layers:
         raise ValueError(
             f"layer attention maps need a model with self-attention layers; this run's model is "
-            f"{predictor.config.model.name} (use the transformer)"
+            f"{predictor.config.model.label} (use the transformer)"
         )
     names = check_methods(list(methods), model, has_layers=has_layers)
     results: list[Explanation] = []

@@ -391,7 +391,7 @@ def faithfulness_report(
     )
     report = FaithfulnessReport(
         run_dir=str(predictor.run_dir),
-        model=predictor.config.model.name,
+        model=predictor.config.model.label,
         source=source,
         n=len(sample),
         seed=seed,

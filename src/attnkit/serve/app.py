@@ -255,7 +255,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     app = FastAPI(
         title="attnkit",
         version=__version__,
-        summary=f"Classify texts with a trained {predictor.config.model.name} and see what it attends to.",
+        summary=f"Classify texts with a trained {predictor.config.model.label} and see what it attends to.",
         lifespan=lifespan,
         responses={422: {"model": Error}, 503: {"model": Error}},
     )
@@ -306,7 +306,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
 
         metrics = {k: v for k, v in predictor.metrics.items() if k != "history"}
         return {
-            "model": predictor.config.model.name,
+            "model": predictor.config.model.label,
             "backend": backend.name,
             "labels": predictor.labels,
             "config": predictor.config.to_dict(),
@@ -372,7 +372,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
                 422,
                 "no_layers",
                 f"layer attention maps need a model with self-attention; this model is "
-                f"{predictor.config.model.name}",
+                f"{predictor.config.model.label}",
             )
         if explain_slots["in_use"] >= config.max_pending_explains:
             raise Overloaded(f"{explain_slots['in_use']} explanations are already running or waiting")

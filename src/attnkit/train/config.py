@@ -90,6 +90,11 @@ class ModelSection:
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
             raise ConfigError(f"model.ensemble must be an integer >= 1, got {self.ensemble!r}")
 
+    @property
+    def label(self) -> str:
+        """How the model is named to users: ``nb-attn``, or ``nb-attn (ensemble of 5)``."""
+        return self.name if self.ensemble == 1 else f"{self.name} (ensemble of {self.ensemble})"
+
 
 @dataclass
 class OptimConfig:
