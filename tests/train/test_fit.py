@@ -227,6 +227,34 @@ def test_refit_resumes_from_either_stage(
     )
 
 
+def test_a_fresh_run_never_reuses_what_an_earlier_run_left(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier refit run in the directory (as after --overwrite): a new plain run, interrupted and resumed, stays
+    a plain run; a new refit run, interrupted in its validated stage and resumed, redoes its own validated run."""
+    train, test = tiny_data
+    old = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true", "optim.lr=0.05"])
+    plain = tiny_config(train, test, epochs=2).with_overrides(["train.calibrate=false"])
+    refit = tiny_config(train, test, epochs=2).with_overrides(["train.refit=true"])
+    for name, config in (("plain", plain), ("refit", refit)):
+        fit(config, tmp_path / f"{name}-reference")
+        fit(old, tmp_path / name)
+        interrupt_after_saves(monkeypatch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            fit(config, tmp_path / name)
+        monkeypatch.undo()
+        resumed = fit(RunConfig(), tmp_path / name, resume=True)
+        _same_weights(tmp_path / f"{name}-reference", tmp_path / name)
+        reference = ckpt.read_json(tmp_path / f"{name}-reference" / "metrics.json")
+        assert ("validated" in resumed.metrics) == (name == "refit")
+        if name == "refit":
+            assert resumed.metrics["validated"]["best_epoch"] == reference["validated"]["best_epoch"]
+            # Its own validated run (2 epochs), not the old run's (3 epochs).
+            assert resumed.metrics["validated"]["epochs_run"] == 2
+    assert not (tmp_path / "plain" / "calibration.json").exists()  # the old run's temperature is gone
+    assert not (tmp_path / "plain" / "validated").exists()
+
+
 def test_refit_without_validation_is_a_clear_error(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
     train, test = tiny_data
     config = tiny_config(train, test).with_overrides(["train.refit=true", "data.val_fraction=0"])

@@ -301,8 +301,11 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     With ``train.refit``, the validated run goes to ``RUN_DIR/validated`` and the run directory receives a model
     trained from scratch on train + validation for the ``best_epoch`` that run selected (its ``config.yaml`` is
     the refit's: ``data.val_fraction: 0``, ``train.epochs: best_epoch``). ``--resume`` continues whichever stage
-    was interrupted. Its ``metrics.json`` adds ``validated`` (the validated run's selection and scores); it keeps the validated
-    run's temperature, since nothing is left to fit one on.
+    was interrupted. Its ``metrics.json`` adds ``validated`` (the validated run's selection and scores); it keeps
+    the validated run's temperature, since nothing is left to fit one on.
+
+    A fresh (not resumed) run first removes what an earlier run left in ``RUN_DIR`` that could be mistaken for
+    its own: ``state/``, ``metrics.json``, ``calibration.json``, the weights, ``validated/`` and ``members/``.
 
     With ``model.ensemble = M > 1``, ``M`` members are trained as above into ``RUN_DIR/members/<m>`` (seeds
     ``train.seed + m``) and the run directory receives their :class:`EnsembleClassifier` (no ``curves.png``: each
@@ -311,15 +314,36 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     run_dir = Path(run_dir)
     if resume:  # the run's own config decides (the one passed in is ignored)
         config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-        validated_config = run_dir / VALIDATED_DIR / CONFIG_FILE
-        if not config.train.refit and config.model.ensemble == 1 and validated_config.is_file():
-            # The refit stage of a train.refit run wrote its own config: resume the whole run from the original.
-            config = RunConfig.from_yaml(validated_config).with_overrides(["train.refit=true"])
+        original = _refit_run_of(config, run_dir)
+        if (
+            original is not None
+        ):  # the refit stage wrote its own config: resume the whole run from the original
+            config = original
     if config.model.ensemble > 1:
         return _fit_ensemble(config, run_dir, resume=resume)
     if config.train.refit:
         return _fit_with_refit(config, run_dir, resume=resume)
     return _fit_once(config, run_dir, resume=resume)
+
+
+def _refit_run_of(config: RunConfig, run_dir: Path) -> RunConfig | None:
+    """The original ``train.refit`` config when ``config`` (read from ``run_dir``) is its refit stage's, else None.
+
+    It is, when ``run_dir/validated`` holds the validated run and ``config`` is exactly that run's refit config.
+    """
+    validated_config = run_dir / VALIDATED_DIR / CONFIG_FILE
+    if config.train.refit or config.model.ensemble != 1 or not validated_config.is_file():
+        return None
+    original = RunConfig.from_yaml(validated_config).with_overrides(["train.refit=true"])
+    return original if refit_config(original, config.train.epochs).to_dict() == config.to_dict() else None
+
+
+def _clear_earlier_run(run_dir: Path, *, keep_validated: bool = False) -> None:
+    """Remove what an earlier run left in ``run_dir`` that a fresh run could mistake for its own (rank 0 only)."""
+    for stale in (ckpt.STATE_DIR, MEMBERS_DIR, *(() if keep_validated else (VALIDATED_DIR,))):
+        shutil.rmtree(run_dir / stale, ignore_errors=True)
+    for name in (METRICS_FILE, CALIBRATION_FILE, ckpt.WEIGHTS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def member_config(config: RunConfig, member: int) -> RunConfig:
@@ -342,9 +366,10 @@ def _fit_member(config: RunConfig, run_dir: Path, *, resume: bool) -> dict[str, 
                 "--resume (or --overwrite) to start over"
             )
         if (run_dir / METRICS_FILE).is_file():
-            log.info("ensemble member %s is complete", run_dir)
             metrics: dict[str, Any] = ckpt.read_json(run_dir / METRICS_FILE)
-            return metrics
+            if not config.train.refit or "validated" in metrics:  # else stopped before the refit's last write
+                log.info("ensemble member %s is complete", run_dir)
+                return metrics
         if config.train.refit or (run_dir / ckpt.STATE_DIR).is_dir():  # else it stopped before its first save
             return fit(config, run_dir, resume=True).metrics
     return fit(config, run_dir).metrics
@@ -406,9 +431,7 @@ def _fit_ensemble(config: RunConfig, run_dir: Path, *, resume: bool) -> FitResul
     count = config.model.ensemble
     member_dirs = [run_dir / MEMBERS_DIR / str(m) for m in range(count)]
     if ctx.is_main and not resume:  # a fresh start: nothing of an earlier run in RUN_DIR may be reused
-        shutil.rmtree(run_dir / MEMBERS_DIR, ignore_errors=True)
-        for stale in (METRICS_FILE, CALIBRATION_FILE, ckpt.WEIGHTS_FILE):
-            (run_dir / stale).unlink(missing_ok=True)
+        _clear_earlier_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save_yaml(run_dir / CONFIG_FILE)  # written first, so that --resume RUN_DIR finds it
     barrier(ctx)
@@ -480,24 +503,26 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
         raise ConfigError("train.refit needs a validation split to select the epochs (data.val_fraction > 0)")
     validated_dir = run_dir / VALIDATED_DIR
     ctx = init_distributed(config.train.device)
+    # Decided before either stage runs (the refit stage rewrites RUN_DIR/config.yaml): did the refit start?
+    refit_stage_started = (
+        resume
+        and (run_dir / ckpt.STATE_DIR).is_dir()
+        and not RunConfig.from_yaml(run_dir / CONFIG_FILE).train.refit
+    )
     if resume and (validated_dir / METRICS_FILE).is_file():
         validated_run: dict[str, Any] = ckpt.read_json(validated_dir / METRICS_FILE)
     elif resume and (validated_dir / ckpt.STATE_DIR).is_dir():
         validated_run = _fit_once(config, validated_dir, resume=True).metrics
     else:
         if ctx.is_main:  # so that --resume RUN_DIR finds the run while it is in its validated stage
+            _clear_earlier_run(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             config.save_yaml(run_dir / CONFIG_FILE)
         barrier(ctx)
         validated_run = _fit_once(config.with_overrides(["train.refit=false"]), validated_dir).metrics
     epochs = int(validated_run["best_epoch"])
     log.info("refit on train + validation for %d epoch(s), the validated run's best", epochs)
-    refit_stage_started = (
-        resume
-        and (run_dir / ckpt.STATE_DIR).is_dir()
-        and not (RunConfig.from_yaml(run_dir / CONFIG_FILE).train.refit)
-    )
-    result = _fit_once(refit_config(config, epochs), run_dir, resume=refit_stage_started)
+    result = _fit_once(refit_config(config, epochs), run_dir, resume=refit_stage_started, refit_stage=True)
     validated_metrics = {k: v for k, v in validated_run.items() if k != "history"}
     result.metrics["validated"] = validated_metrics
     calibration = validated_metrics.get("calibration")
@@ -512,7 +537,10 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
     return result
 
 
-def _fit_once(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitResult:
+def _fit_once(
+    config: RunConfig, run_dir: str | Path, *, resume: bool = False, refit_stage: bool = False
+) -> FitResult:
+    """One training run in ``run_dir``; ``refit_stage``: the refit of a ``train.refit`` run (keeps ``validated/``)."""
     run_dir = Path(run_dir)
     ctx = init_distributed(config.train.device)
     if config.train.threads:
@@ -558,6 +586,7 @@ def _fit_once(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -
         train_seconds, history = progress["train_seconds"], progress["history"]
         log.info("resuming %s after epoch %d", run_dir, progress["epoch"] + 1)
     elif ctx.is_main:
+        _clear_earlier_run(run_dir, keep_validated=refit_stage)
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save_yaml(run_dir / CONFIG_FILE)
         data.tokenizer.save(run_dir / TOKENIZER_DIR)
