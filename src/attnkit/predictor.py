@@ -124,10 +124,7 @@ def calibrate_run(run_dir: str | Path, source: str | None = None, *, batch_size:
     from attnkit.train.loop import encode, load_splits, predict_logits
 
     predictor = Predictor(run_dir)
-    data_config = predictor.config.data
-    if source is None and (
-        predictor.config.train.refit or (not data_config.val and data_config.val_fraction == 0)
-    ):
+    if source is None and (predictor.config.train.refit or not predictor.config.data.has_validation):
         raise ValueError(
             f"{predictor.run_dir} was trained on all of its training data (train.refit or data.val_fraction=0), "
             "so it has no held-out validation split to calibrate on: pass held-out labelled data (--data)"

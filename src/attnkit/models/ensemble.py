@@ -33,9 +33,6 @@ from torch import Tensor, nn
 
 from attnkit.models.base import ClassifierConfig, ClassifierOutput, TextClassifier
 
-#: Prefix of member ``m``'s parameters in the ensemble's state dict (``members.<m>.<name>``).
-MEMBERS_PREFIX = "members"
-
 
 def _check_compatible(members: Sequence[TextClassifier]) -> None:
     first = members[0].config

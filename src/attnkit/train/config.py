@@ -51,6 +51,11 @@ class DataConfig:
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"data.val_fraction must be in [0, 0.5), got {self.val_fraction}")
 
+    @property
+    def has_validation(self) -> bool:
+        """Whether the run holds out a validation split (given as ``val`` or carved with ``val_fraction``)."""
+        return bool(self.val) or self.val_fraction > 0
+
 
 @dataclass
 class TokenizerSection:

@@ -314,11 +314,8 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     run_dir = Path(run_dir)
     if resume:  # the run's own config decides (the one passed in is ignored)
         config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-        original = _refit_run_of(config, run_dir)
-        if (
-            original is not None
-        ):  # the refit stage wrote its own config: resume the whole run from the original
-            config = original
+        # After the refit stage of a train.refit run wrote its own config, resume the whole run from the original.
+        config = _refit_run_of(config, run_dir) or config
     if config.model.ensemble > 1:
         return _fit_ensemble(config, run_dir, resume=resume)
     if config.train.refit:
@@ -499,7 +496,7 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
 
     ``RUN_DIR/config.yaml`` holds ``config`` (``train.refit: true``) until the refit stage starts and writes its own.
     """
-    if not config.data.val and config.data.val_fraction == 0:
+    if not config.data.has_validation:
         raise ConfigError("train.refit needs a validation split to select the epochs (data.val_fraction > 0)")
     validated_dir = run_dir / VALIDATED_DIR
     ctx = init_distributed(config.train.device)
