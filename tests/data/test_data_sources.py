@@ -236,13 +236,13 @@ def test_skips_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         {"text": "no label"},
         {"text": "null label", "label": None},
         {"text": "blank label", "label": " "},
-        {"text": "also kept", "label": 0},
+        {"text": "also kept", "label": "b "},
         {"text": "", "label": None},  # both problems: counted once, as empty text
     ]
     path = write(tmp_path / "s.jsonl", jsonl(rows))
     with caplog.at_level(logging.WARNING, logger="attnkit.data.sources"):
         examples, report = load_source_with_report(path)
-    assert examples == [TextExample("kept", "a"), TextExample("also kept", "0")]
+    assert examples == [TextExample("kept", "a"), TextExample("also kept", "b")]
     assert (report.kept, report.empty_text, report.missing_label, report.skipped) == (2, 4, 3, 7)
     assert report.skipped_by_reason() == {"empty text": 4, "missing label": 3}
     message = f"skipped 7 rows of {path} (kept 2): 4 empty text, 3 missing label"
@@ -310,3 +310,86 @@ def test_check_trainable() -> None:
 
 def test_load_report_summary_without_skips() -> None:
     assert LoadReport(source="x", kept=3).summary() == "kept all 3 rows of x"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Labels: classes only, one kind per file, the same names whatever the format.
+
+
+def examples_with(labels: list[str]) -> list[TextExample]:
+    return [TextExample(f"text {i}", label) for i, label in enumerate(labels)]
+
+
+def test_fractional_labels_are_refused_as_regression() -> None:
+    labels = ["1.25", "3.5", "2", "4.75"] * 5
+    with pytest.raises(
+        DataError, match=r"src: the labels look like a regression target \(3 of the 4 distinct labels are "
+        r"fractional numbers: 1\.25, 3\.5, 4\.75\); attnkit trains classifiers: bin the values"
+    ):  # fmt: skip
+        check_trainable(examples_with(labels), "src")
+
+
+def test_many_distinct_integers_are_refused_but_ratings_are_classes() -> None:
+    prices = [str(100 + 7 * i) for i in range(200)] * 2  # 200 values, 2 examples each
+    with pytest.raises(
+        DataError, match=r"regression target \(200 distinct integer labels for 400 examples, 2\.0"
+    ):
+        check_trainable(examples_with(prices), "src")
+    stars = [str(i % 11) for i in range(55)]  # 0..10 star ratings, 5 examples each: classes
+    assert check_trainable(examples_with(stars), "src") == [str(i) for i in range(11)]
+    many_classes = [str(i % 30) for i in range(300)]  # 30 integer classes, 10 examples each: classes
+    assert len(check_trainable(examples_with(many_classes), "src")) == 30
+    assert check_trainable(examples_with(["-1", "0", "1"]), "src") == ["-1", "0", "1"]
+
+
+def test_train_refuses_regression_labels_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from attnkit.cli import main
+
+    rows: list[dict[str, object]] = [{"text": f"review {i}", "label": 1 + (i % 8) / 4} for i in range(40)]
+    path = write(tmp_path / "reg.jsonl", jsonl(rows))
+    assert main(["train", "--data", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reg.jsonl: the labels look like a regression target" in err
+
+
+def test_mixed_number_and_string_labels_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "mix.jsonl", jsonl([{"text": "a", "label": "pos"}, {"text": "b", "label": 1}]))
+    with pytest.raises(
+        DataError,
+        match=r"mix\.jsonl: the labels mix numbers and strings, e\.g\. 1 \(line 2\) and 'pos' \(line 1\)",
+    ):
+        load_source(path)
+    booleans = write(
+        tmp_path / "b.jsonl", jsonl([{"text": "a", "label": True}, {"text": "b", "label": "no"}])
+    )
+    with pytest.raises(DataError, match=r"b\.jsonl: the labels mix booleans and strings"):
+        load_source(booleans)
+    # In CSV every cell is a string: "1" beside "pos" are two class names, not a type mixture.
+    csv_path = write(tmp_path / "m.csv", "text,label\na,pos\nb,1\n")
+    assert [e.label for e in load_source(csv_path)] == ["pos", "1"]
+
+
+def test_integer_labels_have_one_name_in_every_format(tmp_path: Path) -> None:
+    # 1, 1.0, "1" and "1.0" (a pandas float column written to CSV) are all the class "1", so a run trained on
+    # one format evaluates on another.
+    expected = ["1", "0", "1", "0"]
+    sources = [
+        write(
+            tmp_path / "a.jsonl",
+            jsonl([{"text": t, "label": y} for t, y in zip("abcd", [1, 0, 1.0, "0"], strict=True)]),
+        ),
+        write(tmp_path / "b.csv", "text,label\na,1.0\nb,0\nc, 1 \nd,0.00\n"),
+        write(tmp_path / "c.tsv", "text\tlabel\na\t+1\nb\t-0\nc\t1.\nd\t0\n"),
+    ]
+    pq.write_table(pa.table({"text": list("abcd"), "label": [1.0, 0.0, 1.0, 0.0]}), tmp_path / "d.parquet")
+    for source in [*sources, tmp_path / "d.parquet"]:
+        assert [e.label for e in load_source(source)] == expected, source
+    # Fractional numbers keep their spelling (and are refused for training as shown above).
+    assert [e.label for e in load_source(write(tmp_path / "f.csv", "text,label\na,1.50\n"))] == ["1.50"]
+    # Zero-padded codes are names, not numbers in another spelling.
+    assert [e.label for e in load_source(write(tmp_path / "z.csv", "text,label\na,007\nb,0\n"))] == [
+        "007",
+        "0",
+    ]

@@ -26,7 +26,7 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,6 +124,9 @@ class _Collector:
         self.report = LoadReport(source=source)
         self.examples: list[TextExample] = []
         self.require_label = require_label
+        # First (value, location) of each label kind (number, boolean, string), to refuse typed mixtures.
+        self.label_kinds: dict[str, tuple[Any, str]] = {}
+        self.typed_labels = False
 
     def add(self, text: Any, label: Any, rating: Any, where: str, text_field: str) -> None:
         if text is not None and not isinstance(text, str):
@@ -137,8 +140,35 @@ class _Collector:
                 self.report.missing_label += 1
                 return
             label_str = ""
+        else:
+            self._note_label_kind(label, where)
         self.examples.append(TextExample(text=text, label=label_str, rating=self._rating(rating)))
         self.report.kept += 1
+
+    def _note_label_kind(self, label: Any, where: str) -> None:
+        if not isinstance(label, str):
+            self.typed_labels = True
+        self.label_kinds.setdefault(_label_kind(label), (label, where))
+
+    def _check_label_kinds(self) -> None:
+        """Refuse a JSON/Parquet label column holding both numbers (or booleans) and other strings.
+
+        ``1`` and ``"1"`` mean the same class and both become ``"1"``; ``1`` beside ``"pos"`` is almost always a
+        mistake (two encodings of the labels mixed in one file), so it is an error rather than a third class.
+        In CSV/TSV every cell is a string and the kinds are not checked.
+        """
+        if not self.typed_labels or len(self.label_kinds) < 2:
+            return
+        source = self.report.source
+        examples = [
+            f"{value!r} ({where.removeprefix(source + ': ')})"
+            for value, where in sorted(self.label_kinds.values(), key=lambda vw: _label_kind(vw[0]))
+        ]
+        kinds = " and ".join(f"{kind}s" for kind in sorted(self.label_kinds))
+        raise DataError(
+            f"{source}: the labels mix {kinds}, e.g. {' and '.join(examples)}; write every label the same way "
+            "(all class names, or all integers)"
+        )
 
     def _rating(self, value: Any) -> int | None:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -150,6 +180,7 @@ class _Collector:
 
     def finish(self) -> tuple[list[TextExample], LoadReport]:
         report = self.report
+        self._check_label_kinds()
         if report.skipped:
             logger.warning(report.summary())
         if report.invalid_rating:
@@ -182,12 +213,32 @@ def _to_int(value: Any) -> int | None:
     return None
 
 
+# A number as text: "3", "-1", "2.5", ".5", "1e3".
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# An integer in another spelling ("1.0", "+1", "-0"); zero-padded codes such as "007" are left as they are.
+_INTEGRAL_NUMBER = re.compile(r"[+-]?(?:0|[1-9]\d*)(?:\.0*)?")
+
+
+def _label_kind(value: Any) -> str:
+    """``"number"``, ``"boolean"`` or ``"string"``; a string that spells a number or a boolean counts as one."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    s = str(value).strip()
+    if _NUMBER.fullmatch(s):
+        return "number"
+    return "boolean" if s.lower() in ("true", "false") else "string"
+
+
 def _label_to_str(value: Any, where: str) -> str | None:
     """A label as a stripped string, or ``None`` when missing (None, empty, NaN)."""
     if value is None:
         return None
     if isinstance(value, str):
-        return value.strip() or None
+        s = value.strip()
+        # "1.0" (a CSV written from a float column, e.g. by pandas) is the class 1, as the numbers 1 and 1.0 are.
+        return str(int(s.split(".")[0])) if _INTEGRAL_NUMBER.fullmatch(s) else (s or None)
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int):
@@ -280,7 +331,8 @@ def _load_records(
     """Shared by JSON Lines and JSON arrays: ``records`` yields (location, decoded value)."""
     text_key: str | None = None
     label_key: str | None = None
-    for where, obj in records:
+    for location, obj in records:
+        where = f"{collector.report.source}: {location}"
         if not isinstance(obj, dict):
             raise DataError(
                 f"{where}: expected a JSON object with a text and a label, got {type(obj).__name__}"
@@ -300,18 +352,41 @@ def _load_records(
     return collector.finish()
 
 
-def _jsonl_records(text: str, path: Path, collector: _Collector) -> Iterator[tuple[str, Any]]:
+def _jsonl_records(
+    text: str, path: Path, report: LoadReport, skip: SkipRow | None = None
+) -> Iterator[tuple[str, Any]]:
+    """(``"line N"``, decoded value) per non-blank line; an invalid line raises, or goes to ``skip``."""
     # Split on "\n" only: JSON strings may hold raw U+2028 and friends, which str.splitlines would cut.
     body = text[:-1] if text.endswith("\n") else text
     for number, line in enumerate(body.split("\n"), start=1):
         if not line.strip():
-            collector.report.blank_lines += 1
+            report.blank_lines += 1
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {number}: invalid JSON ({e.msg} at column {e.colno})") from None
-        yield f"{path}: line {number}", obj
+            reason = f"invalid JSON ({e.msg} at column {e.colno})"
+            if skip is None:
+                raise DataError(f"{path}: line {number}: {reason}") from None
+            skip(f"line {number}", reason)
+            continue
+        yield f"line {number}", obj
+
+
+def _json_records(
+    path: Path, report: LoadReport, skip: SkipRow | None = None, *, allow_array: bool
+) -> Iterator[tuple[str, Any]]:
+    """The values of a JSON Lines file or, with ``allow_array``, of a ``.json`` array (``"item N"``)."""
+    text = decode_utf8(_read_bytes(path), path)
+    if not (allow_array and text.lstrip().startswith("[")):
+        yield from _jsonl_records(text, path, report, skip)
+        return
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    for i, obj in enumerate(items, start=1):
+        yield f"item {i}", obj
 
 
 def load_jsonl(
@@ -326,24 +401,17 @@ def load_jsonl(
     Field names are chosen from the first object (see :data:`TEXT_FIELD_CANDIDATES`).
     """
     path = Path(path)
-    text = decode_utf8(_read_bytes(path), path)
     collector = _Collector(str(path), require_label=require_label)
-    return _load_records(_jsonl_records(text, path, collector), text_field, label_field, collector)
+    records = _json_records(path, collector.report, allow_array=False)
+    return _load_records(records, text_field, label_field, collector)
 
 
 def _load_json(
     path: Path, text_field: str | None, label_field: str | None, require_label: bool
 ) -> tuple[list[TextExample], LoadReport]:
     """``.json``: a JSON array of objects, or JSON Lines under a ``.json`` name."""
-    text = decode_utf8(_read_bytes(path), path)
     collector = _Collector(str(path), require_label=require_label)
-    if not text.lstrip().startswith("["):
-        return _load_records(_jsonl_records(text, path, collector), text_field, label_field, collector)
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-    records = ((f"{path}: item {i}", obj) for i, obj in enumerate(items, start=1))
+    records = _json_records(path, collector.report, allow_array=True)
     return _load_records(records, text_field, label_field, collector)
 
 
@@ -357,62 +425,83 @@ def _csv_field_limit() -> Iterator[None]:
         csv.field_size_limit(old)
 
 
-def _load_csv(
-    path: Path, text_field: str | None, label_field: str | None, require_label: bool, delimiter: str
-) -> tuple[list[TextExample], LoadReport]:
-    """CSV (RFC 4180 quoting) or TSV (no quoting, as GLUE writes it) with a header row."""
+# Called with (location, reason) for a row that cannot be read; ``None`` makes such a row an error instead.
+SkipRow = Callable[[str, str], None]
+
+
+def _parse_csv(
+    path: Path, delimiter: str, report: LoadReport, skip: SkipRow | None = None
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Parse CSV (RFC 4180 quoting) or TSV (no quoting, as GLUE writes it) with a header row.
+
+    Returns:
+        The stripped header and the data rows as ``(first line number, cells)``; blank rows are counted in
+        ``report.blank_lines``. A row with another number of fields than the header (trailing empty fields
+        aside) raises :class:`DataError`, or is passed to ``skip`` when given.
+    """
     text = decode_utf8(_read_bytes(path), path)
     stream = io.StringIO(text, newline="")
     if delimiter == "\t":
         reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE)
     else:
         reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
-    collector = _Collector(str(path), require_label=require_label)
+    rows: list[tuple[int, list[str]]] = []
     with _csv_field_limit():
         try:
             header = [h.strip() for h in next(reader)]
-            text_key = _pick_field(header, text_field, TEXT_FIELD_CANDIDATES, "text", f"{path}: header")
-            label_key = None
-            if require_label or label_field is not None:
-                label_key = _pick_field(
-                    header, label_field, LABEL_FIELD_CANDIDATES, "label", f"{path}: header"
-                )
-            text_i = header.index(text_key)
-            label_i = header.index(label_key) if label_key is not None else None
-            rating_i = header.index(RATING_FIELD) if RATING_FIELD in header else None
             previous_line = reader.line_num
             for row in reader:
                 start, previous_line = previous_line + 1, reader.line_num
-                where = f"{path}: line {start}"
                 if not any(cell.strip() for cell in row):
-                    collector.report.blank_lines += 1
+                    report.blank_lines += 1
                     continue
                 if len(row) != len(header) and not (
                     len(row) > len(header) and not "".join(row[len(header) :])
                 ):
-                    raise DataError(
-                        f"{where}: {len(row)} fields but the header has {len(header)}; check the quoting "
+                    reason = (
+                        f"{len(row)} fields but the header has {len(header)}; check the quoting "
                         f"and the delimiter ({'tab' if delimiter == chr(9) else repr(delimiter)})"
                     )
-                collector.add(
-                    row[text_i],
-                    row[label_i] if label_i is not None else None,
-                    row[rating_i] if rating_i is not None else None,
-                    where,
-                    text_key,
-                )
+                    if skip is None:
+                        raise DataError(f"{path}: line {start}: {reason}")
+                    skip(f"line {start}", reason)
+                    continue
+                rows.append((start, row[: len(header)]))
         except StopIteration:
             raise DataError(f"{path}: file is empty") from None
         except csv.Error as e:
             raise DataError(f"{path}: line {reader.line_num}: malformed CSV ({e})") from None
+    return header, rows
+
+
+def _load_csv(
+    path: Path, text_field: str | None, label_field: str | None, require_label: bool, delimiter: str
+) -> tuple[list[TextExample], LoadReport]:
+    """CSV or TSV with a header row (see :func:`_parse_csv`)."""
+    collector = _Collector(str(path), require_label=require_label)
+    header, rows = _parse_csv(path, delimiter, collector.report)
+    text_key = _pick_field(header, text_field, TEXT_FIELD_CANDIDATES, "text", f"{path}: header")
+    label_key = None
+    if require_label or label_field is not None:
+        label_key = _pick_field(header, label_field, LABEL_FIELD_CANDIDATES, "label", f"{path}: header")
+    text_i = header.index(text_key)
+    label_i = header.index(label_key) if label_key is not None else None
+    rating_i = header.index(RATING_FIELD) if RATING_FIELD in header else None
+    for start, row in rows:
+        collector.add(
+            row[text_i],
+            row[label_i] if label_i is not None else None,
+            row[rating_i] if rating_i is not None else None,
+            f"{path}: line {start}",
+            text_key,
+        )
     if collector.report.total == 0:
         raise DataError(f"{path}: has a header but no data rows")
     return collector.finish()
 
 
-def _load_parquet(
-    path: Path, text_field: str | None, label_field: str | None, require_label: bool
-) -> tuple[list[TextExample], LoadReport]:
+def _open_parquet(path: Path) -> Any:
+    """A ``pyarrow.parquet.ParquetFile``, or a :class:`DataError` for a missing, empty or unreadable file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -421,17 +510,31 @@ def _load_parquet(
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     try:
-        parquet = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+
+
+def _check_parquet_text(parquet: Any, text_key: str, path: Path) -> None:
+    import pyarrow as pa
+
+    text_type = parquet.schema_arrow.field(text_key).type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise DataError(f"{path}: text column {text_key!r} has type {text_type}, expected strings")
+
+
+def _load_parquet(
+    path: Path, text_field: str | None, label_field: str | None, require_label: bool
+) -> tuple[list[TextExample], LoadReport]:
+    import pyarrow as pa
+
+    parquet = _open_parquet(path)
     names = list(parquet.schema_arrow.names)
     text_key = _pick_field(names, text_field, TEXT_FIELD_CANDIDATES, "text", str(path))
     label_key = None
     if require_label or label_field is not None:
         label_key = _pick_field(names, label_field, LABEL_FIELD_CANDIDATES, "label", str(path))
-    text_type = parquet.schema_arrow.field(text_key).type
-    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
-        raise DataError(f"{path}: text column {text_key!r} has type {text_type}, expected strings")
+    _check_parquet_text(parquet, text_key, path)
     columns = [c for c in dict.fromkeys([text_key, label_key, RATING_FIELD]) if c is not None and c in names]
     try:
         table = parquet.read(columns=columns)
@@ -534,6 +637,256 @@ def load_file_with_report(
     raise DataError(
         f"{p}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)} or a directory of label folders"
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Unlabelled rows for prediction, every column kept.
+
+#: Files :func:`read_rows` reads: those of :func:`load_file_with_report` plus plain text (one text per line).
+ROW_FILE_SUFFIXES: tuple[str, ...] = (*FILE_SUFFIXES, ".txt", ".txt.gz")
+#: The column name of a text read from a plain-text line, a file in a folder, an argument or standard input.
+PLAIN_TEXT_FIELD = "text"
+#: The column holding a file's path (relative to the folder) when :func:`read_rows` reads a folder.
+FILE_FIELD = "file"
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row that could not be read.
+
+    Attributes:
+        location: where it is in its source, e.g. ``"line 7"``, ``"row 3"``, ``"item 2"`` or ``"neg/1.txt"``.
+        reason: why it was skipped, e.g. ``"empty text"``.
+    """
+
+    location: str
+    reason: str
+
+
+@dataclass
+class InputRows:
+    """Unlabelled rows to predict, in source order, each with all of its original columns.
+
+    Attributes:
+        source: the file or folder read (or ``"<arguments>"``, ``"<stdin>"``).
+        text_field: the column the texts come from.
+        rows: one dict per readable row: column name -> value as read (strings for CSV/TSV; JSON or Arrow
+            values for JSON Lines and Parquet). Other columns, a label column included, are kept as they are
+            and never read as text.
+        texts: ``rows[i][text_field]``: the text the model reads, unchanged.
+        locations: where each row came from, e.g. ``"line 12"`` (the first line of a multi-line CSV record).
+        skipped: rows that could not be read (empty or non-string text, invalid JSON, a CSV row with the
+            wrong number of fields), in source order.
+        blank_lines: blank lines of line-based files (not rows, not counted as skipped).
+    """
+
+    source: str
+    text_field: str
+    rows: list[dict[str, Any]]
+    texts: list[str]
+    locations: list[str]
+    skipped: list[SkippedRow]
+    blank_lines: int = 0
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], source: str = "<arguments>") -> InputRows:
+        """Rows of one ``text`` column from texts given directly; empty or whitespace-only texts are skipped."""
+        rows = _RowCollector(source)
+        for i, text in enumerate(texts, start=1):
+            rows.add(f"text {i}", {PLAIN_TEXT_FIELD: text}, PLAIN_TEXT_FIELD)
+        return rows.finish(PLAIN_TEXT_FIELD)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column of :attr:`rows`, in the order first seen (rows of JSON Lines may differ)."""
+        seen: dict[str, None] = {}
+        for row in self.rows:
+            seen.update(dict.fromkeys(row))
+        return list(seen)
+
+    def skipped_summary(self, limit: int = 5) -> str:
+        """One line, e.g. ``skipped 2 of 10 rows of data.csv: line 4 (empty text), line 9 (invalid JSON ...)``."""
+        if not self.skipped:
+            return f"read all {len(self.rows)} rows of {self.source}"
+        shown = ", ".join(f"{s.location} ({s.reason})" for s in self.skipped[:limit])
+        more = f", and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
+        total = len(self.rows) + len(self.skipped)
+        return f"skipped {len(self.skipped)} of {total} rows of {self.source}: {shown}{more}"
+
+
+class _RowCollector:
+    """Keeps the rows whose text is a non-empty string, records the others as :class:`SkippedRow`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.report = LoadReport(source=source)  # only its blank-line count is used
+        self.rows: list[dict[str, Any]] = []
+        self.texts: list[str] = []
+        self.locations: list[str] = []
+        self.skipped: list[SkippedRow] = []
+
+    def skip(self, location: str, reason: str) -> None:
+        self.skipped.append(SkippedRow(location, reason))
+
+    def add(self, location: str, row: dict[str, Any], text_key: str) -> None:
+        text = row.get(text_key)
+        if text is None and text_key not in row:
+            self.skip(location, f"no {text_key!r} field")
+        elif text is not None and not isinstance(text, str):
+            self.skip(location, f"field {text_key!r} is {type(text).__name__}, expected a string")
+        elif text is None or not text.strip():
+            self.skip(location, "empty text")
+        else:
+            self.rows.append(row)
+            self.texts.append(text)
+            self.locations.append(location)
+
+    def finish(self, text_key: str) -> InputRows:
+        result = InputRows(
+            source=self.source,
+            text_field=text_key,
+            rows=self.rows,
+            texts=self.texts,
+            locations=self.locations,
+            skipped=self.skipped,
+            blank_lines=self.report.blank_lines,
+        )
+        if not self.rows:
+            if self.skipped:
+                raise DataError(f"{self.source}: no row could be read ({result.skipped_summary()})")
+            raise DataError(f"{self.source}: no rows found")
+        return result
+
+
+def _json_rows(path: Path, text_field: str | None, rows: _RowCollector, *, allow_array: bool) -> str:
+    text_key: str | None = None
+    for location, obj in _json_records(path, rows.report, rows.skip, allow_array=allow_array):
+        if not isinstance(obj, dict):
+            rows.skip(location, f"expected a JSON object, got {type(obj).__name__}")
+            continue
+        if text_key is None:
+            text_key = _pick_field(
+                list(obj), text_field, TEXT_FIELD_CANDIDATES, "text", f"{path}: {location}"
+            )
+        rows.add(location, obj, text_key)
+    return text_key or PLAIN_TEXT_FIELD
+
+
+def _csv_rows(path: Path, text_field: str | None, rows: _RowCollector, delimiter: str) -> str:
+    header, records = _parse_csv(path, delimiter, rows.report, rows.skip)
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(
+            f"{path}: header: column {repeated[0]!r} appears more than once; give every column its own name"
+        )
+    try:
+        text_key = _pick_field(header, text_field, TEXT_FIELD_CANDIDATES, "text", f"{path}: header")
+    except DataError as e:
+        raise DataError(
+            f"{e} (the first line must be a header; for one text per line use a .txt file)"
+        ) from None
+    if not records and not rows.skipped:
+        raise DataError(f"{path}: has a header but no data rows")
+    for start, cells in records:
+        rows.add(f"line {start}", dict(zip(header, cells, strict=True)), text_key)
+    return text_key
+
+
+def _parquet_rows(path: Path, text_field: str | None, rows: _RowCollector) -> str:
+    import pyarrow as pa
+
+    parquet = _open_parquet(path)
+    text_key = _pick_field(
+        list(parquet.schema_arrow.names), text_field, TEXT_FIELD_CANDIDATES, "text", str(path)
+    )
+    _check_parquet_text(parquet, text_key, path)
+    try:
+        table = parquet.read()
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: cannot read Parquet data ({e})") from None
+    for i, row in enumerate(table.to_pylist(), start=1):
+        rows.add(f"row {i}", row, text_key)
+    return text_key
+
+
+def _text_lines(path: Path, rows: _RowCollector) -> str:
+    text = decode_utf8(_read_bytes(path), path)
+    body = text[:-1] if text.endswith("\n") else text
+    for number, line in enumerate(body.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            rows.report.blank_lines += 1
+            continue
+        rows.add(f"line {number}", {PLAIN_TEXT_FIELD: line}, PLAIN_TEXT_FIELD)
+    return PLAIN_TEXT_FIELD
+
+
+def _folder_rows(path: Path, rows: _RowCollector) -> str:
+    files = [
+        p
+        for p in path.rglob("*.txt")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    ]
+    if not files:
+        raise DataError(f"{path}: no .txt files in this folder or its subfolders (one text per file)")
+    files.sort(key=lambda p: [_natural_key(part) for part in p.relative_to(path).parts])
+    for file in files:
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            raise DataError(f"{file}: cannot read file ({e.strerror or e})") from None
+        name = file.relative_to(path).as_posix()
+        rows.add(name, {FILE_FIELD: name, PLAIN_TEXT_FIELD: decode_utf8(data, file)}, PLAIN_TEXT_FIELD)
+    return PLAIN_TEXT_FIELD
+
+
+def read_rows(path: str | os.PathLike[str], *, text_field: str | None = None) -> InputRows:
+    """Read unlabelled rows to predict, keeping every column of every row.
+
+    Formats and text-column choice are those of :func:`load_file_with_report` (the same parsers): JSON Lines
+    (``.gz`` too) and ``.json``, CSV/TSV with a header (quoted multi-line fields are one row), Parquet; plus
+    plain text (``.txt``, ``.txt.gz`` or no suffix: one text per line, blank lines ignored) and a folder (every
+    ``.txt`` file below it is one text; columns ``file`` and ``text``). A label column may be present; it is
+    kept as a column and never read as text.
+
+    Args:
+        path: the file or folder.
+        text_field: the text column; default: the first of :data:`TEXT_FIELD_CANDIDATES` present. Ignored for
+            plain text and folders, which have one text per line or file.
+
+    Returns:
+        The readable rows in source order and the rows that were skipped (empty or non-string text, invalid
+        JSON lines, non-object JSON values, CSV rows with the wrong number of fields), with their locations.
+
+    Raises:
+        DataError: a missing or empty file, an unknown suffix, a missing text column, bytes that are not UTF-8
+            (naming the file and line), or no readable row at all.
+    """
+    p = Path(path).expanduser()
+    rows = _RowCollector(str(p))
+    if p.is_dir():
+        return rows.finish(_folder_rows(p, rows))
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    name = p.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        text_key = _json_rows(p, text_field, rows, allow_array=False)
+    elif name.endswith((".json", ".json.gz")):
+        text_key = _json_rows(p, text_field, rows, allow_array=True)
+    elif name.endswith((".csv", ".csv.gz")):
+        text_key = _csv_rows(p, text_field, rows, ",")
+    elif name.endswith((".tsv", ".tsv.gz")):
+        text_key = _csv_rows(p, text_field, rows, "\t")
+    elif name.endswith(".parquet"):
+        text_key = _parquet_rows(p, text_field, rows)
+    elif name.endswith((".txt", ".txt.gz")) or not p.suffix:
+        text_key = _text_lines(p, rows)
+    else:
+        raise DataError(
+            f"{p}: unsupported file type; use one of {', '.join(ROW_FILE_SUFFIXES)}, a file without a suffix "
+            "(one text per line) or a folder of .txt files"
+        )
+    return rows.finish(text_key)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -644,11 +997,45 @@ def load_source(
     return examples
 
 
+#: Integer labels with more distinct values than this and fewer than :data:`MIN_EXAMPLES_PER_INTEGER_LABEL`
+#: examples per value on average look like a regression target, not classes.
+MANY_INTEGER_LABELS = 20
+MIN_EXAMPLES_PER_INTEGER_LABEL = 10
+
+
+def regression_reason(examples: Sequence[TextExample]) -> str | None:
+    """Why the labels of ``examples`` look like a regression target rather than classes, or ``None``.
+
+    They do when every label is a number and either some are fractional (``1.25``, ``3.5``), or there are
+    more than :data:`MANY_INTEGER_LABELS` distinct integers with fewer than
+    :data:`MIN_EXAMPLES_PER_INTEGER_LABEL` examples each on average (prices, counts, years of a small sample).
+    Star ratings such as 1..5 or 0..10 stay classes.
+    """
+    counts: dict[str, int] = {}
+    for ex in examples:
+        counts[ex.label] = counts.get(ex.label, 0) + 1
+    if not counts or not all(_NUMBER.fullmatch(label) for label in counts):
+        return None
+    fractional = [label for label in counts if not float(label).is_integer()]
+    if fractional:
+        shown = ", ".join(sorted(fractional, key=float)[:3]) + (", ..." if len(fractional) > 3 else "")
+        return f"{len(fractional)} of the {len(counts)} distinct labels are fractional numbers: {shown}"
+    per_value = len(examples) / len(counts)
+    if len(counts) > MANY_INTEGER_LABELS and per_value < MIN_EXAMPLES_PER_INTEGER_LABEL:
+        return (
+            f"{len(counts)} distinct integer labels for {len(examples)} examples, {per_value:.1f} per value; "
+            f"integer classes are at most {MANY_INTEGER_LABELS} values or {MIN_EXAMPLES_PER_INTEGER_LABEL} "
+            "examples per value on average"
+        )
+    return None
+
+
 def check_trainable(examples: Sequence[TextExample], source_name: str) -> list[str]:
     """Check that ``examples`` can train a classifier and return its sorted label names.
 
     Raises:
-        DataError: if there are no examples or fewer than two distinct labels.
+        DataError: if there are no examples, fewer than two distinct labels, or labels that look like a
+            regression target (see :func:`regression_reason`): attnkit classifies, it does not regress.
     """
     from attnkit.data.splits import label_vocab
 
@@ -659,5 +1046,12 @@ def check_trainable(examples: Sequence[TextExample], source_name: str) -> list[s
         found = f"only the label {labels[0]!r}" if labels else "no labels"
         raise DataError(
             f"{source_name}: found {found} in {len(examples)} examples; a classifier needs at least 2 classes"
+        )
+    reason = regression_reason(examples)
+    if reason is not None:
+        raise DataError(
+            f"{source_name}: the labels look like a regression target ({reason}); attnkit trains classifiers: "
+            "bin the values into classes first (e.g. round them, or map ranges to names such as low/medium/high) "
+            "and train on those"
         )
     return labels
