@@ -55,6 +55,12 @@ def write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def make_rows() -> Callable[[int, int], list[dict[str, str]]]:
+    """:func:`synthetic_rows` as a fixture, for tests that build their own data."""
+    return synthetic_rows
+
+
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> tuple[Path, Path]:
     """(train.jsonl, test.jsonl) with 400 and 100 rows."""

@@ -5,7 +5,7 @@ import pytest
 from attnkit.train.config import ConfigError, RunConfig
 from attnkit.train.loop import lr_lambda
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "src" / "attnkit" / "configs"
 
 
 def test_round_trip(tmp_path: Path) -> None:

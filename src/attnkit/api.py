@@ -1,0 +1,385 @@
+"""The public Python API: train a classifier in a few lines, load a run, predict, explain, evaluate.
+
+```python
+import attnkit
+
+clf = attnkit.fit(texts, labels, out="runs/reviews")          # lists, or fit(df, text="review", label="stars")
+clf = attnkit.fit("reviews.csv", out="runs/reviews", model="nb-attn", epochs=3)   # or a file / built-in name
+clf = attnkit.load("runs/reviews")
+clf.predict(["a wonderful film"])             # ['positive']
+clf.predict_proba(["a wonderful film"])       # (N, C) numpy array, columns in clf.labels order
+clf.explain("a wonderful film", methods=["attention", "ig"]).top_tokens("ig")
+clf.attention(["a wonderful film"])[0].weights   # the weights the model pooled its tokens with
+clf.evaluate("test.csv")                      # accuracy, macro-F1, per-class P/R, confusion matrix, ECE
+```
+
+Every function here is what the ``attnkit`` command runs; the command is a thin adapter over it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from attnkit.explain.explanation import Explanation
+    from attnkit.predictor import Predictor
+    from attnkit.train.config import RunConfig
+
+#: Where :func:`fit` keeps in-memory training data inside the run directory, so that the run can be resumed,
+#: recalibrated and reproduced from its own files.
+DATA_SNAPSHOT_DIR = "data"
+
+#: What :func:`fit` accepts as data: texts (with ``labels``), a DataFrame-like table, or a source name/path.
+Data = Any
+
+
+@dataclass
+class TokenAttention:
+    """The attention a model paid to one text's tokens.
+
+    Attributes:
+        text: the text.
+        tokens: each token's surface form ``text[start:end]``.
+        spans: ``(start, end)`` character offsets of each token into ``text``.
+        weights: ``(T,)`` pooling weights over the tokens, summing to 1 (the first ``max_length`` tokens).
+    """
+
+    text: str
+    tokens: list[str]
+    spans: list[tuple[int, int]]
+    weights: np.ndarray
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` most attended tokens with their weights."""
+        order = np.argsort(-self.weights, kind="stable")[:k]
+        return [(self.tokens[i], float(self.weights[i])) for i in order]
+
+
+def _column(table: Any, name: str) -> list[Any]:
+    try:
+        column = table[name]
+    except (KeyError, IndexError, TypeError):
+        columns = list(getattr(table, "columns", []))
+        raise ValueError(f"no column {name!r} in the table; its columns are {columns}") from None
+    return list(column.tolist() if hasattr(column, "tolist") else column)
+
+
+def _texts_and_labels(data: Data, labels: Sequence[Any] | None, text: str, label: str) -> tuple[list, list]:
+    """``(texts, labels)`` from lists or a DataFrame-like table (anything with ``.columns`` and ``[name]``)."""
+    if hasattr(data, "columns"):
+        if labels is not None:
+            raise ValueError("give labels as a column of the table (label=NAME), not as a separate argument")
+        return _column(data, text), _column(data, label)
+    if isinstance(data, (str, bytes, Path)):
+        raise TypeError("a source name or path is read by fit itself; it cannot be split into texts")
+    texts = list(data)
+    if labels is None:
+        raise ValueError("give the labels: fit(texts, labels, ...), or a table with a label column")
+    labels = list(labels)
+    if len(texts) != len(labels):
+        raise ValueError(f"got {len(texts)} texts but {len(labels)} labels")
+    return texts, labels
+
+
+def _label_name(value: Any) -> str:
+    """A label as the run names it: ``1`` and ``1.0`` -> ``"1"``, ``True`` -> ``"true"`` (as files are read)."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _write_snapshot(path: Path, texts: list[Any], labels: list[Any]) -> None:
+    """Write ``texts`` and ``labels`` as JSON Lines (``text``, ``label``): the file the run trains from."""
+    from attnkit.train import checkpoint as ckpt
+
+    for i, value in enumerate(texts):
+        if not isinstance(value, str):
+            raise ValueError(f"text {i} is {type(value).__name__} ({value!r:.40}), expected a string")
+    rows = [
+        json.dumps({"text": t, "label": lab.item() if hasattr(lab, "item") else lab}, ensure_ascii=False)
+        for t, lab in zip(texts, labels, strict=True)
+    ]
+    payload = "\n".join(rows) + "\n"
+    ckpt.atomic_write(path, lambda tmp: tmp.write_text(payload, encoding="utf-8"))
+
+
+def _source(
+    data: Data, labels: Sequence[Any] | None, run_dir: Path, split: str, text: str, label: str
+) -> str | None:
+    """A source string the loop reads: ``data`` itself when it names one, else a snapshot in the run directory."""
+    if data is None:
+        return None
+    if isinstance(data, (str, Path)):
+        if labels is not None:
+            raise ValueError("labels come from the source file itself; do not pass labels with a path")
+        return str(data)
+    texts, values = _texts_and_labels(data, labels, text, label)
+    path = run_dir / DATA_SNAPSHOT_DIR / f"{split}.jsonl"
+    _write_snapshot(path, texts, values)
+    return str(path.resolve())
+
+
+def build_config(
+    *,
+    config: RunConfig | str | Path | None = None,
+    model: str | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> RunConfig:
+    """A validated run config: ``config`` (an object, a YAML path or a shipped config's name) or the defaults,
+    then the keyword arguments, then ``overrides`` (``["optim.lr=1e-3"]`` or ``{"optim.lr": 1e-3}``)."""
+    from attnkit.configs import find_config
+    from attnkit.train.config import RunConfig
+
+    if config is None:
+        base = RunConfig()
+    elif isinstance(config, RunConfig):
+        base = config
+    else:
+        base = RunConfig.from_yaml(find_config(config))
+    items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()] if isinstance(overrides, Mapping) else []
+    if not isinstance(overrides, Mapping):
+        if isinstance(overrides, str):
+            raise TypeError("overrides must be a list of 'section.key=value' strings or a mapping")
+        items = list(overrides)
+    flags = [("model.name", model), ("train.epochs", epochs), ("train.seed", seed), ("train.device", device)]
+    items = [f"{key}={json.dumps(value)}" for key, value in flags if value is not None] + items
+    return base.with_overrides(items)
+
+
+def fit(
+    data: Data = None,
+    labels: Sequence[Any] | None = None,
+    *,
+    out: str | Path,
+    validation: Data = None,
+    validation_labels: Sequence[Any] | None = None,
+    test: Data = None,
+    test_labels: Sequence[Any] | None = None,
+    text: str = "text",
+    label: str = "label",
+    config: RunConfig | str | Path | None = None,
+    model: str | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    overwrite: bool = False,
+) -> Classifier:
+    """Train a text classifier and return it loaded, ready to predict and explain.
+
+    Args:
+        data: the training data: a list of texts (with ``labels``), a DataFrame-like table (columns ``text`` and
+            ``label``), or a source: a file (CSV/TSV, JSONL, Parquet), a folder of per-label folders, or a
+            built-in name (``imdb``, ``sst2``...). ``None`` keeps the config's ``data.train``.
+        labels: one label per text when ``data`` is a list (strings or integers; predictions are strings).
+        out: the run directory to create (``config.yaml``, weights, metrics...). In-memory data is written
+            there as ``data/<split>.jsonl`` so the run can be resumed and recalibrated from its own files.
+        validation, validation_labels: held-out data for early stopping and calibration; by default
+            ``data.val_fraction`` of the training data is carved out with a fixed seed.
+        test, test_labels: data only reported on (never used for selection).
+        text, label: the column names when a table is given.
+        config: a :class:`~attnkit.train.config.RunConfig`, a YAML file, or a shipped config's name
+            (:func:`attnkit.configs.shipped_configs`); default: the default config.
+        model, epochs, seed, device: shortcuts for ``model.name``, ``train.epochs``, ``train.seed``,
+            ``train.device``.
+        overrides: any other config keys, ``["optim.lr=1e-3"]`` or ``{"optim.lr": 1e-3}``.
+        overwrite: train into ``out`` even if it already holds a run (which is then replaced).
+
+    Returns:
+        The trained :class:`Classifier` (``.metrics`` holds validation and test scores).
+
+    Raises:
+        ValueError: a config value, data or label problem, or ``out`` already holding a run.
+    """
+    from attnkit.train.loop import fit as fit_run
+
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"out={str(run_dir)!r} is a file, not a directory")
+    if (run_dir / "config.yaml").exists() and not overwrite:
+        raise ValueError(f"{run_dir} already holds a run; pass overwrite=True or resume it (attnkit.resume)")
+    run_config = build_config(
+        config=config, model=model, epochs=epochs, seed=seed, device=device, overrides=overrides
+    )
+    sources = {
+        "train": _source(data, labels, run_dir, "train", text, label),
+        "val": _source(validation, validation_labels, run_dir, "val", text, label),
+        "test": _source(test, test_labels, run_dir, "test", text, label),
+    }
+    raw = run_config.to_dict()
+    for key, source in sources.items():
+        if source is not None:
+            raw["data"][key] = source
+    run_config = type(run_config).from_dict(raw)
+    fit_run(run_config, run_dir)
+    return load(run_dir, device=device or "auto")
+
+
+def resume(run_dir: str | Path, *, device: str = "auto") -> Classifier:
+    """Continue an interrupted run (Ctrl-C, a kill, a crash) where its last checkpoint left it, and load it."""
+    from attnkit.train.config import RunConfig
+    from attnkit.train.loop import fit as fit_run
+
+    fit_run(RunConfig(), run_dir, resume=True)
+    return load(run_dir, device=device)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cpu``/``cuda[:N]`` are checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU")
+    if not device.startswith(("cpu", "cuda", "mps")):
+        raise ValueError(f"device must be auto, cpu, cuda[:N] or mps, got {device!r}")
+    return device
+
+
+def load(run_dir: str | Path, *, device: str = "auto") -> Classifier:
+    """Load a trained run directory for inference (no training code is needed).
+
+    Args:
+        run_dir: a directory written by :func:`fit` or ``attnkit train``.
+        device: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda[:N]``.
+    """
+    from attnkit.predictor import Predictor
+
+    return Classifier(Predictor(run_dir, device=resolve_device(device)))
+
+
+class Classifier:
+    """A trained run: predict, explain, look at the attention, evaluate. Made by :func:`fit` or :func:`load`.
+
+    Attributes:
+        labels: the class names, in the column order of :meth:`predict_proba`.
+        run_dir: the run directory.
+        predictor: the underlying :class:`attnkit.predictor.Predictor` (tokenizer, model, temperature).
+    """
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.labels: list[str] = list(predictor.labels)
+        self.run_dir = predictor.run_dir
+
+    def __repr__(self) -> str:
+        return f"Classifier({str(self.run_dir)!r}, model={self.predictor.config.model.label!r}, labels={self.labels})"
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's config (as saved in ``config.yaml``)."""
+        return self.predictor.config
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The run's ``metrics.json``: validation and test reports, calibration, training history."""
+        return self.predictor.metrics
+
+    @staticmethod
+    def _texts(texts: str | Sequence[str]) -> list[str]:
+        items = [texts] if isinstance(texts, str) else list(texts)
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise TypeError(f"text {i} is {type(item).__name__}, expected a string")
+        return items
+
+    def predict(self, texts: str | Sequence[str], *, batch_size: int = 64) -> list[str]:
+        """The predicted label of each text (a single string counts as one text)."""
+        probabilities = self.predict_proba(texts, batch_size=batch_size)
+        return [self.labels[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
+
+    def predict_proba(self, texts: str | Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """``(N, C)`` calibrated class probabilities (``softmax(logits / T)``), columns in :attr:`labels` order."""
+        return self.predictor.predict_proba(self._texts(texts), batch_size=batch_size).numpy()
+
+    @overload
+    def explain(  # type: ignore[overload-overlap]  # a str is one text, any other sequence several
+        self, texts: str, *, methods: Sequence[str] = ..., target: str | None = ..., ig_steps: int = ...
+    ) -> Explanation: ...
+
+    @overload
+    def explain(
+        self,
+        texts: Sequence[str],
+        *,
+        methods: Sequence[str] = ...,
+        target: str | None = ...,
+        ig_steps: int = ...,
+    ) -> list[Explanation]: ...
+
+    def explain(
+        self,
+        texts: str | Sequence[str],
+        *,
+        methods: Sequence[str] = ("attention",),
+        target: str | None = None,
+        ig_steps: int = 50,
+    ) -> Explanation | list[Explanation]:
+        """Per-token scores of each method (``attention``, ``attention-value``, ``gradient``, ``grad-input``,
+        ``ig``, ``loo`` or ``all``) for one text (returns one :class:`~attnkit.explain.Explanation`) or several
+        (a list). ``target`` explains that label instead of the predicted one. ``.to_json_dict()`` gives the
+        format every renderer reads (``docs/explanation-format.md``)."""
+        from attnkit.explain import explain
+
+        if isinstance(methods, str):
+            methods = [methods]
+        explanations = explain(
+            self.predictor, self._texts(texts), list(methods), target=target, ig_steps=ig_steps
+        )
+        return explanations[0] if isinstance(texts, str) else explanations
+
+    def attention(self, texts: str | Sequence[str]) -> list[TokenAttention]:
+        """The attention weights the model pooled each text's tokens with (one :class:`TokenAttention` per text)."""
+        out = []
+        for item in self.explain(self._texts(texts), methods=["attention"]):
+            out.append(
+                TokenAttention(
+                    text=item.text,
+                    tokens=[t.text for t in item.tokens],
+                    spans=[(t.start, t.end) for t in item.tokens],
+                    weights=np.asarray(item.scores("attention"), dtype=np.float64),
+                )
+            )
+        return out
+
+    def evaluate(
+        self, data: Data, labels: Sequence[Any] | None = None, *, text: str = "text", label: str = "label"
+    ) -> dict[str, Any]:
+        """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix and ECE on labelled data.
+
+        Args:
+            data: a source (file or built-in ``name:split``), texts with ``labels``, or a DataFrame-like table.
+            labels: the true label of each text when ``data`` is a list.
+            text, label: the column names when a table is given.
+        """
+        if isinstance(data, (str, Path)):
+            from attnkit.predictor import evaluate_run
+
+            return evaluate_run(self.run_dir, str(data))
+        from attnkit.train.metrics import classification_report
+
+        texts, values = _texts_and_labels(data, labels, text, label)
+        truth = [_label_name(v) for v in values]
+        unknown = sorted(set(truth) - set(self.labels))
+        if unknown:
+            raise ValueError(
+                f"labels {', '.join(unknown[:5])} are not among the model's labels ({', '.join(self.labels)})"
+            )
+        index = {name: i for i, name in enumerate(self.labels)}
+        probabilities = self.predict_proba(self._texts(texts))
+        report = classification_report(probabilities, np.asarray([index[v] for v in truth]), self.labels)
+        report["source"] = "in-memory data"
+        return report
