@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import json
-import logging
 import shutil
 import tarfile
 import zipfile
@@ -28,7 +27,7 @@ from attnkit.data import (
     parse_mr_archive,
     parse_sst2_archive,
 )
-from attnkit.data.builtin import fetch_url as real_fetch_url
+from attnkit.data.download import ChecksumError
 
 
 def make_tar(path: Path, files: dict[str, bytes]) -> Path:
@@ -41,8 +40,8 @@ def make_tar(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 IMDB_FILES = {
@@ -74,10 +73,10 @@ def imdb_archive(tmp_path: Path) -> Path:
     return make_tar(tmp_path / "src" / "aclImdb_v1.tar.gz", IMDB_FILES)
 
 
-def use_checksum(monkeypatch: pytest.MonkeyPatch, name: str, checksum: builtin.Checksum | None) -> None:
-    """Point the registry entry of ``name`` at ``checksum`` (a test archive's digest)."""
+def pin_sha256(monkeypatch: pytest.MonkeyPatch, name: str, digest: str) -> None:
+    """Pin the registry entry of ``name`` to ``digest`` (a test archive's sha256)."""
     spec = builtin.DATASETS[name]
-    remote = {s: dataclasses.replace(r, checksum=checksum) for s, r in spec.remote.items()}
+    remote = {s: dataclasses.replace(r, sha256=digest) for s, r in spec.remote.items()}
     monkeypatch.setitem(builtin.DATASETS, name, dataclasses.replace(spec, remote=remote))
 
 
@@ -203,7 +202,7 @@ def test_parse_ag_news_csv(tmp_path: Path) -> None:
         parse_ag_news_csv(path, "test")
 
 
-def test_parse_mr_archive_checks_inner_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_parse_mr_archive(tmp_path: Path) -> None:
     archive = make_tar(
         tmp_path / "rt-polaritydata.tar.gz",
         {
@@ -212,8 +211,7 @@ def test_parse_mr_archive_checks_inner_files(tmp_path: Path, caplog: pytest.LogC
             "rt-polaritydata/rt-polarity.neg": b"dull . \n",
         },
     )
-    with caplog.at_level(logging.WARNING, logger="attnkit.data.builtin"):
-        rows = parse_mr_archive(archive)
+    rows = parse_mr_archive(archive)
     assert rows == {
         "all": [
             {"text": "simply brilliant . ", "label": "pos"},
@@ -221,11 +219,6 @@ def test_parse_mr_archive_checks_inner_files(tmp_path: Path, caplog: pytest.LogC
             {"text": "dull . ", "label": "neg"},
         ]
     }
-    # The test files are not the real ones: their recorded sha256s do not match, which only warns.
-    assert (
-        sum("rt-polarity" in r.getMessage() and "not the recorded" in r.getMessage() for r in caplog.records)
-        == 2
-    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -235,13 +228,18 @@ def test_parse_mr_archive_checks_inner_files(tmp_path: Path, caplog: pytest.LogC
 def test_registry_has_the_official_sources() -> None:
     imdb = builtin.DATASETS["imdb"].remote["test"]
     assert imdb.url == "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
-    assert imdb.checksum == builtin.Checksum("md5", "7c2ac02c03563afcf9b574c7e56c153a")
+    assert imdb.sha256 == "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
     ag = builtin.DATASETS["ag_news"].remote
-    assert ag["test"].checksum == builtin.Checksum("md5", "d52ea96a97a2d943681189a97654912d")
-    assert ag["train"].checksum == builtin.Checksum("md5", "b1a00f826fdfbd249f79597b59e1dc12")
+    # The sha256 of the shared copy of test.csv (MANIFEST.md), whose md5 is torchtext's.
+    assert ag["test"].sha256 == "521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699"
     news = builtin.DATASETS["20newsgroups"].remote["train"]
-    assert news.url == "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
-    assert news.checksum is not None and not news.checksum.trusted
+    assert news.url == "https://ndownloader.figshare.com/files/5975967"  # scikit-learn's https mirror
+    assert news.sha256 == "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"
+    # Every file of every built-in: https, a pinned sha256, a byte cap.
+    for dataset in builtin.DATASETS.values():
+        for remote in dataset.remote.values():
+            assert remote.url.startswith("https://"), remote.url
+            assert len(remote.sha256) == 64 and remote.max_bytes > 0
     assert {n: d.splits for n, d in builtin.DATASETS.items()} == {
         "imdb": ("train", "test", "unsup"),
         "20newsgroups": ("train", "test"),
@@ -254,7 +252,7 @@ def test_registry_has_the_official_sources() -> None:
 def test_download_parse_cache_then_local(
     imdb_archive: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_checksum(monkeypatch, "imdb", builtin.Checksum("md5", md5(imdb_archive)))
+    pin_sha256(monkeypatch, "imdb", sha256(imdb_archive))
     url = builtin.DATASETS["imdb"].remote["train"].url
     fetched = serve(monkeypatch, {url: imdb_archive})
     assert load_builtin("imdb", "train") == IMDB_TRAIN
@@ -285,51 +283,38 @@ def test_checksum_mismatch_is_an_error_and_leaves_nothing(
     imdb_archive: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = builtin.DATASETS["imdb"].remote["train"].url
-    serve(monkeypatch, {url: imdb_archive})  # the registry keeps the real archive's md5
-    with pytest.raises(DataError, match=r"aclImdb_v1\.tar\.gz: checksum mismatch \(md5 expected 7c2ac02c"):
+    serve(monkeypatch, {url: imdb_archive})  # the registry keeps the real archive's sha256
+    with pytest.raises(
+        ChecksumError,
+        match=rf"^imdb: aclImdb_v1\.tar\.gz is not the known-good file \(sha256 expected c40f74a1\w+, "
+        rf"got {sha256(imdb_archive)}\); deleted ",
+    ):
         load_builtin("imdb", "train")
     assert list((isolated_data_env / "downloads").iterdir()) == []
     assert not (isolated_data_env / "imdb").exists()
 
 
-def test_untrusted_checksum_mismatch_warns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_mr_download_is_verified(
+    tmp_path: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    archive = make_tar(
-        tmp_path / "20news-bydate.tar.gz",
-        {
-            "20news-bydate-train/a.b/1": b"x",
-            "20news-bydate-train/c.d/2": b"y",
-            "20news-bydate-test/a.b/3": b"z",
-        },
-    )
-    serve(monkeypatch, {builtin.DATASETS["20newsgroups"].remote["test"].url: archive})
-    with caplog.at_level(logging.WARNING, logger="attnkit.data.builtin"):
-        assert load_builtin("20newsgroups", "test") == [TextExample("z", "a.b")]
-    assert any("differs from the recorded (unverified)" in r.getMessage() for r in caplog.records)
-
-
-def test_missing_checksum_warns_with_digest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+    """MR used to be accepted unverified (with a warning); an archive that is not the pinned one is refused."""
     archive = make_tar(
         tmp_path / "mr.tar.gz",
         {"rt-polaritydata/rt-polarity.pos": b"a\n", "rt-polaritydata/rt-polarity.neg": b"b\n"},
     )
     serve(monkeypatch, {builtin.DATASETS["mr"].remote["all"].url: archive})
-    with caplog.at_level(logging.WARNING, logger="attnkit.data.builtin"):
-        assert load_builtin("mr") == [TextExample("a", "pos"), TextExample("b", "neg")]
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert any(
-        f"no published checksum; downloaded file not verified (sha256 {digest})" in r.getMessage()
-        for r in caplog.records
-    )
+    with pytest.raises(ChecksumError, match=r"^mr: rt-polaritydata\.tar\.gz is not the known-good file"):
+        load_builtin("mr")
+    assert list((isolated_data_env / "downloads").iterdir()) == []
+    assert not (isolated_data_env / "mr").exists()
+    pin_sha256(monkeypatch, "mr", sha256(archive))  # the same archive, pinned: accepted
+    assert load_builtin("mr") == [TextExample("a", "pos"), TextExample("b", "neg")]
 
 
 def test_ag_news_downloads_only_the_requested_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     csv_path = tmp_path / "test.csv"
     csv_path.write_text(AG_CSV, encoding="utf-8")
-    use_checksum(monkeypatch, "ag_news", builtin.Checksum("md5", md5(csv_path)))
+    pin_sha256(monkeypatch, "ag_news", sha256(csv_path))
     fetched = serve(monkeypatch, {builtin.DATASETS["ag_news"].remote["test"].url: csv_path})
     examples = load_builtin("ag_news", "test")
     assert [e.label for e in examples] == ["Business", "Sports"]
@@ -361,7 +346,7 @@ def test_failed_download_is_a_not_found_error(isolated_data_env: Path) -> None:
 def test_archive_placed_by_hand_is_converted_offline(
     imdb_archive: Path, isolated_data_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_checksum(monkeypatch, "imdb", builtin.Checksum("md5", md5(imdb_archive)))
+    pin_sha256(monkeypatch, "imdb", sha256(imdb_archive))
     (isolated_data_env / "downloads").mkdir(parents=True)
     shutil.copy(imdb_archive, isolated_data_env / "downloads" / "aclImdb_v1.tar.gz")
     assert load_builtin("imdb", "train", allow_download=False) == IMDB_TRAIN
@@ -369,12 +354,13 @@ def test_archive_placed_by_hand_is_converted_offline(
 
 
 def test_corrupt_archive_placed_by_hand(imdb_archive: Path, isolated_data_env: Path) -> None:
-    (isolated_data_env / "downloads").mkdir(parents=True)
-    shutil.copy(imdb_archive, isolated_data_env / "downloads" / "aclImdb_v1.tar.gz")
-    with pytest.raises(
-        DataError, match=r"aclImdb_v1\.tar\.gz: .*checksum mismatch .*; delete this file and load again"
-    ):
+    placed = isolated_data_env / "downloads" / "aclImdb_v1.tar.gz"
+    placed.parent.mkdir(parents=True)
+    shutil.copy(imdb_archive, placed)
+    with pytest.raises(ChecksumError, match=rf"^imdb: .*\(sha256 expected c40f74a1.*; deleted {placed}"):
         load_builtin("imdb", "train", allow_download=False)
+    assert not placed.exists()  # a wrong file is not kept to fail again
+    assert not (isolated_data_env / "imdb").exists()
 
 
 def write_split(root: Path, name: str, split: str, rows: list[dict[str, object]]) -> Path:
@@ -416,12 +402,3 @@ def test_cache_root_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert builtin.cache_root() == tmp_path / "env"
     monkeypatch.delenv("ATTNKIT_CACHE")
     assert builtin.cache_root() == Path("~/.cache/attnkit").expanduser()
-
-
-def test_real_fetch_url_streams_a_file_url(tmp_path: Path) -> None:
-    # file:// goes through urllib like http, without the network.
-    src = tmp_path / "src.bin"
-    src.write_bytes(bytes(range(256)) * 5000)
-    dest = tmp_path / "dest.bin"
-    real_fetch_url(src.as_uri(), dest)
-    assert dest.read_bytes() == src.read_bytes()

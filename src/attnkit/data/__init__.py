@@ -4,7 +4,6 @@ from attnkit.data.batching import Batch, BucketBatchSampler, EncodedDataset, col
 from attnkit.data.builtin import (
     DATASETS,
     BuiltinDataset,
-    Checksum,
     RemoteFile,
     builtin_path,
     cache_root,
@@ -50,7 +49,6 @@ __all__ = [
     "Batch",
     "BucketBatchSampler",
     "BuiltinDataset",
-    "Checksum",
     "DataError",
     "DatasetNotFoundError",
     "EmbeddedStats",

@@ -5,9 +5,12 @@ where the source has one, ``rating`` (AG News also keeps ``title`` and ``descrip
 
 1. in ``data_dir`` (default ``$ATTNKIT_DATA``), e.g. a shared copy of the datasets;
 2. in the download cache (``cache_dir``, default ``$ATTNKIT_CACHE`` or ``~/.cache/attnkit``);
-3. otherwise, if downloads are allowed, the official archive is fetched (tqdm progress bar), its checksum
-   checked, parsed from its official layout, and every split it holds is written to the cache in the same
-   layout, so the next load is local.
+3. otherwise, if downloads are allowed, the official archive is fetched over HTTPS (tqdm progress bar,
+   byte cap), its pinned sha256 enforced (a mismatch deletes it and fails), parsed from its official layout
+   under archive limits (no links, devices, ``..`` or absolute names, bounded member sizes and counts), and
+   every split it holds is written to the cache in the same layout, so the next load is local.
+
+The generic parts (fetching, checksums, safe archive reading) live in :mod:`attnkit.data.download`.
 
 Offline with no local copy, :class:`DatasetNotFoundError` says where to put the file and where to get it.
 """
@@ -16,22 +19,27 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import json
 import logging
 import os
 import re
-import tarfile
 import tempfile
-import urllib.error
-import urllib.request
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from attnkit.data.download import (
+    ArchiveLimits,
+    GiB,
+    MiB,
+    RemoteFile,
+    download,
+    fetch_url,
+    iter_archive,
+    verify_sha256,
+)
 from attnkit.data.errors import DataError, DatasetNotFoundError
 from attnkit.data.sources import LoadReport, TextExample, load_jsonl
 
@@ -43,32 +51,6 @@ DEFAULT_CACHE = Path("~/.cache/attnkit")
 
 Row = dict[str, Any]
 """One output row: ``text``, ``label`` and optional ``rating`` / ``title`` / ``description``."""
-
-
-@dataclass(frozen=True)
-class Checksum:
-    """Expected digest of a downloaded file.
-
-    Attributes:
-        algorithm: ``md5`` or ``sha256``.
-        hexdigest: lowercase hex digest.
-        trusted: True when published with the data (or by a widely used loader for the same URL); a mismatch
-            is then an error. False for a digest recorded from a mirror of the file: a mismatch only logs a
-            warning, and the archive layout checks still apply.
-    """
-
-    algorithm: Literal["md5", "sha256"]
-    hexdigest: str
-    trusted: bool = True
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file to download: its URL, the name it is saved under and its checksum (``None``: none known)."""
-
-    url: str
-    filename: str
-    checksum: Checksum | None
 
 
 # Parsers take the downloaded file and the requested split and return rows for every split the file holds.
@@ -114,29 +96,14 @@ def _member_text(data: bytes, where: str, encoding: str = "utf-8") -> str:
         ) from None
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
-    try:
-        return tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError) as e:
-        raise DataError(f"{path}: not a readable tar archive ({e})") from None
-
-
-def _iter_tar_files(path: Path, pattern: re.Pattern[str]) -> Iterable[tuple[re.Match[str], bytes]]:
-    """(match, bytes) for the regular files of the archive whose name matches ``pattern``."""
-    with _open_tar(path) as tar:
-        try:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                match = pattern.search(member.name)
-                if match is None:
-                    continue
-                handle = tar.extractfile(member)
-                if handle is None:  # pragma: no cover - isfile() members always have data
-                    continue
-                yield match, handle.read()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"{path}: corrupt or truncated archive ({e})") from None
+def _iter_files(
+    path: Path, pattern: re.Pattern[str], limits: ArchiveLimits
+) -> Iterable[tuple[re.Match[str], bytes]]:
+    """(match, bytes) for the regular files of the archive whose name matches ``pattern``, read safely."""
+    for name, data in iter_archive(path, limits, lambda n: pattern.search(n) is not None):
+        match = pattern.search(name)
+        assert match is not None  # selected above
+        yield match, data
 
 
 def _require_splits(found: dict[str, list[Row]], wanted: Iterable[str], path: Path, layout: str) -> None:
@@ -150,8 +117,18 @@ def _require_splits(found: dict[str, list[Row]], wanted: Iterable[str], path: Pa
 _IMDB_MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 
 
-def parse_imdb_archive(path: Path, split: str = "train") -> dict[str, list[Row]]:
+# 100,000 reviews (the largest about 14 KB) and a dozen other files (bag-of-words .feat files of tens of MB,
+# read past but never returned); about 0.3 GB uncompressed.
+IMDB_LIMITS = ArchiveLimits(max_members=110_000, max_member_bytes=1 * MiB, max_total_bytes=1 * GiB)
+
+
+def parse_imdb_archive(
+    path: Path, split: str = "train", *, limits: ArchiveLimits = IMDB_LIMITS
+) -> dict[str, list[Row]]:
     """Parse ``aclImdb_v1.tar.gz``: ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` and ``train/unsup``.
+
+    The archive is read under ``limits`` (see :mod:`attnkit.data.download`): links, devices, absolute or
+    ``..`` names and oversized members are refused.
 
     Returns:
         ``{"train": rows, "test": rows, "unsup": rows}``. Labelled rows have ``text`` (UTF-8, unchanged,
@@ -159,7 +136,7 @@ def parse_imdb_archive(path: Path, split: str = "train") -> dict[str, list[Row]]
         ``unsup`` rows have ``text`` only, sorted by id. ``split`` is unused (the archive holds all three).
     """
     keyed: dict[str, list[tuple[tuple[str, int], Row]]] = {"train": [], "test": [], "unsup": []}
-    for match, data in _iter_tar_files(path, _IMDB_MEMBER):
+    for match, data in _iter_files(path, _IMDB_MEMBER, limits):
         part, label, ident, rating = match.groups()
         text = _member_text(data, f"{path}: {match.group(0).lstrip('/')}")
         if label == "unsup":
@@ -175,15 +152,23 @@ def parse_imdb_archive(path: Path, split: str = "train") -> dict[str, list[Row]]
 _NEWS_MEMBER = re.compile(r"(?:^|/)20news-bydate-(train|test)/([^/]+)/(\d+)$")
 
 
-def parse_20newsgroups_archive(path: Path, split: str = "train") -> dict[str, list[Row]]:
+# 18,846 messages in 40 folders; the longest messages (with uuencoded attachments) are well under 1 MB.
+NEWS_LIMITS = ArchiveLimits(max_members=25_000, max_member_bytes=4 * MiB, max_total_bytes=256 * MiB)
+
+
+def parse_20newsgroups_archive(
+    path: Path, split: str = "train", *, limits: ArchiveLimits = NEWS_LIMITS
+) -> dict[str, list[Row]]:
     """Parse ``20news-bydate.tar.gz``: ``20news-bydate-{train,test}/<newsgroup>/<message id>``.
+
+    Read safely under ``limits`` like :func:`parse_imdb_archive`.
 
     Returns:
         ``{"train": rows, "test": rows}``; ``text`` is the raw message (headers included) decoded as latin-1,
         ``label`` the newsgroup; sorted by (newsgroup, numeric id).
     """
     keyed: dict[str, list[tuple[tuple[str, int], Row]]] = {"train": [], "test": []}
-    for match, data in _iter_tar_files(path, _NEWS_MEMBER):
+    for match, data in _iter_files(path, _NEWS_MEMBER, limits):
         part, group, ident = match.groups()
         keyed[part].append(((group, int(ident)), {"text": data.decode("latin-1"), "label": group}))
     rows = {s: [row for _, row in sorted(items, key=lambda kv: kv[0])] for s, items in keyed.items()}
@@ -194,43 +179,49 @@ def parse_20newsgroups_archive(path: Path, split: str = "train") -> dict[str, li
 SST2_LABELS = {"0": "negative", "1": "positive"}
 
 
-def parse_sst2_archive(path: Path, split: str = "train") -> dict[str, list[Row]]:
+# SST-2.zip holds train/dev/test.tsv (train 3.8 MB) and the original treebank files (never decompressed).
+SST2_LIMITS = ArchiveLimits(max_members=1_000, max_member_bytes=32 * MiB, max_total_bytes=64 * MiB)
+
+
+def parse_sst2_archive(
+    path: Path, split: str = "train", *, limits: ArchiveLimits = SST2_LIMITS
+) -> dict[str, list[Row]]:
     """Parse GLUE's ``SST-2.zip``: ``SST-2/{train,dev}.tsv`` with a ``sentence\\tlabel`` header.
+
+    Read safely under ``limits`` like :func:`parse_imdb_archive`.
 
     Returns:
         ``{"train": rows, "dev": rows}`` in file order; ``text`` keeps its trailing space, ``label`` is
         ``negative`` (0) or ``positive`` (1). The unlabelled ``test.tsv`` is not read.
     """
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"{path}: not a readable zip archive ({e})") from None
+    wanted = {f"SST-2/{part}.tsv": part for part in ("train", "dev")}
+
+    def part_of(name: str) -> str | None:
+        return next((part for w, part in wanted.items() if name == w or name.endswith(f"/{w}")), None)
+
+    members = {
+        part_of(name): (name, data)
+        for name, data in iter_archive(path, limits, lambda n: part_of(n) is not None)
+    }
     rows: dict[str, list[Row]] = {}
-    with archive:
-        names = archive.namelist()
-        for part in ("train", "dev"):
-            wanted = f"SST-2/{part}.tsv"
-            member = next((n for n in names if n == wanted or n.endswith(f"/{wanted}")), None)
-            if member is None:
-                raise DataError(
-                    f"{path}: no SST-2/{part}.tsv; expected GLUE's layout SST-2/{{train,dev}}.tsv"
-                )
-            where = f"{path}: {member}"
-            text = _member_text(archive.read(member), where)
-            lines = text.split("\n")
-            if lines and lines[-1] == "":
-                lines.pop()
-            if not lines or lines[0].rstrip("\r") != "sentence\tlabel":
-                raise DataError(f"{where}: line 1: expected the header 'sentence<TAB>label'")
-            out: list[Row] = []
-            for number, line in enumerate(lines[1:], start=2):
-                sentence, tab, label = line.removesuffix("\r").rpartition("\t")
-                if not tab or label not in SST2_LABELS:
-                    raise DataError(
-                        f"{where}: line {number}: expected '<sentence><TAB>0|1', got {line[:60]!r}"
-                    )
-                out.append({"text": sentence, "label": SST2_LABELS[label]})
-            rows[part] = out
+    for part in ("train", "dev"):
+        if part not in members:
+            raise DataError(f"{path}: no SST-2/{part}.tsv; expected GLUE's layout SST-2/{{train,dev}}.tsv")
+        member, data = members[part]
+        where = f"{path}: {member}"
+        text = _member_text(data, where)
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if not lines or lines[0].rstrip("\r") != "sentence\tlabel":
+            raise DataError(f"{where}: line 1: expected the header 'sentence<TAB>label'")
+        out: list[Row] = []
+        for number, line in enumerate(lines[1:], start=2):
+            sentence, tab, label = line.removesuffix("\r").rpartition("\t")
+            if not tab or label not in SST2_LABELS:
+                raise DataError(f"{where}: line {number}: expected '<sentence><TAB>0|1', got {line[:60]!r}")
+            out.append({"text": sentence, "label": SST2_LABELS[label]})
+        rows[part] = out
     return rows
 
 
@@ -275,33 +266,25 @@ def parse_ag_news_csv(path: Path, split: str = "train") -> dict[str, list[Row]]:
 
 
 _MR_MEMBER = re.compile(r"(?:^|/)rt-polarity\.(pos|neg)$")
-# sha256 of the raw rt-polarity.{pos,neg} files, recorded from a copy of the data (see shared MANIFEST.md).
-MR_FILE_SHA256 = {
-    "pos": "d79ef14009bbf87cd6be21f91c3ea1a3cbcb73b34dfb4231aef7bbcd7677abc4",
-    "neg": "4af43bf489620b498a0852c5a8c6a535155dec7985fdfea782b8f7756b957ccc",
-}
+# A README and two files of 5,331 lines (about 0.6 MB each).
+MR_LIMITS = ArchiveLimits(max_members=100, max_member_bytes=8 * MiB, max_total_bytes=16 * MiB)
 
 
-def parse_mr_archive(path: Path, split: str = "all") -> dict[str, list[Row]]:
+def parse_mr_archive(
+    path: Path, split: str = "all", *, limits: ArchiveLimits = MR_LIMITS
+) -> dict[str, list[Row]]:
     """Parse ``rt-polaritydata.tar.gz``: ``rt-polaritydata/rt-polarity.{pos,neg}``, one sentence per line.
+
+    Read safely under ``limits`` like :func:`parse_imdb_archive`. (The archive itself is verified by its
+    pinned sha256 before it is parsed.)
 
     Returns:
         ``{"all": rows}``: every pos line in file order, then every neg line; ``text`` is the line decoded as
         cp1252 with its trailing space kept, ``label`` ``pos`` or ``neg``.
     """
     found: dict[str, list[Row]] = {}
-    for match, data in _iter_tar_files(path, _MR_MEMBER):
+    for match, data in _iter_files(path, _MR_MEMBER, limits):
         label = match.group(1)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != MR_FILE_SHA256[label]:
-            logger.warning(
-                "%s: rt-polarity.%s has sha256 %s, not the recorded %s (not verified against an official "
-                "checksum; continuing)",
-                path,
-                label,
-                digest,
-                MR_FILE_SHA256[label],
-            )
         lines = _member_text(data, f"{path}: {match.group(0)}", encoding="cp1252").split("\n")
         if lines and lines[-1] == "":
             lines.pop()
@@ -313,31 +296,43 @@ def parse_mr_archive(path: Path, split: str = "all") -> dict[str, list[Row]]:
 # ----------------------------------------------------------------------------------------------------
 # Registry.
 
+# Every file has a pinned sha256 that is enforced. Where a size is published with the digest, ``max_bytes`` is
+# that size: a longer download cannot have the digest, so it stops there.
+
 _IMDB_ARCHIVE = RemoteFile(
     url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
     filename="aclImdb_v1.tar.gz",
-    checksum=Checksum("md5", "7c2ac02c03563afcf9b574c7e56c153a"),
+    # Upstream publishes no digest. This is the sha256 (and size) TensorFlow Datasets and Hugging Face
+    # `datasets` record for this file (the same path over http); torchtext checks its md5 7c2ac02c....
+    sha256="c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
+    max_bytes=84_125_825,
 )
 _NEWS_ARCHIVE = RemoteFile(
-    url="http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz",
+    # qwone.com (the dataset's home page) is served over plain http only as far as we know, so this is the
+    # https mirror scikit-learn's fetch_20newsgroups downloads from (figshare, the same 20news-bydate.tar.gz).
+    # No digest is published with the data; this sha256 is the one scikit-learn pins for the file.
+    url="https://ndownloader.figshare.com/files/5975967",
     filename="20news-bydate.tar.gz",
-    # No checksum is published with the data. This is the sha256 scikit-learn checks for its figshare mirror
-    # of the same archive; it is not verified against this URL, so a mismatch only warns.
-    checksum=Checksum(
-        "sha256", "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610", trusted=False
-    ),
+    sha256="8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610",
+    max_bytes=32 * MiB,  # no size published with the digest; the archive is about 14 MB
 )
 _SST2_ARCHIVE = RemoteFile(
     url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
     filename="SST-2.zip",
-    # The MD5 torchtext checks for this URL (GLUE itself publishes none).
-    checksum=Checksum("md5", "9f81648d4199384278b86e315dac217c"),
+    # GLUE publishes no digest: the sha256 and size Hugging Face `datasets` record for this URL (TensorFlow
+    # Datasets records the same for GLUE's original firebase link); torchtext checks its md5 9f81648d....
+    sha256="d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa",
+    max_bytes=7_439_277,
 )
 _AG_NEWS_BASE = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv"
 _MR_ARCHIVE = RemoteFile(
-    url="https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz",
+    # The official page (www.cs.cornell.edu/people/pabo/movie-review-data/) publishes no digest. This is the
+    # https copy of rt-polaritydata.tar.gz (v1.0) that Hugging Face's rotten_tomatoes loader downloads, with
+    # the sha256 and size it records: the only pinned digest of this archive we know of.
+    url="https://storage.googleapis.com/seldon-datasets/sentence_polarity_v1/rt-polaritydata.tar.gz",
     filename="rt-polaritydata.tar.gz",
-    checksum=None,  # none published; the two text files inside are checked against recorded sha256s
+    sha256="a05befe52aafda71d458d188a1c54506a998b1308613ba76bbda2e5029409ce9",
+    max_bytes=487_770,
 )
 
 DATASETS: dict[str, BuiltinDataset] = {
@@ -370,15 +365,20 @@ DATASETS: dict[str, BuiltinDataset] = {
         splits=("train", "test"),
         labelled=("train", "test"),
         remote={
+            # The files torchtext and Hugging Face download. The sha256s and sizes are those Hugging Face
+            # records (torchtext's md5s agree: b1a00f82..., d52ea96a...); the test file's sha256 is also
+            # that of the shared copy (MANIFEST.md).
             "train": RemoteFile(
                 f"{_AG_NEWS_BASE}/train.csv",
                 "ag_news_train.csv",
-                Checksum("md5", "b1a00f826fdfbd249f79597b59e1dc12"),
+                sha256="76a0a2d2f92b286371fe4d4044640910a04a803fdd2538e0f3f29a5c6f6b672e",
+                max_bytes=29_470_338,
             ),
             "test": RemoteFile(
                 f"{_AG_NEWS_BASE}/test.csv",
                 "ag_news_test.csv",
-                Checksum("md5", "d52ea96a97a2d943681189a97654912d"),
+                sha256="521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699",
+                max_bytes=1_857_427,
             ),
         },
         parser=parse_ag_news_csv,
@@ -440,97 +440,7 @@ def split_filename(name: str, split: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Downloads.
-
-
-def fetch_url(url: str, dest: Path, *, desc: str | None = None, timeout: float = 60.0) -> None:
-    """Stream ``url`` into ``dest`` with a tqdm progress bar (shown on terminals only).
-
-    Raises:
-        OSError: (including ``urllib.error.URLError``) when the download fails.
-    """
-    from tqdm.auto import tqdm
-
-    from attnkit import __version__
-
-    request = urllib.request.Request(url, headers={"User-Agent": f"attnkit/{__version__}"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, dest.open("wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc or url, disable=None
-        ) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.new(algorithm)
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_checksum(path: Path, remote: RemoteFile) -> None:
-    """Check ``path`` against ``remote.checksum``.
-
-    Raises:
-        DataError: on a mismatch with a trusted checksum. An untrusted or missing checksum only logs a
-            warning (with the digest, so it can be recorded).
-    """
-    checksum = remote.checksum
-    if checksum is None:
-        logger.warning(
-            "%s: no published checksum; downloaded file not verified (sha256 %s)",
-            remote.url,
-            file_digest(path, "sha256"),
-        )
-        return
-    actual = file_digest(path, checksum.algorithm)
-    if actual == checksum.hexdigest:
-        logger.info("%s: %s checksum ok", remote.filename, checksum.algorithm)
-        return
-    if not checksum.trusted:
-        logger.warning(
-            "%s: %s %s differs from the recorded (unverified) %s; continuing, the layout is still checked",
-            remote.url,
-            checksum.algorithm,
-            actual,
-            checksum.hexdigest,
-        )
-        return
-    raise DataError(
-        f"{remote.url}: checksum mismatch ({checksum.algorithm} expected {checksum.hexdigest}, "
-        f"got {actual}); the download is corrupt or the file changed upstream; retry, or place the data "
-        "files manually"
-    )
-
-
-def download(remote: RemoteFile, dest_dir: Path) -> Path:
-    """Download ``remote`` into ``dest_dir``: stream to a temporary file, verify, then rename atomically.
-
-    Returns:
-        The final path ``dest_dir / remote.filename``.
-
-    Raises:
-        OSError: when fetching fails (callers turn it into guidance).
-        DataError: on a checksum mismatch (the partial file is removed).
-    """
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    final = dest_dir / remote.filename
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{remote.filename}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        logger.info("downloading %s", remote.url)
-        fetch_url(remote.url, tmp, desc=remote.filename)
-        verify_checksum(tmp, remote)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+# Conversion to the shared layout (downloading itself: attnkit.data.download).
 
 
 def write_jsonl_gz(path: Path, rows: Iterable[Row]) -> None:
@@ -593,15 +503,13 @@ def builtin_path(
     if archive.is_file():
         # An official file already there (an interrupted conversion, or placed by hand for offline use).
         logger.info("using %s", archive)
-        try:
-            verify_checksum(archive, remote)
-        except DataError as e:
-            raise DataError(f"{archive}: {e}; delete this file and load again") from None
+        verify_sha256(archive, remote, what=dataset.name)  # a wrong file is deleted, then refused
     elif not allow_download:
         raise DatasetNotFoundError(_not_found_message(dataset, split, roots, cache, "downloads are disabled"))
     else:
         try:
-            archive = download(remote, cache / "downloads")
+            # fetch_url is looked up here, at call time, so tests can replace it on this module.
+            archive = download(remote, cache / "downloads", what=dataset.name, fetch=fetch_url)
         except OSError as e:
             reason = getattr(e, "reason", None) or e.strerror or e
             raise DatasetNotFoundError(
