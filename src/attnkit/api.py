@@ -236,19 +236,6 @@ def resume(run_dir: str | Path, *, device: str = "auto") -> Classifier:
     return load(run_dir, device=device)
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cpu``/``cuda[:N]`` are checked."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but this machine has no usable CUDA GPU")
-    if not device.startswith(("cpu", "cuda", "mps")):
-        raise ValueError(f"device must be auto, cpu, cuda[:N] or mps, got {device!r}")
-    return device
-
-
 def load(run_dir: str | Path, *, device: str = "auto") -> Classifier:
     """Load a trained run directory for inference (no training code is needed).
 
@@ -256,6 +243,7 @@ def load(run_dir: str | Path, *, device: str = "auto") -> Classifier:
         run_dir: a directory written by :func:`fit` or ``attnkit train``.
         device: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda[:N]``.
     """
+    from attnkit.devices import resolve_device
     from attnkit.predictor import Predictor
 
     return Classifier(Predictor(run_dir, device=resolve_device(device)))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from attnkit.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -26,20 +28,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA when present (one GPU per local rank), else CPU."""
-    if preference == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    device = torch.device(preference)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "--device cuda was asked for but no CUDA device is available; use --device auto or cpu"
-        )
-    return device
 
 
 def init_distributed(device_preference: str) -> DistContext:
