@@ -8,8 +8,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attnkit import __version__
+
+if TYPE_CHECKING:
+    from attnkit.data.sources import InputRows
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -150,34 +154,68 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_calibrate)
 
 
-def _read_texts(args: argparse.Namespace) -> list[str]:
-    texts = list(args.texts)
+def _read_texts(args: argparse.Namespace, text_field: str | None = None) -> InputRows:
+    """The rows to predict or explain: ``--file`` read like training data, else the arguments, else stdin lines.
+
+    Rows that cannot be read (empty text, invalid JSON, a ragged CSV row) are reported on stderr and left out.
+    """
+    from attnkit.data.sources import InputRows, read_rows
+
+    if args.file and args.texts:
+        raise UserError("give texts as arguments or with --file F, not both")
     if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise UserError(f"--file {path}: no such file")
-        texts += [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not texts and not sys.stdin.isatty():
-        texts += [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        raise UserError("give texts as arguments, with --file F, or on standard input")
-    return texts
+        inputs = read_rows(args.file, text_field=args.text_field or text_field)
+    elif args.texts:
+        inputs = InputRows.from_texts(args.texts)
+    else:
+        lines = [] if sys.stdin.isatty() else [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        if not lines:
+            raise UserError("give texts as arguments, with --file F, or on standard input (one per line)")
+        inputs = InputRows.from_texts(lines, source="<stdin>")
+    if inputs.skipped:
+        print(f"attnkit {args.command}: {inputs.skipped_summary()}", file=sys.stderr)
+    return inputs
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from attnkit.batch_predict import check_output_path, predict_rows, write_predictions
     from attnkit.predictor import Predictor
 
+    if args.out is not None:
+        check_output_path(args.out)
+        if args.file and Path(args.out).expanduser().resolve() == Path(args.file).expanduser().resolve():
+            raise UserError(f"--out {args.out} is the input file; write the predictions to another file")
     predictor = Predictor(args.run_dir)
-    for prediction in predictor.predict(_read_texts(args)):
+    batch = predict_rows(predictor, _read_texts(args, predictor.config.data.text_field))
+    if args.out is not None:
+        path = write_predictions(batch, args.out)
+        print(f"wrote {path} ({len(batch.predictions)} rows)", file=sys.stderr)
+        return 0
+    for prediction in batch.predictions:
         print(json.dumps({"text": prediction.text, **prediction.to_json_dict()}, ensure_ascii=False))
     return 0
 
 
+_FILE_HELP = (
+    "read texts from a file, like train --data: CSV/TSV with a header, JSONL (.gz), .json, Parquet, .txt (one "
+    "text per line) or a folder of .txt files; a label column is kept, never read as text"
+)
+_TEXT_FIELD_HELP = (
+    "text column of --file (default: the run's data.text_field, else text, sentence, review...)"
+)
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict labels: JSON lines with label and probabilities")
+    p = sub.add_parser("predict", help="predict labels: JSON lines, or the rows with predictions (--out)")
     p.add_argument("run_dir")
-    p.add_argument("texts", nargs="*", help="texts to classify (else --file or standard input)")
-    p.add_argument("--file", help="one text per line")
+    p.add_argument("texts", nargs="*", help="texts to classify (else --file or standard input, one per line)")
+    p.add_argument("--file", help=_FILE_HELP)
+    p.add_argument("--text-field", help=_TEXT_FIELD_HELP)
+    p.add_argument(
+        "--out",
+        help="write the input rows, every column kept, plus predicted_label and one prob_<label> column per "
+        "class, in input order, to .csv, .jsonl or .parquet (default: JSON lines on stdout)",
+    )
     p.set_defaults(handler=_cmd_predict)
 
 
@@ -215,14 +253,18 @@ def _method_list(values: list[str] | None) -> list[str]:
 
 
 def _numbered_paths(out: Path, count: int) -> list[Path]:
-    """``out`` for one item, else ``out-0``, ``out-1``, ... with the same suffix."""
-    return [out] if count == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(count)]
+    """``out`` for one item, else ``out-0``, ``out-1``, ... (zero-padded to sort in order) with the same suffix."""
+    if count == 1:
+        return [out]
+    width = len(str(count - 1))
+    return [out.with_name(f"{out.stem}-{i:0{width}d}{out.suffix}") for i in range(count)]
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from attnkit.explain import explain, render
     from attnkit.explain.methods import has_self_attention
     from attnkit.predictor import Predictor
+    from attnkit.train.checkpoint import atomic_write
 
     suffix = {"html": "html", "png": "png", "head-view": "html", "model-view": "html"}
     if args.format in suffix and args.out is None:
@@ -230,7 +272,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             f"explanation.{suffix[args.format]}" if args.format in ("html", "png") else f"{args.format}.html"
         )
     predictor = Predictor(args.run_dir)
-    texts = _read_texts(args)
+    texts = _read_texts(args, predictor.config.data.text_field).texts
     has_layers = has_self_attention(predictor.model, *predictor.encode(texts[:1])[1:])
     if args.format in ("head-view", "model-view") and not has_layers:
         raise UserError(
@@ -247,16 +289,23 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         ig_steps=args.ig_steps,
     )
     payload = [e.to_json_dict() for e in explanations]
+
+    def write_text(path: Path, text: str) -> None:
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    written: list[Path] = []
     if args.format == "terminal":
         render.render_terminal(payload)
     elif args.format == "json":
         text = render.render_json(payload)
         if args.out:
-            Path(args.out).write_text(text + "\n", encoding="utf-8")
+            write_text(Path(args.out), text + "\n")
+            written.append(Path(args.out))
         else:
             print(text)
     elif args.format == "html":
-        Path(args.out).write_text(render.render_html(payload), encoding="utf-8")
+        write_text(Path(args.out), render.render_html(payload))
+        written.append(Path(args.out))
     else:  # one file per text
         for item, path in zip(payload, _numbered_paths(Path(args.out), len(payload)), strict=True):
             if args.format == "png":
@@ -267,9 +316,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                     if args.format == "head-view"
                     else render.model_view_html(item)
                 )
-                path.write_text(page, encoding="utf-8")
-    if args.out:
-        print(f"wrote {args.out}", file=sys.stderr)
+                write_text(path, page)
+            written.append(path)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -278,8 +328,9 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         "explain", help="the prediction plus per-token importance by attention, gradients, IG, LOO"
     )
     p.add_argument("run_dir")
-    p.add_argument("texts", nargs="*", help="texts to explain (else --file or standard input)")
-    p.add_argument("--file", help="one text per line")
+    p.add_argument("texts", nargs="*", help="texts to explain (else --file or standard input, one per line)")
+    p.add_argument("--file", help=_FILE_HELP)
+    p.add_argument("--text-field", help=_TEXT_FIELD_HELP)
     p.add_argument(
         "--method",
         action="append",
@@ -292,7 +343,12 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         default="terminal",
         help="head-view / model-view: standalone pages of every layer and head (transformer)",
     )
-    p.add_argument("--out", help="output file (html/png default explanation.html/.png; json default stdout)")
+    p.add_argument(
+        "--out",
+        help="output file (html/png default explanation.html/.png; json default stdout). png, head-view and "
+        "model-view write one file per text: with several texts OUT-0.png, OUT-1.png, ... in input order (numbers "
+        "zero-padded to the same width); every file written is printed",
+    )
     p.add_argument("--target", help="explain this label instead of the predicted one")
     p.add_argument(
         "--layers", action="store_true", help="include every layer/head attention map (transformer)"
