@@ -14,6 +14,7 @@ import torch
 
 from attnkit.data.tokenizer import clean_text
 from attnkit.explain.methods import SIGNED, check_methods, compute_scores, has_self_attention
+from attnkit.explain.scale import scales_json
 from attnkit.predictor import Prediction, Predictor
 
 
@@ -62,7 +63,7 @@ class Explanation:
         return [(self.tokens[i].text, scores[i]) for i in order]
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "text": self.text,
             "label": self.prediction.label,
             "target": self.target,
@@ -76,6 +77,8 @@ class Explanation:
             "truncated": self.truncated,
             "layers": None if self.layer_attentions is None else {"attention": self.layer_attentions},
         }
+        data["scale"] = scales_json(data)  # how renderers colour each method (docs/explanation-format.md)
+        return data
 
 
 def is_truncated(text: str, token_count: int, last_end: int, max_length: int) -> bool:

@@ -2,12 +2,14 @@
 
 Every function takes plain explanation dicts in the format of ``docs/explanation-format.md`` (no torch needed):
 ``text``, ``label``, ``target``, ``probabilities``, ``methods``, ``signed``, ``tokens`` (``text``, ``start``,
-``end``, ``scores``), ``truncated`` and ``layers`` (``None`` or ``{"attention": A[layer][head][i][j]}``).
+``end``, ``scores``), ``truncated``, ``layers`` (``None`` or ``{"attention": A[layer][head][i][j]}``) and the
+derived ``scale`` (recomputed from the scores here, never trusted).
 
-Colour scale (shared with ``assets/attnkit-viz.js``, which implements the same formulas):
-scores are normalized per method per text by the largest absolute score, so the strongest token gets the full
-colour and a zero score stays white. Unsigned methods (attention, rollout, gradient norm) use one sequential
-orange scale; signed methods use red for scores that support the target class and blue for scores against it.
+Colour scale: :mod:`attnkit.explain.scale`, shared by every renderer (``assets/attnkit-viz.js`` implements the
+same formulas). Attention and rollout show the ratio to uniform (white at or below ``1/T``, full orange from
+``RATIO_CAP`` times uniform); signed methods are red (supports the target) / blue (against it) scaled to the
+text's max ``|score|``; other unsigned methods are orange scaled to the text's max. Every renderer draws a
+legend saying which.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import html
 import json
 import math
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +29,30 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from attnkit.explain.scale import (
+    KIND_LABELS,
+    NEGATIVE_RGB,
+    POSITIVE_RGB,
+    RATIO_CAP,
+    UNSIGNED_RGB,
+    MethodScale,
+    explanation_scale,
+    intensity_rgb,
+    js_number,
+    scales_json,
+)
+
 __all__ = [
     "NEGATIVE_RGB",
     "POSITIVE_RGB",
+    "RATIO_CAP",
     "UNSIGNED_RGB",
     "Segment",
     "head_view_html",
+    "intensities",
     "js_number",
+    "legend_html",
     "model_view_html",
-    "normalize_scores",
     "reconstruct_text",
     "render_html",
     "render_json",
@@ -44,35 +60,17 @@ __all__ = [
     "render_terminal",
     "score_rgb",
     "segments",
+    "terminal_bins",
     "text_rgb",
+    "tokens_html",
+    "with_scale",
 ]
 
-UNSIGNED_RGB = (230, 85, 13)  # sequential scale for non-negative scores (white -> orange)
-POSITIVE_RGB = (214, 39, 40)  # signed: supports the target class (white -> red)
-NEGATIVE_RGB = (31, 119, 180)  # signed: speaks against the target class (white -> blue)
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
 # PNG layout limits: tokens per heatmap row block, and tokens drawn at all.
 PNG_COLUMNS = 40
 PNG_MAX_TOKENS = 200
-
-# Fonts tried, in order, for CJK and other non-Latin glyphs in the PNG; DejaVu Sans stays first for Latin.
-_FALLBACK_FONTS = (
-    "Noto Sans CJK SC",
-    "Noto Sans CJK JP",
-    "Noto Sans SC",
-    "Source Han Sans SC",
-    "WenQuanYi Zen Hei",
-    "WenQuanYi Micro Hei",
-    "Droid Sans Fallback",
-    "AR PL UMing CN",
-    "SimHei",
-    "Microsoft YaHei",
-    "PingFang SC",
-    "Hiragino Sans GB",
-    "Arial Unicode MS",
-)
-
 
 # --------------------------------------------------------------------------------------------- input helpers
 
@@ -155,34 +153,20 @@ def _token_label(exp: dict[str, Any], i: int) -> str:
 # ---------------------------------------------------------------------------------------------- colour scale
 
 
-def normalize_scores(scores: Sequence[float | None], signed: bool) -> list[float]:
-    """Scale scores into [0, 1] (unsigned) or [-1, 1] (signed) by the largest absolute score.
-
-    Missing or non-finite scores become 0; unsigned negatives (which should not occur) are clipped to 0.
-    All-zero scores stay zero (no division by zero).
-    """
-    values = [v if v is not None and math.isfinite(v) else 0.0 for v in scores]
-    if not signed:
-        values = [max(v, 0.0) for v in values]
-    peak = max((abs(v) for v in values), default=0.0)
-    if peak <= 0.0:
-        return [0.0] * len(values)
-    return [v / peak for v in values]
+def intensities(exp: dict[str, Any], method: str) -> list[float]:
+    """Each token's display intensity for ``method`` on the shared scale (:mod:`attnkit.explain.scale`):
+    in ``[0, 1]``, or ``[-1, 1]`` for signed methods."""
+    return explanation_scale(exp, method).intensities(_scores(exp, method))
 
 
 def score_rgb(intensity: float, signed: bool) -> tuple[int, int, int]:
-    """Background colour for a normalized score: white at 0, the full hue at 1 (or -1 for signed)."""
-    if not math.isfinite(intensity):
-        intensity = 0.0
-    if signed:
-        base = POSITIVE_RGB if intensity >= 0 else NEGATIVE_RGB
-    else:
-        base = UNSIGNED_RGB
-        intensity = max(intensity, 0.0)
-    t = min(abs(intensity), 1.0)
-    # floor(x + 0.5) rather than round(): the same half-up rounding as Math.round in attnkit-viz.js
-    r, g, b = (math.floor(255 + (c - 255) * t + 0.5) for c in base)
-    return (r, g, b)
+    """Background colour for an intensity: white at 0, the full hue at 1 (or -1 for signed methods)."""
+    return intensity_rgb(intensity, signed)
+
+
+def with_scale(exp: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``exp`` with ``scale`` (``{method: description}``) computed from its scores."""
+    return {**exp, "scale": scales_json(exp)}
 
 
 def _luminance(rgb: tuple[int, int, int]) -> float:
@@ -210,53 +194,6 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.3g}" if signed else f"{value:.3g}"
 
 
-def js_number(value: float) -> str:
-    """``value`` written as JavaScript's ``String(value)`` writes it: the shortest digits that round-trip.
-
-    The pages show scores this way whether Python or attnkit-viz.js rendered them (``1`` not ``1.0``,
-    ``0.00001`` not ``1e-05``).
-    """
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "0"
-    sign = "-" if value < 0 else ""
-    m = re.fullmatch(r"(\d+)(?:\.(\d*))?(?:e([+-]\d+))?", repr(abs(value)))
-    assert m is not None
-    whole, frac, exp = m.group(1), m.group(2) or "", int(m.group(3) or 0)
-    all_digits = whole + frac
-    digits = all_digits.lstrip("0")
-    point = len(whole) + exp - (len(all_digits) - len(digits))  # value = 0.<digits> * 10**point
-    digits = digits.rstrip("0")
-    k = len(digits)
-    if k <= point <= 21:
-        out = digits + "0" * (point - k)
-    elif 0 < point <= 21:
-        out = digits[:point] + "." + digits[point:]
-    elif -6 < point <= 0:
-        out = "0." + "0" * -point + digits
-    else:
-        e = point - 1
-        mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
-        out = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return sign + out
-
-
-def _top_tokens(scores: Sequence[float | None], signed: bool, k: int) -> list[int]:
-    """Indices of the ``k`` strongest tokens: highest score, or largest magnitude when signed."""
-    scored = [i for i, v in enumerate(scores) if v is not None]
-
-    def strength(i: int) -> float:
-        v = scores[i]
-        assert v is not None
-        return abs(v) if signed else v
-
-    ranked = sorted(scored, key=lambda i: (-strength(i), i))
-    return [i for i in ranked[:k] if strength(i) > 0]
-
-
 # ------------------------------------------------------------------------------------------------- terminal
 
 
@@ -270,42 +207,103 @@ def _plain_console(console: Console) -> bool:
     return console.color_system is None or bool(console.no_color)
 
 
+# Colour names of the 16-colour terminal palette per hue: the text colour of the weak bin, and the background
+# (with a readable text colour) of the strong one. Named ANSI colours, so what is drawn is what the legend shows.
+_ANSI_HUES = {"unsigned": "yellow", "positive": "red", "negative": "blue"}
+_ANSI_TEXT = {"yellow": "black", "red": "bright_white", "blue": "bright_white"}
+
+
+def terminal_bins(console: Console) -> int:
+    """Colour bins (per sign) the terminal draws: 3 with 256 or more colours, 2 in a 16-colour terminal."""
+    return 3 if console.color_system in ("256", "truecolor") else 2
+
+
+def _bin_style(kind: str, level: int, bins: int, ansi: bool) -> Style:
+    """The style of bin ``level`` (``-bins .. bins``, 0 = no colour) on a scale of ``kind``."""
+    if level == 0:
+        return Style()
+    if ansi:
+        hue = _ANSI_HUES["unsigned" if kind != "diverging" else ("positive" if level > 0 else "negative")]
+        if abs(level) < bins:
+            return Style(color=hue)
+        return Style(color=_ANSI_TEXT[hue], bgcolor=hue)
+    # the colour at the bin's upper edge, so the strongest bin is the full hue
+    bg = intensity_rgb(level / bins, kind == "diverging")
+    return Style(bgcolor=_css_rgb(bg), color=_css_rgb(text_rgb(bg)))
+
+
+class _TerminalScale:
+    """One method's scale in one text as the terminal draws it: bins, one style per bin, and the legend."""
+
+    def __init__(self, exp: dict[str, Any], method: str, console: Console) -> None:
+        self.scale = explanation_scale(exp, method)
+        self.bins = terminal_bins(console)
+        self.ansi = console.color_system not in ("256", "truecolor")
+        self.target = str(exp.get("target", exp.get("label", "")))
+
+    def style(self, score: float | None) -> Style:
+        return _bin_style(self.scale.kind, self.scale.bin(score, self.bins), self.bins, self.ansi)
+
+    def level_style(self, level: int) -> Style:
+        return _bin_style(self.scale.kind, level, self.bins, self.ansi)
+
+    def legend(self) -> Text:
+        """Swatches drawn in the bins' own styles, from no colour (or the most negative) to the full hue."""
+        sc, bins = self.scale, self.bins
+        out = Text()
+        out.append("scale: ", style="dim")
+        if sc.kind == "ratio":
+            out.append(" ≤×1 (uniform) ")
+            for level in range(1, bins + 1):
+                low, high = sc.edge((level - 1) / bins), sc.edge(level / bins)
+                label = f"×{low:.3g}–{high:.3g}" if level < bins else f"≥×{low:.3g}"
+                out.append(f" {label} ", style=self.level_style(level))
+            out.append(" of uniform", style="dim")
+        else:
+            if sc.kind == "diverging":
+                out.append(f" {sc.low_label()} ", style=self.level_style(-bins))
+                for level in range(-bins + 1, 0):
+                    out.append("   ", style=self.level_style(level))
+            out.append(" 0 ")
+            for level in range(1, bins):
+                out.append("   ", style=self.level_style(level))
+            out.append(f" {sc.high_label()} ", style=self.level_style(bins))
+        out.append(f"  {sc.summary(self.target)}", style="dim")
+        return out
+
+
 def render_terminal(
     explanations: list[dict[str, Any]], console: Console | None = None, *, top_k: int = 5
 ) -> None:
-    """Print each explanation: label and probabilities, then per method the original text highlighted by score
-    and its ``top_k`` strongest tokens.
+    """Print each explanation: label and probabilities, then per method the original text highlighted by score,
+    its ``top_k`` strongest tokens and the method's colour legend.
 
-    With colour, token backgrounds follow the shared colour scale. Without colour (``no_color`` or output that
-    is not a terminal) the ``top_k`` strongest tokens are marked in the text instead: ``[token]`` for unsigned
-    methods, ``[+token]`` / ``[-token]`` for signed ones.
+    With colour, tokens are shaded in a few bins of the shared scale (:mod:`attnkit.explain.scale`): 3 per sign
+    with 256 or more colours, 2 in a 16-colour terminal (named ANSI colours: weak = coloured text, strong =
+    coloured background). The legend is drawn with the same styles, so it shows exactly the colours used.
+    Without colour (``no_color`` or output that is not a terminal) the ``top_k`` strongest coloured tokens are
+    marked in the text instead: ``[token]`` for unsigned methods, ``[+token]`` / ``[-token]`` for signed ones.
     """
     console = console or Console()
     plain = _plain_console(console)
-    if not plain:
-        console.print(
-            Text.assemble(
-                ("colours: ", "dim"),
-                ("unsigned", Style(bgcolor=_css_rgb(UNSIGNED_RGB))),
-                (" white→orange, darkest = highest score in the text; signed ", "dim"),
-                ("supports", Style(bgcolor=_css_rgb(POSITIVE_RGB))),
-                (" / ", "dim"),
-                ("against", Style(bgcolor=_css_rgb(NEGATIVE_RGB))),
-                (" the target", "dim"),
-            )
-        )
     for number, exp in enumerate(explanations, 1):
         console.print(_terminal_header(exp, number))
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
         for method in _methods(exp):
-            signed = _is_signed(exp, method)
-            kind = "signed" if signed else "≥0"
+            scale = _TerminalScale(exp, method, console)
+            kind = KIND_LABELS[scale.scale.kind]
             grid.add_row(
-                Text.assemble(method, (f" {kind}", "dim")), _terminal_text(exp, method, plain, top_k)
+                Text.assemble(method, (f" {kind}", "dim")), _terminal_text(exp, method, scale, plain, top_k)
             )
-            grid.add_row("", _terminal_top(exp, method, plain, top_k))
+            grid.add_row("", _terminal_top(exp, method, scale, plain, top_k))
+            if plain:
+                grid.add_row(
+                    "", Text(f"scale: {scale.scale.summary(scale.target, colours=False)}", style="dim")
+                )
+            else:
+                grid.add_row("", scale.legend())
         console.print(grid)
         console.print()
 
@@ -326,29 +324,27 @@ def _terminal_header(exp: dict[str, Any], number: int) -> Text:
     return header
 
 
-def _terminal_text(exp: dict[str, Any], method: str, plain: bool, top_k: int) -> Text:
-    signed = _is_signed(exp, method)
+def _terminal_text(exp: dict[str, Any], method: str, scale: _TerminalScale, plain: bool, top_k: int) -> Text:
+    signed = scale.scale.signed
     scores = _scores(exp, method)
-    norm = normalize_scores(scores, signed)
-    marked = set(_top_tokens(scores, signed, top_k)) if plain else set()
+    marked = set(_top_tokens(scale.scale, scores, top_k)) if plain else set()
     out = Text()
     for seg in segments(exp):
         if seg.token is None:
             out.append(seg.text, style="dim" if seg.start > 0 and _after_last(exp, seg) else "")
             continue
         shown = seg.text or _token_label(exp, seg.token)
+        score = scores[seg.token]
         if plain:
             if seg.token in marked:
-                value = scores[seg.token] or 0.0
-                sign = ("+" if value >= 0 else "-") if signed else ""
+                sign = ("+" if (score or 0.0) >= 0 else "-") if signed else ""
                 out.append(f"[{sign}{shown}]")
             elif seg.text:
                 out.append(seg.text)
             continue
-        if not seg.text and norm[seg.token] == 0:
-            continue  # a special token without a span is shown only when it carries weight
-        bg = score_rgb(norm[seg.token], signed)
-        out.append(shown, style=Style(bgcolor=_css_rgb(bg), color=_css_rgb(text_rgb(bg))))
+        if not seg.text and scale.scale.bin(score, scale.bins) == 0:
+            continue  # a special token without a span is shown only when it is coloured
+        out.append(shown, style=scale.style(score))
     return out
 
 
@@ -357,25 +353,35 @@ def _after_last(exp: dict[str, Any], seg: Segment) -> bool:
     return bool(exp.get("truncated")) and seg.end == len(exp.get("text", ""))
 
 
-def _terminal_top(exp: dict[str, Any], method: str, plain: bool, top_k: int) -> Text:
-    signed = _is_signed(exp, method)
+def _top_tokens(scale: MethodScale, scores: Sequence[float | None], k: int) -> list[int]:
+    """Indices of the ``k`` strongest coloured tokens: highest score, or largest magnitude when signed (for
+    attention: only tokens above uniform)."""
+    strength = [abs(v) if scale.signed else v for v in (s if s is not None else 0.0 for s in scores)]
+    ranked = sorted(range(len(scores)), key=lambda i: (-strength[i], i))
+    return [i for i in ranked if scale.intensity(scores[i]) != 0][:k]
+
+
+def _terminal_top(exp: dict[str, Any], method: str, scale: _TerminalScale, plain: bool, top_k: int) -> Text:
+    sc = scale.scale
     scores = _scores(exp, method)
-    norm = normalize_scores(scores, signed)
     out = Text()
     out.append("top: ", style="dim")
-    top = _top_tokens(scores, signed, top_k)
+    top = _top_tokens(sc, scores, top_k)
     if not top:
-        out.append("(all scores are zero)", style="dim")
+        if sc.max_abs == 0:
+            out.append("(all scores are zero)", style="dim")
+        else:  # attention that is nowhere above uniform
+            out.append("(no token above uniform)", style="dim")
     for n, i in enumerate(top):
         if n:
             out.append(" · ", style="dim")
         label = _token_label(exp, i)
-        if plain:
-            out.append(label)
-        else:
-            bg = score_rgb(norm[i], signed)
-            out.append(label, style=Style(bgcolor=_css_rgb(bg), color=_css_rgb(text_rgb(bg))))
-        out.append(f" {_fmt(scores[i], signed)}", style="dim")
+        out.append(label, style="" if plain else scale.style(scores[i]))
+        value = scores[i]
+        note = f" {_fmt(value, sc.signed)}"
+        if sc.kind == "ratio" and value is not None and sc.total:
+            note += f" (×{value * sc.units / sc.total:.2g})"
+        out.append(note, style="dim")
     return out
 
 
@@ -396,8 +402,9 @@ def _json_safe(obj: Any) -> Any:
 
 
 def render_json(explanations: list[dict[str, Any]]) -> str:
-    """The explanations as pretty JSON (UTF-8 text kept as is; NaN/inf written as null)."""
-    return json.dumps(_json_safe(explanations), ensure_ascii=False, indent=2)
+    """The explanations as pretty JSON (UTF-8 text kept as is; NaN/inf written as null), each with its
+    ``scale`` recomputed from its scores."""
+    return json.dumps(_json_safe([with_scale(exp) for exp in explanations]), ensure_ascii=False, indent=2)
 
 
 # ------------------------------------------------------------------------------------------------------ HTML
@@ -512,11 +519,11 @@ def _html_header(exp: dict[str, Any], number: int) -> str:
 
 
 def tokens_html(exp: dict[str, Any], method: str) -> str:
-    """The original text as HTML with each token's background coloured by ``method``'s score (inline styles, so
-    it reads right without the page's CSS); hovering shows the exact score."""
+    """The original text as HTML with each token's background coloured by ``method``'s score on the shared
+    scale (inline styles, so it reads right without the page's CSS); hovering shows the exact score."""
     signed = _is_signed(exp, method)
     scores = _scores(exp, method)
-    norm = normalize_scores(scores, signed)
+    shade = intensities(exp, method)
     truncated = bool(exp.get("truncated"))
     pieces = []
     for seg in segments(exp):
@@ -526,7 +533,7 @@ def tokens_html(exp: dict[str, Any], method: str) -> str:
             pieces.append(f'<span class="{cls}">{html.escape(seg.text)}</span>')
             continue
         i = seg.token
-        bg = score_rgb(norm[i], signed)
+        bg = score_rgb(shade[i], signed)
         fg = text_rgb(bg)
         value = scores[i]
         shown = seg.text if seg.text else _token_label(exp, i)
@@ -541,23 +548,25 @@ def tokens_html(exp: dict[str, Any], method: str) -> str:
     return "".join(pieces)
 
 
-def _html_legend(exp: dict[str, Any], method: str) -> str:
-    signed = _is_signed(exp, method)
-    scores = [v for v in _scores(exp, method) if v is not None]
-    peak = max((abs(v) for v in scores), default=0.0)
-    if signed:
-        return (
-            '<div class="ak-legend ak-legend-signed">'
-            f'<span class="ak-legend-end">−{_fmt(peak)}</span>'
-            '<span class="ak-legend-bar"></span>'
-            f'<span class="ak-legend-end">+{_fmt(peak)}</span>'
-            '<span class="ak-legend-note">blue: against the target · red: supports it</span></div>'
-        )
+def _legend_gradient(kind: str) -> str:
+    if kind == "diverging":
+        stops = [NEGATIVE_RGB, (255, 255, 255), POSITIVE_RGB]
+    else:
+        stops = [(255, 255, 255), UNSIGNED_RGB]
+    return f"linear-gradient(to right, {', '.join(_css_rgb(c) for c in stops)})"
+
+
+def legend_html(exp: dict[str, Any], method: str) -> str:
+    """The colour legend of ``method`` in this text (the same markup as ``legend`` in attnkit-viz.js): the scale's
+    ends, a bar in its colours and a note (for attention: how far it is from uniform)."""
+    sc = explanation_scale(exp, method)
+    target = str(exp.get("target", exp.get("label", "")))
     return (
-        '<div class="ak-legend ak-legend-unsigned">'
-        '<span class="ak-legend-end">0</span><span class="ak-legend-bar"></span>'
-        f'<span class="ak-legend-end">{_fmt(peak)}</span>'
-        '<span class="ak-legend-note">darkest = highest score in this text</span></div>'
+        f'<div class="ak-legend ak-legend-{sc.kind}" data-kind="{sc.kind}">'
+        f'<span class="ak-legend-end ak-legend-low">{html.escape(sc.low_label())}</span>'
+        f'<span class="ak-legend-bar" style="background: {_legend_gradient(sc.kind)}"></span>'
+        f'<span class="ak-legend-end ak-legend-high">{html.escape(sc.high_label())}</span>'
+        f'<span class="ak-legend-note">{html.escape(sc.summary(target))}</span></div>'
     )
 
 
@@ -565,12 +574,12 @@ def _html_explanation(exp: dict[str, Any], index: int) -> str:
     rows = []
     for method in _methods(exp):
         signed = _is_signed(exp, method)
-        kind = "signed" if signed else "unsigned"
+        kind = KIND_LABELS[explanation_scale(exp, method).kind]
         rows.append(
             f'<div class="ak-method" data-method="{_attr(method)}" data-signed="{str(signed).lower()}">'
             f'<div class="ak-method-name">{html.escape(method)} <span class="ak-kind">{kind}</span></div>'
             f'<div class="ak-text">{tokens_html(exp, method)}</div>'
-            f"{_html_legend(exp, method)}</div>"
+            f"{legend_html(exp, method)}</div>"
         )
     views = ""
     if exp.get("layers"):
@@ -590,7 +599,7 @@ def render_html(explanations: list[dict[str, Any]], title: str = "attnkit explan
     for explanations with ``layers``, the head view and the model view.
     """
     body = "\n".join(_html_explanation(exp, i) for i, exp in enumerate(explanations))
-    data = [_round_layers(exp) for exp in explanations]
+    data = [with_scale(_round_layers(exp)) for exp in explanations]
     return _page(title, body, data, "window.attnkit.enhance(document);")
 
 
@@ -602,7 +611,7 @@ def head_view_html(explanation: dict[str, Any]) -> str:
         "var data = window.attnkit.loadData(document);\n"
         "window.attnkit.renderHeadView(document.getElementById('ak-view'), data[0]);"
     )
-    return _page("attnkit head view", body, [_round_layers(explanation)], boot)
+    return _page("attnkit head view", body, [with_scale(_round_layers(explanation))], boot)
 
 
 def model_view_html(explanation: dict[str, Any]) -> str:
@@ -614,17 +623,12 @@ def model_view_html(explanation: dict[str, Any]) -> str:
         "window.attnkit.renderLayerViews(document.getElementById('ak-view'), data[0], "
         "{modelViewFirst: true});"
     )
-    return _page("attnkit model view", body, [_round_layers(explanation)], boot)
+    return _page("attnkit model view", body, [with_scale(_round_layers(explanation))], boot)
 
 
 # ------------------------------------------------------------------------------------------------------- PNG
 
-
-def _font_families() -> list[str]:
-    from matplotlib import font_manager
-
-    available = {f.name for f in font_manager.fontManager.ttflist}
-    return ["DejaVu Sans", *[name for name in _FALLBACK_FONTS if name in available]]
+_PNG_LEGEND_CELLS = 9  # colour steps in each row's legend bar
 
 
 def _png_label(exp: dict[str, Any], i: int, limit: int = 16) -> str:
@@ -639,15 +643,68 @@ def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
         yield items[start : start + size]
 
 
+def _png_title(exp: dict[str, Any], n_tokens: int, n_shown: int, scales: dict[str, MethodScale]) -> str:
+    label = str(exp.get("label", "?"))
+    title = f"predicted {label}"
+    probs = dict(_probabilities(exp))
+    if label in probs:
+        title += f" ({probs[label]:.3f})"
+    target = str(exp.get("target", label))
+    if target != label:
+        title += f", explaining {target}"
+    notes = []
+    if n_tokens > n_shown:
+        notes.append(f"showing the first {n_shown} of {n_tokens} tokens")
+    if exp.get("truncated"):
+        notes.append("input truncated by the model")
+    if notes:
+        title += "\n" + "; ".join(notes)
+    for m, sc in scales.items():
+        if sc.kind == "ratio" and sc.max_ratio is not None and sc.concentration is not None:
+            title += (
+                f"\n{m}: peak ×{sc.max_ratio:.3g} of uniform (1/{sc.units}), "
+                f"concentration {sc.concentration:.2f} (0 = uniform, 1 = one token)"
+            )
+    return title.replace("$", r"\$")
+
+
+def _png_legend(ax: Any, methods: list[str], scales: dict[str, MethodScale]) -> None:
+    """Per method row: a bar in the row's colours from its lowest to its highest intensity, ends labelled."""
+    cells = _PNG_LEGEND_CELLS
+    image = np.ones((len(methods), cells, 3))
+    for r, m in enumerate(methods):
+        sc = scales[m]
+        steps = np.linspace(-1.0 if sc.signed else 0.0, 1.0, cells)
+        for c, t in enumerate(steps):
+            image[r, c] = np.array(intensity_rgb(float(t), sc.kind)) / 255
+        for x, t, text, ha in (
+            (-0.4, steps[0], sc.low_label(), "left"),
+            (cells - 0.6, 1.0, sc.high_label(), "right"),
+        ):
+            fg = np.array(text_rgb(intensity_rgb(float(t), sc.kind))) / 255
+            ax.text(x, r, text.replace("$", r"\$"), ha=ha, va="center", fontsize=6.5, color=fg)
+    ax.imshow(
+        image, aspect="auto", interpolation="nearest", extent=(-0.5, cells - 0.5, len(methods) - 0.5, -0.5)
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("colour scale", fontsize=7, color="#555555")
+    for spine in ax.spines.values():
+        spine.set_color("#cccccc")
+
+
 def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str] | None = None) -> None:
-    """Write a heatmap PNG: one row per method, one column per token, coloured with the shared scale.
+    """Write a heatmap PNG: one row per method, one column per token, coloured with the shared scale, and a
+    legend bar per method (for attention: ratio to uniform, and the title says how far it is from uniform).
 
     Texts longer than ``PNG_COLUMNS`` tokens wrap into several blocks stacked vertically; at most
-    ``PNG_MAX_TOKENS`` tokens are drawn and the title says so when tokens were left out.
+    ``PNG_MAX_TOKENS`` tokens are drawn and the title says so when tokens were left out. CJK text uses an
+    installed CJK font (:mod:`attnkit.fonts`); without one a warning says which package to install.
     """
-    from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from attnkit.fonts import font_context
 
     exp = explanation
     methods = list(methods) if methods is not None else _methods(exp)
@@ -658,43 +715,31 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
     shown = list(range(min(n_tokens, PNG_MAX_TOKENS)))
     blocks = list(_chunks(shown, PNG_COLUMNS)) or [[]]
     columns = max(len(b) for b in blocks)
-    norm = {m: normalize_scores(_scores(exp, m), _is_signed(exp, m)) for m in methods}
+    scales = {m: explanation_scale(exp, m) for m in methods}
+    shade = {m: scales[m].intensities(_scores(exp, m)) for m in methods}
     raw = {m: _scores(exp, m) for m in methods}
     annotate = columns <= 25 and len(methods) <= 8
+    title = _png_title(exp, n_tokens, len(shown), scales)
+    labels = [_png_label(exp, i) for i in shown]
 
-    cell_w, cell_h, label_h = 0.42, 0.42, 1.0
-    width = 1.8 + max(columns, 4) * cell_w
+    cell_w, cell_h, label_h, legend_w = 0.42, 0.42, 1.0, 2.0
+    heat_w = max(columns, 4) * cell_w
+    width = 1.8 + heat_w + legend_w + 0.3
     block_h = max(len(methods), 1) * cell_h + label_h
     footer_h = 0.4
-    height = 0.9 + len(blocks) * block_h + footer_h
-    label = str(exp.get("label", "?"))
-    title = f"predicted {label}"
-    probs = dict(_probabilities(exp))
-    if label in probs:
-        title += f" ({probs[label]:.3f})"
-    target = str(exp.get("target", label))
-    if target != label:
-        title += f", explaining {target}"
-    notes = []
-    if n_tokens > len(shown):
-        notes.append(f"showing the first {len(shown)} of {n_tokens} tokens")
-    if exp.get("truncated"):
-        notes.append("input truncated by the model")
-    if notes:
-        title += "\n" + "; ".join(notes)
+    height = 0.55 + 0.17 * title.count("\n") + len(blocks) * block_h + footer_h
+    target = str(exp.get("target", exp.get("label", "?")))
 
-    with warnings.catch_warnings(), rc_context({"font.family": _font_families(), "text.usetex": False}):
-        warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
-        warnings.filterwarnings("ignore", message=r".*findfont.*")
+    with font_context([title, target, *labels]):
         fig = Figure(figsize=(width, height), dpi=100)
         FigureCanvasAgg(fig)
-        fig.suptitle(title.replace("$", r"\$"), fontsize=10)
-        axes = fig.subplots(len(blocks), 1, squeeze=False)[:, 0]
-        for ax, block in zip(axes, blocks, strict=True):
+        fig.suptitle(title, fontsize=10)
+        grid = fig.subplots(len(blocks), 2, squeeze=False, width_ratios=[heat_w, legend_w])
+        for b, (ax, block) in enumerate(zip(grid[:, 0], blocks, strict=True)):
             image = np.full((len(methods), columns, 3), 1.0)
             for r, m in enumerate(methods):
                 for c, i in enumerate(block):
-                    image[r, c] = np.array(score_rgb(norm[m][i], _is_signed(exp, m))) / 255
+                    image[r, c] = np.array(score_rgb(shade[m][i], scales[m].signed)) / 255
             ax.imshow(
                 image,
                 aspect="auto",
@@ -702,9 +747,15 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
                 extent=(-0.5, columns - 0.5, len(methods) - 0.5, -0.5),
             )
             ax.set_yticks(range(len(methods)))
-            ax.set_yticklabels([f"{m} {'±' if _is_signed(exp, m) else '≥0'}" for m in methods], fontsize=8)
+            ax.set_yticklabels([f"{m} {KIND_LABELS[scales[m].kind]}" for m in methods], fontsize=8)
             ax.set_xticks(range(len(block)))
-            ax.set_xticklabels([_png_label(exp, i) for i in block], rotation=60, ha="right", fontsize=8)
+            short = all(len(labels[i]) <= 2 for i in block)  # e.g. CJK characters: upright
+            ax.set_xticklabels(
+                [labels[i] for i in block],
+                rotation=0 if short else 60,
+                ha="center" if short else "right",
+                fontsize=8,
+            )
             ax.set_xlim(-0.5, columns - 0.5)
             ax.tick_params(length=0)
             for spine in ax.spines.values():
@@ -715,12 +766,18 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
                         value = raw[m][i]
                         if value is None:
                             continue
-                        fg = np.array(text_rgb(score_rgb(norm[m][i], _is_signed(exp, m)))) / 255
+                        fg = np.array(text_rgb(score_rgb(shade[m][i], scales[m].signed))) / 255
                         ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=6, color=fg)
+            if b == 0 and methods:
+                _png_legend(grid[b, 1], methods, scales)
+            else:
+                grid[b, 1].set_axis_off()
         fig.text(
             0.01,
             0.1 / height,
-            "rows scaled to their max |score| · ≥0: white→orange · ±: red supports the target, blue is against it",
+            f"× uniform: weight × T, white at or below uniform, full colour from ×{RATIO_CAP:g} · signed: red "
+            f"supports {target}, blue is against it, scaled to the text's max |score| · unsigned: scaled to the "
+            "text's max".replace("$", r"\$"),
             fontsize=7,
             color="#555555",
             wrap=True,

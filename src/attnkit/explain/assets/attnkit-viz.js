@@ -33,17 +33,27 @@
  *   enhance(root)      Used by the standalone pages written by attnkit.explain.render: adds tooltips to the
  *                      server-rendered tokens and renders the layer views from the embedded JSON.
  *   loadData(root)     The explanations embedded in <script type="application/json" id="attnkit-data">.
- *   normalizeScores(scores, signed), scoreColor(normalized, signed) -> [r, g, b], textColor([r, g, b])
- *                      The colour scale, identical to attnkit.explain.render.normalize_scores / score_rgb.
+ *   scaleOf(explanation, method) -> {kind, units, max_abs, total?, max_ratio?, concentration?, cap?, low, high}
+ *   intensities(explanation, method) -> [t per token], intensityOf(scale, score) -> t
+ *   intensityColor(t, kind) -> [r, g, b], textColor([r, g, b])
+ *   renderLegend(explanation, method) -> element
+ *                      The shared colour scale, the same formulas as attnkit.explain.scale (Python): attention
+ *                      and rollout as the ratio to uniform (white at or below 1/T, full colour at RATIO_CAP x
+ *                      uniform), signed methods diverging (red / blue) and other unsigned methods sequential,
+ *                      both scaled to the text's max |score|. scaleOf equals the explanation JSON's `scale`.
  *
  * Every string from the explanation is inserted with textContent or setAttribute, never as HTML.
  */
 (function () {
   "use strict";
 
+  // The colour scale: keep equal to attnkit/explain/scale.py.
   var UNSIGNED_RGB = [230, 85, 13];
   var POSITIVE_RGB = [214, 39, 40];
   var NEGATIVE_RGB = [31, 119, 180];
+  var RATIO_CAP = 8;
+  var DISTRIBUTION_METHODS = ["attention", "rollout"];
+  var KIND_LABELS = { ratio: "× uniform", diverging: "signed", sequential: "unsigned" };
   // Head view: lines drawn for weights at least this large (all tokens / one focused token), and at most.
   var MIN_WEIGHT = 0.01;
   var MIN_WEIGHT_FOCUSED = 0.001;
@@ -116,12 +126,6 @@
     });
   }
 
-  function fmt(value, signed) {
-    if (value === null || value === undefined) return "n/a";
-    var s = String(Number(value.toPrecision(3)));
-    return signed && value >= 0 ? "+" + s : s;
-  }
-
   function exact(value) {
     return value === null || value === undefined ? "n/a" : String(value);
   }
@@ -149,22 +153,84 @@
 
   // -------------------------------------------------------------------------------------- colour scale
 
-  function normalizeScores(scores, signed) {
-    var values = scores.map(function (v) {
-      var x = typeof v === "number" && isFinite(v) ? v : 0;
-      return signed ? x : Math.max(x, 0);
-    });
-    var peak = values.reduce(function (m, v) {
-      return Math.max(m, Math.abs(v));
-    }, 0);
-    if (!(peak > 0)) return values.map(function () { return 0; });
-    return values.map(function (v) { return v / peak; });
+  function scaleKind(method, signed) {
+    if (signed) return "diverging";
+    return DISTRIBUTION_METHODS.indexOf(method) >= 0 ? "ratio" : "sequential";
   }
 
-  function scoreColor(intensity, signed) {
+  // toPrecision / toFixed round ties away from zero on the exact value; scale.py's compact / fixed do the same.
+  function compact(value) {
+    return String(Number(value.toPrecision(3)));
+  }
+
+  function scaleOf(exp, method) {
+    var kind = scaleKind(method, isSigned(exp, method));
+    var values = [];
+    scoresOf(exp, method).forEach(function (v) {
+      if (v !== null) values.push(kind === "diverging" ? v : Math.max(v, 0));
+    });
+    var units = values.length;
+    var maxAbs = values.reduce(function (m, v) { return Math.max(m, Math.abs(v)); }, 0);
+    var scale = { kind: kind, units: units, max_abs: maxAbs };
+    if (kind === "ratio") {
+      var total = 0;
+      values.forEach(function (v) { total += v; });
+      scale.total = total;
+      scale.max_ratio = null;
+      scale.concentration = null;
+      scale.cap = RATIO_CAP;
+      if (total > 0) {
+        scale.max_ratio = maxAbs * units / total;
+        if (units > 1) {
+          var entropy = 0;
+          values.forEach(function (v) {
+            if (v > 0) entropy -= (v / total) * Math.log(v / total);
+          });
+          scale.concentration = Math.max(0, Math.min(1, 1 - entropy / Math.log(units)));
+        } else scale.concentration = 0;
+      }
+    }
+    scale.low = kind === "ratio" ? "×1 (uniform)" : kind === "diverging" ? "−" + compact(maxAbs) : "0";
+    scale.high = kind === "ratio" ? "×" + compact(RATIO_CAP) + " of uniform"
+      : kind === "diverging" ? "+" + compact(maxAbs) : compact(maxAbs);
+    return scale;
+  }
+
+  function intensityOf(scale, score) {
+    if (typeof score !== "number" || !isFinite(score)) return 0;
+    if (scale.kind === "ratio") {
+      if (!(scale.total > 0) || score <= 0) return 0;
+      var ratio = score * scale.units / scale.total;
+      if (ratio <= 1) return 0;
+      return Math.min(Math.log(ratio) / Math.log(scale.cap), 1);
+    }
+    if (!(scale.max_abs > 0)) return 0;
+    if (scale.kind === "sequential") return Math.min(Math.max(score, 0) / scale.max_abs, 1);
+    return Math.max(-1, Math.min(score / scale.max_abs, 1));
+  }
+
+  function intensities(exp, method) {
+    var scale = scaleOf(exp, method);
+    return scoresOf(exp, method).map(function (v) { return intensityOf(scale, v); });
+  }
+
+  function summary(scale, target) {
+    if (scale.kind === "ratio") {
+      if (scale.max_ratio === null || scale.concentration === null) return "all weights are 0";
+      return "no colour at or below uniform (1/" + scale.units + "); peak ×" + compact(scale.max_ratio) +
+        " of uniform, concentration " + scale.concentration.toFixed(2) + " (0 = uniform, 1 = one token)";
+    }
+    if (scale.kind === "diverging") {
+      return "red: supports " + target + " · blue: against it · scaled to this text's max |score|";
+    }
+    return "scaled to this text's max score";
+  }
+
+  function intensityColor(intensity, kind) {
+    var diverging = kind === true || kind === "diverging";
     if (!isFinite(intensity)) intensity = 0;
     var base;
-    if (signed) base = intensity >= 0 ? POSITIVE_RGB : NEGATIVE_RGB;
+    if (diverging) base = intensity >= 0 ? POSITIVE_RGB : NEGATIVE_RGB;
     else {
       base = UNSIGNED_RGB;
       intensity = Math.max(intensity, 0);
@@ -223,7 +289,7 @@
     container.classList.add("ak-text");
     var signed = isSigned(exp, method);
     var scores = scoresOf(exp, method);
-    var norm = normalizeScores(scores, signed);
+    var shade = intensities(exp, method);
     var labels = tokenLabels(exp);
     var textLength = Array.from(exp.text || "").length;
     segments(exp).forEach(function (seg) {
@@ -233,7 +299,7 @@
         return;
       }
       var i = seg.token;
-      var bg = scoreColor(norm[i], signed);
+      var bg = intensityColor(shade[i], signed);
       var node = el("span", {
         class: seg.text ? "ak-tok" : "ak-tok ak-special",
         "data-i": i,
@@ -249,24 +315,22 @@
     return container;
   }
 
-  function legend(exp, method) {
-    var signed = isSigned(exp, method);
-    var peak = scoresOf(exp, method).reduce(function (m, v) {
-      return v === null ? m : Math.max(m, Math.abs(v));
-    }, 0);
-    if (signed) {
-      return el("div", { class: "ak-legend ak-legend-signed" }, [
-        el("span", { class: "ak-legend-end", text: "−" + fmt(peak) }),
-        el("span", { class: "ak-legend-bar" }),
-        el("span", { class: "ak-legend-end", text: "+" + fmt(peak) }),
-        el("span", { class: "ak-legend-note", text: "blue: against the target · red: supports it" }),
-      ]);
-    }
-    return el("div", { class: "ak-legend ak-legend-unsigned" }, [
-      el("span", { class: "ak-legend-end", text: "0" }),
-      el("span", { class: "ak-legend-bar" }),
-      el("span", { class: "ak-legend-end", text: fmt(peak) }),
-      el("span", { class: "ak-legend-note", text: "darkest = highest score in this text" }),
+  function gradient(kind) {
+    var stops = kind === "diverging" ? [NEGATIVE_RGB, [255, 255, 255], POSITIVE_RGB] : [[255, 255, 255], UNSIGNED_RGB];
+    return "linear-gradient(to right, " + stops.map(css).join(", ") + ")";
+  }
+
+  // The same markup as attnkit.explain.render.legend_html.
+  function renderLegend(exp, method) {
+    var scale = scaleOf(exp, method);
+    var target = String(exp.target === undefined ? (exp.label === undefined ? "" : exp.label) : exp.target);
+    var bar = el("span", { class: "ak-legend-bar" });
+    bar.style.background = gradient(scale.kind);
+    return el("div", { class: "ak-legend ak-legend-" + scale.kind, "data-kind": scale.kind }, [
+      el("span", { class: "ak-legend-end ak-legend-low", text: scale.low }),
+      bar,
+      el("span", { class: "ak-legend-end ak-legend-high", text: scale.high }),
+      el("span", { class: "ak-legend-note", text: summary(scale, target) }),
     ]);
   }
 
@@ -717,10 +781,11 @@
       var signed = isSigned(exp, method);
       var text = el("div");
       renderTokens(text, exp, method);
+      var kind = KIND_LABELS[scaleKind(method, signed)];
       rows.appendChild(el("div", { class: "ak-method", "data-method": method, "data-signed": String(signed) }, [
-        el("div", { class: "ak-method-name" }, [method + " ", el("span", { class: "ak-kind", text: signed ? "signed" : "unsigned" })]),
+        el("div", { class: "ak-method-name" }, [method + " ", el("span", { class: "ak-kind", text: kind })]),
         text,
-        legend(exp, method),
+        renderLegend(exp, method),
       ]));
     });
     section.appendChild(rows);
@@ -764,8 +829,11 @@
     renderExplanation: renderExplanation,
     enhance: enhance,
     loadData: loadData,
-    normalizeScores: normalizeScores,
-    scoreColor: scoreColor,
+    renderLegend: renderLegend,
+    scaleOf: scaleOf,
+    intensities: intensities,
+    intensityOf: intensityOf,
+    intensityColor: intensityColor,
     textColor: textColor,
     segments: segments,
   };

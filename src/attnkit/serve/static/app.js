@@ -21,11 +21,25 @@
   }
 
   async function call(path, body) {
-    var response = await fetch(path, body === undefined ? {} : {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    var data = await response.json();
-    if (!response.ok) throw new Error(data.detail || data.error || ("HTTP " + response.status));
+    var response;
+    try {
+      response = await fetch(path, body === undefined ? {} : {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new Error("could not reach the server (" + err.message + ")");
+    }
+    var data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;  // e.g. an HTML error page from a proxy
+    }
+    if (!response.ok) {
+      var detail = data && (data.detail || data.error);
+      throw new Error((detail ? String(detail) : "no details") + " (HTTP " + response.status + ")");
+    }
+    if (data === null) throw new Error("the server's answer was not JSON");
     return data;
   }
 
@@ -45,14 +59,16 @@
     });
   }
 
+  // Each method's highlighted text with its colour legend (the shared renderer's, as on the offline pages).
   function showExplanation(exp) {
     var viz = window.attnkit;
     var box = $("explanation");
     box.replaceChildren();
     exp.methods.forEach(function (method) {
-      var kind = exp.signed[method] ? " (signed: red supports " + exp.target + ", blue speaks against it)" : "";
       var body = el("div");
-      box.appendChild(el("div", { class: "method", "data-method": method }, [el("h3", { text: method + kind }), body]));
+      box.appendChild(el("div", { class: "method", "data-method": method }, [
+        el("h3", { text: method }), body, viz.renderLegend(exp, method),
+      ]));
       viz.renderTokens(body, exp, method);
     });
     var layers = $("layers-view");
@@ -60,26 +76,55 @@
     if (exp.layers) viz.renderLayerViews(layers, exp);
   }
 
+  function clearPrediction() {
+    $("result").hidden = true;
+    $("label").textContent = "";
+    $("probabilities").replaceChildren();
+  }
+
+  function clearExplanation() {
+    $("explanation").replaceChildren();
+    $("layers-view").replaceChildren();
+  }
+
+  function showError(message) {
+    $("error").textContent = message;
+    $("error").hidden = false;
+    document.body.setAttribute("data-state", "error");
+  }
+
+  // Nothing of an earlier text stays on screen: the result is cleared before each request, and a failed step
+  // leaves only what this text got (the label when only the explanation failed) and says which step failed.
   async function submit(event) {
     event.preventDefault();
     var text = $("text").value;
     var methods = Array.prototype.map.call(document.querySelectorAll("#methods input:checked"), function (b) { return b.value; });
     $("error").hidden = true;
+    $("error").textContent = "";
+    clearPrediction();
+    clearExplanation();
+    document.body.setAttribute("data-state", "busy");
     $("submit").disabled = true;
     try {
-      showPrediction(await call("predict", { text: text }));
+      try {
+        showPrediction(await call("predict", { text: text }));
+      } catch (err) {
+        clearPrediction();
+        showError("Classifying failed: " + err.message);
+        return;
+      }
       $("result").hidden = false;
-      $("explanation").replaceChildren();
-      $("layers-view").replaceChildren();
       if (methods.length) {
         var layers = model.self_attention && $("layers").checked;
-        showExplanation(await call("explain", { text: text, methods: methods, layers: layers }));
+        try {
+          showExplanation(await call("explain", { text: text, methods: methods, layers: layers }));
+        } catch (err) {
+          clearExplanation();
+          showError("Explaining failed (the label above is this text's): " + err.message);
+          return;
+        }
       }
       document.body.setAttribute("data-state", "done");
-    } catch (err) {
-      $("error").textContent = err.message;
-      $("error").hidden = false;
-      document.body.setAttribute("data-state", "error");
     } finally {
       $("submit").disabled = false;
     }
