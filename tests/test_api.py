@@ -133,6 +133,14 @@ def test_fit_from_a_table_and_integer_labels(tmp_path: Path, make_rows: Rows) ->
     # Integer labels evaluate against the run's string labels, as they would from a file.
     report = clf.evaluate(Table(rows[:50]), text="review", label="stars")
     assert report["n"] == 50
+    # 1, 1.0 and "1.0" name the same class, as they do in files (a CSV written from a float column says "1.0").
+    texts = [r["review"] for r in rows[:50]]
+    for spelling in (float, lambda v: f"{v}.0", np.int64):
+        again = clf.evaluate(texts, [spelling(r["stars"]) for r in rows[:50]])
+        assert (
+            again["accuracy"] == report["accuracy"]
+            and again["confusion_matrix"] == report["confusion_matrix"]
+        )
 
 
 def test_fit_from_a_file_and_load(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:

@@ -87,16 +87,6 @@ def _texts_and_labels(data: Data, labels: Sequence[Any] | None, text: str, label
     return texts, labels
 
 
-def _label_name(value: Any) -> str:
-    """A label as the run names it: ``1`` and ``1.0`` -> ``"1"``, ``True`` -> ``"true"`` (as files are read)."""
-    value = value.item() if hasattr(value, "item") else value
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
 def _write_snapshot(path: Path, texts: list[Any], labels: list[Any]) -> None:
     """Write ``texts`` and ``labels`` as JSON Lines (``text``, ``label``): the file the run trains from."""
     from attnkit.train import checkpoint as ckpt
@@ -360,7 +350,9 @@ class Classifier:
         from attnkit.train.metrics import classification_report
 
         texts, values = _texts_and_labels(data, labels, text, label)
-        truth = [_label_name(v) for v in values]
+        from attnkit.data.sources import label_name
+
+        truth = [label_name(v, f"label {i}") or "" for i, v in enumerate(values)]
         unknown = sorted(set(truth) - set(self.labels))
         if unknown:
             raise ValueError(

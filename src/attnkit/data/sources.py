@@ -253,6 +253,13 @@ def _label_to_str(value: Any, where: str) -> str | None:
     )
 
 
+def label_name(value: Any, where: str = "label") -> str | None:
+    """The class name a source file would give ``value``: ``1``, ``1.0`` and ``"1.0"`` -> ``"1"``, ``True`` ->
+    ``"true"``, strings stripped; ``None`` for a missing label (None, empty, NaN). For in-memory labels."""
+    value = value.item() if hasattr(value, "item") and not isinstance(value, str) else value  # numpy scalars
+    return _label_to_str(value, where)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Reading bytes and text.
 
