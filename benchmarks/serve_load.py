@@ -6,6 +6,16 @@ connections) for a bounded time per N. Reports requests/s, p50/p90/p99 latency, 
 batch size. A run with `--max-batch-size 1` (no batching) at the highest concurrency is the reference for what
 micro-batching buys.
 
+Explain load (``--explain-load``): one `attnkit serve` process on the first backend; 32 clients loop POST
+/predict alone for ``--phase-seconds``, then again while 6 more clients loop POST /explain with ``methods:
+["all"]`` on the longest test texts, then alone once more (the machine is shared: the two unloaded phases show
+how much the background moved). Every request has a client timeout (``--request-timeout``, 10 s). Reports per
+phase requests/s, p50/p99, timeouts and errors of /predict, and the explanations completed, refused (503) and
+over their time limit (504).
+
+    ATTNKIT_DATA=../shared/datasets .venv/bin/python benchmarks/serve_load.py runs/sst2-bilstm \\
+        --data sst2:dev --explain-load --out benchmarks/results/serve-explain-load-sst2-bilstm.json
+
 Accuracy and speed: PyTorch, ONNX fp32 and ONNX int8 (dynamic quantization) on the whole test split: accuracy,
 agreement with PyTorch, batched throughput (batch 64) and single-text latency (tokenization included), one
 thread each.
@@ -20,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shlex
 import socket
 import statistics
 import subprocess
@@ -125,38 +136,47 @@ class Connection:
         self.reader = self.writer = None
 
 
-async def load(port: int, texts: list[str], clients: int, seconds: float) -> dict[str, Any]:
-    """``clients`` concurrent loops of POST /predict (one text each) for ``seconds``; latencies in ms."""
-    bodies = [json.dumps({"text": t}).encode("utf-8") for t in texts]
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    connections = [Connection(port) for _ in range(clients)]
-    await asyncio.gather(*(c.post("/predict", bodies[0]) for c in connections))  # connect and warm up
-    deadline = time.perf_counter() + seconds
+async def post_with_timeout(connection: Connection, path: str, body: bytes, timeout: float | None) -> str:
+    """POST and return the status as text, or the kind of failure (``timeout``, ``OSError``, ...)."""
+    try:
+        status = await asyncio.wait_for(connection.post(path, body), timeout)
+        return str(status)
+    except asyncio.TimeoutError:
+        await connection.close()  # the answer may still come: never read it as the next one's
+        return "timeout"
+    except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as err:
+        await connection.close()
+        return type(err).__name__
 
-    async def client(k: int) -> None:
-        i = k
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            try:
-                status = await connections[k].post("/predict", bodies[i % len(bodies)])
-                kind = str(status)
-            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as err:
-                status, kind = 0, type(err).__name__
-                await connections[k].close()
-            if status == 200:
-                latencies.append(1000 * (time.perf_counter() - start))
-            else:
-                errors[kind] = errors.get(kind, 0) + 1
-            i += clients
 
-    began = time.perf_counter()
-    await asyncio.gather(*(client(k) for k in range(clients)))
-    elapsed = time.perf_counter() - began
-    await asyncio.gather(*(c.close() for c in connections))
+async def loop_requests(
+    connection: Connection,
+    path: str,
+    bodies: list[bytes],
+    first: int,
+    step: int,
+    until: float,
+    timeout: float | None,
+    latencies: list[float],
+    outcomes: dict[str, int],
+) -> None:
+    """POST ``bodies`` in turn (from ``first``, every ``step``-th) until ``until``; records 200 latencies (ms)
+    and counts every outcome by status or failure kind."""
+    i = first
+    while time.perf_counter() < until:
+        start = time.perf_counter()
+        kind = await post_with_timeout(connection, path, bodies[i % len(bodies)], timeout)
+        if kind == "200":
+            latencies.append(1000 * (time.perf_counter() - start))
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+        if kind in ("503", "429"):
+            await asyncio.sleep(0.05)  # refused at once: do not spin
+        i += step
+
+
+def latency_summary(latencies: list[float], elapsed: float) -> dict[str, Any]:
     quantiles = np.percentile(latencies, [50, 90, 99]) if latencies else [float("nan")] * 3
     return {
-        "clients": clients,
         "seconds": round(elapsed, 2),
         "requests": len(latencies),
         "requests_per_s": round(len(latencies) / elapsed, 1),
@@ -164,8 +184,126 @@ async def load(port: int, texts: list[str], clients: int, seconds: float) -> dic
         "p90_ms": round(float(quantiles[1]), 2),
         "p99_ms": round(float(quantiles[2]), 2),
         "max_ms": round(max(latencies), 2) if latencies else None,
+    }
+
+
+async def load(
+    port: int, texts: list[str], clients: int, seconds: float, timeout: float | None = None
+) -> dict[str, Any]:
+    """``clients`` concurrent loops of POST /predict (one text each) for ``seconds``; latencies in ms."""
+    bodies = [json.dumps({"text": t}).encode("utf-8") for t in texts]
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    connections = [Connection(port) for _ in range(clients)]
+    await asyncio.gather(*(c.post("/predict", bodies[0]) for c in connections))  # connect and warm up
+    began = time.perf_counter()
+    deadline = began + seconds
+    await asyncio.gather(
+        *(
+            loop_requests(c, "/predict", bodies, k, clients, deadline, timeout, latencies, outcomes)
+            for k, c in enumerate(connections)
+        )
+    )
+    elapsed = time.perf_counter() - began
+    await asyncio.gather(*(c.close() for c in connections))
+    errors = {k: v for k, v in outcomes.items() if k != "200"}
+    return {
+        "clients": clients,
+        **latency_summary(latencies, elapsed),
         "errors": sum(errors.values()),
+        "timeouts": errors.get("timeout", 0),
         "error_kinds": errors,
+    }
+
+
+async def load_with_explanations(
+    port: int,
+    texts: list[str],
+    explain_texts: list[str],
+    clients: int,
+    explain_clients: int,
+    seconds: float,
+    timeout: float,
+) -> dict[str, Any]:
+    """:func:`load` while ``explain_clients`` loop POST /explain ``methods: ["all"]`` on ``explain_texts``."""
+    bodies = [json.dumps({"text": t, "methods": ["all"]}).encode("utf-8") for t in explain_texts]
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    connections = [Connection(port) for _ in range(explain_clients)]
+    began = time.perf_counter()
+    until = began + seconds + 2.0  # they start 1 s before the predict phase and stop after it
+    explainers = asyncio.gather(
+        *(
+            loop_requests(c, "/explain", bodies, k, explain_clients, until, timeout, latencies, outcomes)
+            for k, c in enumerate(connections)
+        )
+    )
+    await asyncio.sleep(1.0)
+    predict = await load(port, texts, clients, seconds, timeout)
+    await explainers
+    elapsed = time.perf_counter() - began
+    await asyncio.gather(*(c.close() for c in connections))
+    explain = {
+        "clients": explain_clients,
+        **latency_summary(latencies, elapsed),
+        "refused_503": outcomes.get("503", 0),
+        "over_time_limit_504": outcomes.get("504", 0),
+        "timeouts": outcomes.get("timeout", 0),
+        "outcomes": outcomes,
+    }
+    return {**predict, "explain": explain}
+
+
+def explain_load_test(
+    run_dir: Path,
+    backend: str,
+    texts: list[str],
+    clients: int,
+    explain_clients: int,
+    seconds: float,
+    timeout: float,
+    extra: list[str],
+) -> dict[str, Any]:
+    """Unloaded /predict, /predict under explanation load, unloaded again: one server, one run."""
+    explain_texts = sorted(texts, key=len, reverse=True)[:50]  # the longest: the costliest explanations
+    server = Server(run_dir, backend, extra)
+    phases = []
+    try:
+        for name in ("unloaded", "with_explain_load", "unloaded_again"):
+            before = server.stats()
+            load_before = load_average()
+            if name == "with_explain_load":
+                coro = load_with_explanations(
+                    server.port, texts, explain_texts, clients, explain_clients, seconds, timeout
+                )
+            else:
+                coro = load(server.port, texts, clients, seconds, timeout)
+            result = {"phase": name, **asyncio.run(coro)}
+            after = server.stats()
+            calls = after["calls"] - before["calls"]
+            result["mean_batch"] = round((after["items"] - before["items"]) / calls, 2) if calls else None
+            result["load_average_before"] = load_before
+            result["load_average_after"] = load_average()
+            print(json.dumps({"backend": backend, **result}), flush=True)
+            phases.append(result)
+        health = httpx.get(server.url + "/health", timeout=10).json()
+    finally:
+        server.stop()
+    base = phases[0]
+    loaded = phases[1]
+    ratios = {
+        "throughput_unloaded_over_loaded": round(
+            base["requests_per_s"] / max(loaded["requests_per_s"], 1e-9), 2
+        ),
+        "p99_loaded_over_unloaded": round(loaded["p99_ms"] / base["p99_ms"], 2),
+    }
+    print(json.dumps(ratios), flush=True)
+    return {
+        "backend": backend,
+        "command": " ".join(server.command[1:]),
+        "phases": phases,
+        "ratios": ratios,
+        "server_explain_stats": health.get("explain"),
     }
 
 
@@ -252,6 +390,16 @@ def main() -> None:
         "--no-batching-reference", action="store_true", help="skip the --max-batch-size 1 run"
     )
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument(
+        "--explain-load",
+        action="store_true",
+        help="only the explain-load scenario: /predict alone, under explanation load, alone again",
+    )
+    parser.add_argument("--predict-clients", type=int, default=32, help="explain-load: /predict clients")
+    parser.add_argument("--explain-clients", type=int, default=6, help="explain-load: /explain clients")
+    parser.add_argument("--phase-seconds", type=float, default=20.0, help="explain-load: seconds per phase")
+    parser.add_argument("--request-timeout", type=float, default=10.0, help="client timeout per request")
+    parser.add_argument("--server-args", default="", help="more `attnkit serve` options, one string")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if len(args.seconds) != len(args.clients):
@@ -266,9 +414,25 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "load_average_start": load_average(),
     }
+    extra = ["--threads", str(args.threads), *shlex.split(args.server_args)]
+    if args.explain_load:
+        report["explain_load"] = explain_load_test(
+            args.run_dir,
+            args.backends[0],
+            texts,
+            args.predict_clients,
+            args.explain_clients,
+            args.phase_seconds,
+            args.request_timeout,
+            extra,
+        )
+        report["load_average_end"] = load_average()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+        return
     if not (args.run_dir / ONNX_FILE).is_file() or not (args.run_dir / INT8_FILE).is_file():
         report["export"] = export_onnx(args.run_dir, quantize=True).to_json_dict()
-    extra = ["--threads", str(args.threads)]
     if not args.skip_load:
         levels = list(zip(args.clients, args.seconds, strict=True))
         report["load"] = [load_test(args.run_dir, b, texts, levels, extra) for b in args.backends]

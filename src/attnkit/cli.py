@@ -457,7 +457,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from attnkit.serve import Limits, ServeConfig, load_backend, run_server
+    from attnkit.serve import (
+        ConnectionLimits,
+        Limits,
+        ServeConfig,
+        check_exposure,
+        load_backend,
+        read_api_key,
+        run_server,
+    )
 
     limits = Limits(
         max_texts=args.max_texts,
@@ -465,38 +473,127 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_explain_texts=args.max_explain_texts,
     )
+    connections = ConnectionLimits(
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        keep_alive_timeout_s=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+        max_header_bytes=args.max_header_bytes,
+        backlog=args.backlog,
+    )
     config = ServeConfig(
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
+        max_pending_explains=args.max_pending_explains,
+        explain_workers=args.explain_workers,
+        explain_threads=args.explain_threads,
+        explain_timeout_s=args.explain_timeout,
+        explain_isolation=args.explain_isolation,
+        explain_nice=args.explain_nice,
+        predict_threads=args.threads,
         limits=limits,
+        api_key=read_api_key(args.api_key_file),
+        allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        allow_unauthenticated=args.allow_unauthenticated,
+        connections=connections,
     )
-    backend = load_backend(args.run_dir, args.backend, onnx_path=args.onnx, threads=args.threads)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("attnkit.serve").warning(
-            "listening on %s: reachable from other machines", args.host
-        )
+    config = check_exposure(config, args.host)  # before loading the model: a refused bind fails at once
+    backend = load_backend(
+        args.run_dir, args.backend, onnx_path=args.onnx, threads=args.threads, device=args.device
+    )
     run_server(backend, config, host=args.host, port=args.port)
     return 0
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
+    def port_number(value: str) -> int:
+        try:
+            port = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+        if not 0 <= port <= 65535:
+            raise argparse.ArgumentTypeError(f"{port} is not a port: use 0..65535 (0: any free port)")
+        return port
+
     p = sub.add_parser("serve", help="REST API and web page for a trained run (FastAPI on uvicorn)")
     p.add_argument("run_dir")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000, help="TCP port, 0..65535")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--onnx", help="ONNX file for --backend onnx (default RUN_DIR/model.onnx)")
-    p.add_argument("--threads", type=int, help="compute threads (default: the library's choice)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="texts per model call (default 32)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for a batch to fill (default 2)")
-    p.add_argument("--max-queue", type=int, default=1024, help="texts waiting before 503 (default 1024)")
-    p.add_argument("--max-texts", type=int, default=64, help="texts per /predict request (default 64)")
-    p.add_argument("--max-explain-texts", type=int, default=8, help="texts per /explain request (default 8)")
-    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (default 20000)")
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body limit (default 1 MB)")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the PyTorch model runs; auto: cuda when torch sees a GPU, else cpu",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="compute threads of /predict (default: the cores the explain workers leave)",
+    )
+    p.add_argument("--max-batch-size", type=int, default=32, help="texts per model call")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for a batch to fill")
+    p.add_argument("--max-queue", type=int, default=1024, help="texts waiting before 503")
+    p.add_argument("--max-texts", type=int, default=64, help="texts per /predict request")
+    p.add_argument("--max-explain-texts", type=int, default=8, help="texts per /explain request")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body limit in bytes")
+    g = p.add_argument_group("explanations (their own workers, apart from /predict)")
+    g.add_argument("--explain-workers", type=int, default=1, help="explanations computed at once")
+    g.add_argument("--explain-threads", type=int, default=1, help="compute threads per explain worker")
+    g.add_argument(
+        "--max-pending-explains", type=int, default=4, help="explanations running or waiting before 503"
+    )
+    g.add_argument(
+        "--explain-timeout", type=float, default=30.0, help="seconds per /explain request before 504"
+    )
+    g.add_argument(
+        "--explain-isolation",
+        choices=["process", "thread"],
+        default="process",
+        help="process: workers with their own GIL and a lower CPU priority, killed past the time limit; "
+        "thread: in the server process",
+    )
+    g.add_argument(
+        "--explain-nice", type=int, default=10, help="CPU priority offset of process workers (0-19)"
+    )
+    g = p.add_argument_group("connections")
+    g.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive a request head")
+    g.add_argument("--body-timeout", type=float, default=30.0, help="seconds to receive a request body")
+    g.add_argument(
+        "--keep-alive-timeout", type=float, default=5.0, help="seconds an idle connection is kept open"
+    )
+    g.add_argument(
+        "--max-connections", type=int, default=1000, help="open connections (idle ones are closed first)"
+    )
+    g.add_argument("--max-header-bytes", type=int, default=65536, help="size of a request head")
+    g.add_argument("--backlog", type=int, default=2048, help="connections queued by the kernel")
+    g = p.add_argument_group("access (required beyond loopback)")
+    g.add_argument(
+        "--api-key-file",
+        help="file whose first line is the API key (else $ATTNKIT_API_KEY); clients send "
+        "'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+    )
+    g.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve beyond loopback without an API key (refused otherwise)",
+    )
+    g.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a Host name clients use (repeatable; '*': any). Default: localhost, 127.0.0.1, ::1 and the "
+        "bound address; no check when bound to 0.0.0.0 or ::",
+    )
+    g.add_argument("--rate-limit", type=float, help="requests per second per client address (default: none)")
+    g.add_argument("--rate-burst", type=int, default=20, help="requests a client may send at once")
     p.set_defaults(handler=_cmd_serve)
 
 

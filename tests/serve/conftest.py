@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from attnkit.cli import main
+from attnkit.serve import ServeConfig, server_config
 
 POSITIVE = ["great", "wonderful", "excellent", "superb", "loved"]
 NEGATIVE = ["awful", "terrible", "boring", "worst", "hated"]
@@ -74,9 +75,11 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port in a thread; yields the base URL."""
+    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port in a thread, as ``attnkit serve`` does (the
+    connection limits of the app's :class:`ServeConfig`); yields the base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config: ServeConfig = getattr(app.state, "config", None) or ServeConfig()
+    server = uvicorn.Server(server_config(app, config, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -48,7 +48,7 @@ def test_health_model_docs_and_page(client: TestClient, predictor: Predictor) ->
     info = client.get("/model").json()
     assert info["labels"] == predictor.labels and info["model"] == "bag-attn" and info["backend"] == "torch"
     assert info["metrics"]["test"]["accuracy"] == pytest.approx(predictor.metrics["test"]["accuracy"])
-    assert info["config"]["model"]["name"] == "bag-attn" and "history" not in info["metrics"]
+    assert info["name"] == "bag-attn" and "history" not in info["metrics"]
     assert info["limits"]["max_texts"] == LIMITS.max_texts and info["self_attention"] is False
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict", "/explain", "/health", "/model"} <= set(paths)

@@ -1,27 +1,40 @@
 """Serve a trained run over HTTP: REST API, a web page that highlights what the model attends to, ONNX.
 
 - :func:`create_app`: the FastAPI app (``/predict``, ``/explain``, ``/health``, ``/model``, ``/docs``, ``/``).
+- :func:`run_server`: the app on uvicorn with the connection limits of :mod:`attnkit.serve.protocol`.
 - :func:`load_backend`: a run on PyTorch or on ONNX Runtime (an exported graph, see :mod:`attnkit.export`).
 - :class:`MicroBatcher`: gathers concurrent requests into one model call on a worker thread.
+- :class:`ExplainPool`: explanations on their own threads, bounded in number, queue and time.
+- :mod:`attnkit.serve.security`: Host check, API key, per-client rate limit.
 """
 
-from attnkit.serve.app import BodyGuard, ServeConfig, create_app, run_server
-from attnkit.serve.backends import BACKENDS, Backend, OnnxBackend, TorchBackend, load_backend
+from attnkit.serve.app import BodyGuard, ServeConfig, check_exposure, create_app, run_server, server_config
+from attnkit.serve.backends import BACKENDS, Backend, OnnxBackend, TorchBackend, load_backend, resolve_device
 from attnkit.serve.batching import BatcherStats, MicroBatcher, Overloaded
+from attnkit.serve.explaining import ExplainPool, ExplainTimeout
+from attnkit.serve.protocol import ConnectionLimits
 from attnkit.serve.schemas import Limits
+from attnkit.serve.security import read_api_key
 
 __all__ = [
     "BACKENDS",
     "Backend",
     "BatcherStats",
     "BodyGuard",
+    "ConnectionLimits",
+    "ExplainPool",
+    "ExplainTimeout",
     "Limits",
     "MicroBatcher",
     "OnnxBackend",
     "Overloaded",
     "ServeConfig",
     "TorchBackend",
+    "check_exposure",
     "create_app",
     "load_backend",
+    "read_api_key",
+    "resolve_device",
     "run_server",
+    "server_config",
 ]

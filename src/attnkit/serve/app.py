@@ -1,27 +1,28 @@
 """The HTTP server: a thin adapter from JSON requests to a backend's predictions and :func:`attnkit.explain`.
 
 Endpoints: ``POST /predict``, ``POST /explain``, ``GET /health``, ``GET /model``, the OpenAPI docs at
-``/docs`` and ``/openapi.json``, and the web page at ``/`` (static files shipped in the package).
+``/docs`` (Swagger UI) and ``/redoc`` with their assets served from the package (no CDN), ``/openapi.json``, and
+the web page at ``/`` (static files shipped in the package).
 
 Every error is JSON ``{"error": kind, "detail": message}``: bad input is a 4xx (413 for a body over the limit,
-400 for a body that is not UTF-8, 422 for anything the schema or the limits reject), a full queue is 503.
-Model calls run on one worker thread: ``/predict`` through the :class:`MicroBatcher`, ``/explain`` one request
-at a time, so the event loop keeps answering while the model works.
+400 for a body that is not UTF-8 or a ``Host`` not served here, 401 without the API key when one is set, 422 for
+anything the schema or the limits reject, 429 over the rate limit), a full queue is 503, an explanation over its
+time limit 504. ``/predict`` runs through the :class:`MicroBatcher` on its own worker thread; ``/explain`` on the
+:class:`~attnkit.serve.explaining.ExplainPool`'s threads, bounded in number, queue and time, so explanations
+cannot starve predictions. :func:`run_server` adds the connection limits of :mod:`attnkit.serve.protocol`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,53 +30,125 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from attnkit import __version__
 from attnkit.serve.backends import Backend
 from attnkit.serve.batching import MicroBatcher, Overloaded
+from attnkit.serve.explaining import (
+    ISOLATIONS,
+    ExplainPool,
+    ExplainTimeout,
+    thread_budget,
+    torch_threads_pool,
+)
+from attnkit.serve.protocol import ConnectionLimits, fit_to_descriptor_limit, guarded_protocol
 from attnkit.serve.schemas import (
     Error,
     ExplainRequest,
     Explanations,
     Limits,
+    ModelInfo,
     Prediction,
     Predictions,
     PredictRequest,
 )
+from attnkit.serve.security import (
+    ApiKeyGuard,
+    HostGuard,
+    RateLimitGuard,
+    TokenBuckets,
+    default_allowed_hosts,
+    is_loopback,
+    is_open_path,
+)
+
+if TYPE_CHECKING:
+    import uvicorn
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(str(resources.files("attnkit.serve") / "static"))
 #: The shared explanation renderer (attnkit-viz.js / .css), served at /assets.
 VIZ_ASSETS_DIR = Path(str(resources.files("attnkit.explain") / "assets"))
+#: Where the Swagger UI and ReDoc assets (from the fastapi-offline package) are served.
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """How the server batches and what it accepts.
+    """How the server batches, explains, whom it serves and what it accepts.
 
     Attributes:
         max_batch_size: most texts per model call of ``/predict``.
         max_wait_ms: how long a request waits for others to share its batch.
         max_queue: most texts waiting for the model; more get 503.
         max_pending_explains: most ``/explain`` requests running or waiting; more get 503.
+        explain_workers: explanations computed at once (threads apart from the predict worker).
+        explain_threads: torch intra-op threads of each explanation worker.
+        explain_timeout_s: time limit of one ``/explain`` request from its arrival; over it, 504.
+        explain_isolation: ``thread`` (workers in this process) or ``process`` (each worker a process that
+            loads the run: its own GIL, a lower CPU priority, killed past its limit; what ``attnkit serve``
+            uses). See :mod:`attnkit.serve.explaining`.
+        explain_nice: CPU priority offset (0-19) of ``process`` workers.
+        predict_threads: torch intra-op threads of the predict worker; ``None``: the cores the explanation
+            workers leave (see :func:`~attnkit.serve.explaining.thread_budget`).
         limits: per-request limits (texts, characters, body bytes).
+        api_key: when set, every path but ``/health``, the page and the docs needs it (never logged).
+        allowed_hosts: ``Host`` names served (``*``: any). ``None``: :func:`run_server` derives them from the
+            bind address (the loopback names on loopback); :func:`create_app` alone then checks nothing.
+        rate_limit: requests per second per client address; ``None``: no limit.
+        rate_burst: requests a client may make at once before the rate applies.
+        allow_unauthenticated: let :func:`run_server` bind beyond loopback without an API key.
+        connections: connection timeouts and caps (used by :func:`run_server`).
     """
 
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     max_queue: int = 1024
     max_pending_explains: int = 4
+    explain_workers: int = 1
+    explain_threads: int = 1
+    explain_timeout_s: float = 30.0
+    explain_isolation: str = "thread"
+    explain_nice: int = 10
+    predict_threads: int | None = None
     limits: Limits = field(default_factory=Limits)
+    api_key: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] | None = None
+    rate_limit: float | None = None
+    rate_burst: int = 20
+    allow_unauthenticated: bool = False
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
-        if self.max_pending_explains < 1:
-            raise ValueError(f"max_pending_explains must be >= 1, got {self.max_pending_explains}")
+        for name in ("max_pending_explains", "explain_workers", "explain_threads", "rate_burst"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.explain_isolation not in ISOLATIONS:
+            raise ValueError(
+                f"explain_isolation must be one of {', '.join(ISOLATIONS)}, got {self.explain_isolation!r}"
+            )
+        if not 0 <= self.explain_nice <= 19:
+            raise ValueError(f"explain_nice must be in 0..19, got {self.explain_nice}")
+        if self.predict_threads is not None and self.predict_threads < 1:
+            raise ValueError(f"predict_threads must be >= 1, got {self.predict_threads}")
+        if not 0 < self.explain_timeout_s <= 3600:
+            raise ValueError(f"explain_timeout_s must be in (0, 3600] seconds, got {self.explain_timeout_s}")
+        if self.rate_limit is not None and not 0 < self.rate_limit < float("inf"):
+            raise ValueError(f"rate_limit must be a positive number of requests/s, got {self.rate_limit}")
+        if self.api_key is not None and not self.api_key:
+            raise ValueError("api_key must not be empty (leave it unset to serve without a key)")
+        if self.allowed_hosts is not None and not self.allowed_hosts:
+            raise ValueError("allowed_hosts must name at least one host ('*' allows any)")
 
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field but the API key (only whether one is set)."""
+        out = asdict(self)
+        out["api_key"] = self.api_key is not None
+        return out
 
 
 class RequestError(Exception):
@@ -111,7 +184,10 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         too_big = error_response(
-            413, "body_too_large", f"the request body is over the limit of {self.max_bytes} bytes"
+            413,
+            "body_too_large",
+            f"the request body is over the limit of {self.max_bytes} bytes",
+            headers={"Connection": "close"},  # the rest of the body is not read: do not wait for it
         )
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
@@ -218,17 +294,34 @@ def check_texts(texts: list[str], *, given_both: bool, max_texts: int, max_chars
     return texts
 
 
+def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a client may want of ``metrics.json``: per split its size, accuracy, macro-F1 and ECE, and the
+    selected epoch. Nothing else (``metrics.json`` also holds the run directory and the training history)."""
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        report = metrics.get(split)
+        if isinstance(report, dict):
+            out[split] = {k: report[k] for k in ("n", "accuracy", "macro_f1", "ece") if k in report}
+    for key in ("best_epoch", "epochs_run"):
+        if key in metrics:
+            out[key] = metrics[key]
+    return out
+
+
 def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     """The FastAPI app serving ``backend``'s run.
 
     Args:
         backend: a loaded :class:`~attnkit.serve.backends.Backend` (its predictor also serves ``/explain``).
-        config: batching and limits.
+        config: batching, explanation capacity, access and limits.
     """
+    from attnkit.explain import check_methods
+
     config = config or ServeConfig()
     limits = config.limits
     predictor = backend.predictor
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnkit-model")
+    predict_threads = thread_budget(config.predict_threads, config.explain_workers, config.explain_threads)
+    executor = torch_threads_pool(1, predict_threads, "attnkit-model")
 
     def predict_batch(texts: list[str]) -> list[np.ndarray]:
         return list(backend.predict_proba(texts))  # (C,) per text
@@ -240,29 +333,61 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
         max_wait_ms=config.max_wait_ms,
         max_queue=config.max_queue,
     )
-    explain_slots = {"in_use": 0}
+    explainer = ExplainPool(
+        predictor,
+        workers=config.explain_workers,
+        threads=config.explain_threads,
+        max_pending=config.max_pending_explains,
+        timeout_s=config.explain_timeout_s,
+        isolation=config.explain_isolation,
+        nice=config.explain_nice,
+    )
     self_attention = _has_self_attention(predictor)
+    methods_available = check_methods(["all"], predictor.model, has_layers=self_attention)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        explainer.start()
+        logger.info(
+            "compute threads: predict %d, explanations %d x %d (%s workers)",
+            predict_threads,
+            config.explain_workers,
+            config.explain_threads,
+            config.explain_isolation,
+        )
         try:
             yield
         finally:
             await batcher.stop()
+            explainer.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the fastapi-offline package's files: /docs works without the network.
+    app = FastAPIOffline(
+        docs_url="/docs",
+        redoc_url="/redoc",
+        static_url=DOCS_ASSETS_URL,
         title="attnkit",
         version=__version__,
         summary=f"Classify texts with a trained {predictor.config.model.label} and see what it attends to.",
         lifespan=lifespan,
         responses={422: {"model": Error}, 503: {"model": Error}},
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
     )
     app.state.batcher = batcher
+    app.state.explainer = explainer
     app.state.backend = backend
     app.state.config = config
+    # Added innermost first: a request meets the Host check, then the rate limit, the key, the body guard.
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
+    if config.api_key is not None:
+        app.add_middleware(ApiKeyGuard, key=config.api_key)
+        _document_api_key(app)
+    if config.rate_limit is not None:
+        app.add_middleware(RateLimitGuard, buckets=TokenBuckets(config.rate_limit, config.rate_burst))
+    if config.allowed_hosts is not None:
+        app.add_middleware(HostGuard, allowed=config.allowed_hosts)
 
     # -- errors: always {"error", "detail"} -------------------------------------------------------------------
 
@@ -287,6 +412,10 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
         return error_response(503, "overloaded", str(exc), headers={"Retry-After": "1"})
 
+    @app.exception_handler(ExplainTimeout)
+    async def _explain_timeout(_: Request, exc: ExplainTimeout) -> JSONResponse:
+        return error_response(504, "explain_timeout", str(exc))
+
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("internal error", exc_info=exc)
@@ -296,22 +425,30 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
 
     # -- the API ----------------------------------------------------------------------------------------------
 
-    @app.get("/health", summary="liveness and batching counters")
+    @app.get("/health", summary="liveness, batching and explanation counters")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "backend": backend.name, "batching": batcher.stats.to_json_dict()}
+        return {
+            "status": "ok",
+            "backend": backend.name,
+            "batching": batcher.stats.to_json_dict(),
+            "explain": explainer.stats(),
+        }
 
-    @app.get("/model", summary="the served run: model, config, labels, metrics, limits")
+    @app.get(
+        "/model",
+        response_model=ModelInfo,
+        summary="the served model: labels, limits, methods, metrics (no file paths)",
+    )
     async def model_info() -> dict[str, Any]:
-        from attnkit.explain import METHODS
-
-        metrics = {k: v for k, v in predictor.metrics.items() if k != "history"}
         return {
             "model": predictor.config.model.label,
+            "name": predictor.config.model.name,
             "backend": backend.name,
-            "labels": predictor.labels,
-            "config": predictor.config.to_dict(),
-            "metrics": metrics,
-            "methods": list(METHODS),
+            "device": str(predictor.device),
+            "labels": list(predictor.labels),
+            "temperature": predictor.temperature,
+            "max_length": predictor.tokenizer.config.max_length,
+            "methods": methods_available,
             "self_attention": self_attention,
             "limits": asdict(limits),
             "batching": {
@@ -319,6 +456,13 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
                 "max_wait_ms": config.max_wait_ms,
                 "max_queue": config.max_queue,
             },
+            "explain": {
+                "isolation": config.explain_isolation,
+                "workers": config.explain_workers,
+                "max_pending": config.max_pending_explains,
+                "timeout_s": config.explain_timeout_s,
+            },
+            "metrics": metrics_summary(predictor.metrics),
             "version": __version__,
         }
 
@@ -345,10 +489,9 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
         "/explain",
         response_model=dict[str, Any] | Explanations,
         summary="per-token scores of one or more methods (docs/explanation-format.md)",
+        responses={504: {"model": Error}},
     )
     async def explain_texts(body: ExplainRequest) -> dict[str, Any]:
-        from attnkit.explain import check_methods, explain
-
         texts = check_texts(
             body.all_texts(),
             given_both=body.text is not None and body.texts is not None,
@@ -358,7 +501,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
         if body.method is not None and body.methods is not None:
             raise RequestError(422, "validation_error", "give either 'method' or 'methods', not both")
         try:
-            methods = check_methods(body.all_methods())
+            check_methods(body.all_methods())
         except ValueError as err:
             raise RequestError(422, "unknown_method", str(err)) from None
         if body.target is not None and body.target not in predictor.labels:
@@ -374,17 +517,11 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
                 f"layer attention maps need a model with self-attention; this model is "
                 f"{predictor.config.model.label}",
             )
-        if explain_slots["in_use"] >= config.max_pending_explains:
-            raise Overloaded(f"{explain_slots['in_use']} explanations are already running or waiting")
-        explain_slots["in_use"] += 1
+        names = check_methods(body.all_methods(), predictor.model, has_layers=self_attention)
         try:
-            loop = asyncio.get_running_loop()
-            explanations = await loop.run_in_executor(
-                executor, lambda: explain(predictor, texts, methods, target=body.target, layers=body.layers)
-            )
-        finally:
-            explain_slots["in_use"] -= 1
-        items = [e.to_json_dict() for e in explanations]
+            items = await explainer.run(texts, names, target=body.target, layers=body.layers)
+        except ValueError as err:  # a named method this model cannot compute
+            raise RequestError(422, "unsupported_method", str(err)) from None
         return items[0] if body.text is not None else {"explanations": items}
 
     # -- the web page -----------------------------------------------------------------------------------------
@@ -398,11 +535,90 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     return app
 
 
+def _document_api_key(app: FastAPI) -> None:
+    """Declare the API key in the OpenAPI schema, so that Swagger UI offers "Authorize" and sends it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if not is_open_path(path):
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _has_self_attention(predictor: Any) -> bool:
     from attnkit.explain.methods import has_self_attention
 
     _, input_ids, mask = predictor.encode(["a b"])
     return bool(has_self_attention(predictor.model, input_ids, mask))
+
+
+def check_exposure(config: ServeConfig, host: str) -> ServeConfig:
+    """``config`` for serving on ``host``: refuses an unauthenticated bind beyond loopback, and fills in the
+    allowed ``Host`` names from the bind address when none are given (calling it twice changes nothing).
+
+    Raises:
+        ValueError: ``host`` is reachable from other machines, there is no API key and
+            ``allow_unauthenticated`` is not set.
+    """
+    if not is_loopback(host) and config.api_key is None and not config.allow_unauthenticated:
+        raise ValueError(
+            f"--host {host} makes the server reachable from other machines and it has no API key: give one "
+            f"with --api-key-file FILE (or $ATTNKIT_API_KEY), or pass --allow-unauthenticated to serve anyone "
+            f"who can reach it"
+        )
+    if config.allowed_hosts is None:
+        config = replace(config, allowed_hosts=default_allowed_hosts(host))
+    return config
+
+
+def _log_exposure(config: ServeConfig, host: str) -> None:
+    if is_loopback(host):
+        return
+    logger.warning(
+        "listening on %s: reachable from other machines (API key: %s; rate limit: %s; Host check: %s)",
+        host,
+        "required" if config.api_key else "NONE",
+        f"{config.rate_limit:g}/s per client" if config.rate_limit else "none (--rate-limit)",
+        ", ".join(config.allowed_hosts) if config.allowed_hosts else "none (--allowed-host)",
+    )
+
+
+def server_config(
+    app: ASGIApp, config: ServeConfig, *, host: str, port: int, log_level: str = "info"
+) -> uvicorn.Config:
+    """The uvicorn configuration serving ``app`` with ``config.connections`` enforced.
+
+    uvicorn's own ``timeout_keep_alive`` and ``backlog`` are used; the head and body timeouts, the head size
+    limit and the connection cap come from :class:`~attnkit.serve.protocol.GuardedHttpToolsProtocol`
+    (``max_connections`` is fitted to the file-descriptor limit).
+    """
+    import uvicorn
+
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {port}")
+    connections = fit_to_descriptor_limit(config.connections)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        http=guarded_protocol(connections),
+        ws="none",
+        timeout_keep_alive=connections.keep_alive_timeout_s,  # type: ignore[arg-type]  # float s work
+        backlog=connections.backlog,
+    )
 
 
 def run_server(
@@ -415,13 +631,18 @@ def run_server(
 ) -> None:
     """Serve ``backend`` with uvicorn until interrupted (binds to loopback unless ``host`` says otherwise).
 
+    Beyond loopback an API key is required unless ``config.allow_unauthenticated`` (see :func:`check_exposure`).
+
     Before serving, everything loaded so far (torch, the model, the app) is moved out of the garbage
     collector's reach with :func:`gc.freeze`: otherwise full collections walk those objects again and again and
     stall every request for up to ~200 ms (measured: the p99 latency of the load test).
     """
     import uvicorn
 
+    config = check_exposure(config or ServeConfig(), host)
+    _log_exposure(config, host)
     app = create_app(backend, config)
+    server = uvicorn.Server(server_config(app, config, host=host, port=port, log_level=log_level))
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    server.run()

@@ -72,12 +72,40 @@ class OnnxBackend:
         return self.predictor.probabilities(torch.from_numpy(logits)).numpy()
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when a GPU is available, else ``cpu``; ``cpu``; ``cuda`` (or ``cuda:N``).
+
+    Raises:
+        ValueError: an unknown name, or ``cuda`` on a machine where torch sees no GPU.
+    """
+    name = device.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
+        try:
+            resolved = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}") from None
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        return resolved
+    raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+
+
 def load_backend(
     run_dir: str | Path,
     backend: str = "torch",
     *,
     onnx_path: str | Path | None = None,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> Backend:
     """Load a run for serving.
 
@@ -86,6 +114,8 @@ def load_backend(
         backend: ``torch`` or ``onnx``.
         onnx_path: the ONNX file for the ``onnx`` backend (default ``RUN_DIR/model.onnx``).
         threads: compute threads (torch intra-op threads, or ONNX Runtime intra-op threads).
+        device: ``auto``, ``cpu`` or ``cuda``: where the PyTorch model runs (for ``onnx``, only the
+            explanations; ONNX Runtime runs on the CPU).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -93,7 +123,8 @@ def load_backend(
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    predictor = Predictor(run_dir)
+    where = resolve_device(device)
+    predictor = Predictor(run_dir, device=where)
     if backend == "torch":
         return TorchBackend(predictor)
     from attnkit.export import ONNX_FILE

@@ -88,6 +88,27 @@ class Explanations(BaseModel):
     explanations: list[dict[str, Any]]
 
 
+class ModelInfo(BaseModel):
+    """What a client needs to know of the served model; no file-system paths."""
+
+    model: str = Field(description="the model as users see it, e.g. 'nb-attn (ensemble of 5)'")
+    name: str = Field(description="the model's registered name, e.g. 'bilstm-attn'")
+    backend: str = Field(description="torch or onnx")
+    device: str = Field(description="where the PyTorch model runs (cpu, cuda:0)")
+    labels: list[str] = Field(description="the classes, in the order of the probabilities")
+    temperature: float = Field(description="probabilities are softmax(logits / temperature)")
+    max_length: int = Field(description="tokens the model reads; later tokens are not classified")
+    methods: list[str] = Field(description="explanation methods this model supports ('all' asks for these)")
+    self_attention: bool = Field(description="whether /explain can return per-layer, per-head maps")
+    limits: dict[str, int] = Field(description="per-request limits")
+    batching: dict[str, float] = Field(description="micro-batching of /predict")
+    explain: dict[str, float | str] = Field(
+        description="explanation capacity: isolation, workers, max_pending, timeout_s"
+    )
+    metrics: dict[str, Any] = Field(description="validation and test accuracy, macro-F1 and ECE")
+    version: str = Field(description="the attnkit version")
+
+
 class Error(BaseModel):
     error: str = Field(description="a short machine-readable kind, e.g. validation_error")
     detail: str = Field(description="what is wrong, for a person")
