@@ -25,22 +25,38 @@ setup_env() {
     fi
 }
 
-# Browser tests drive Debian's Chromium with Playwright; a browser is never downloaded by a test tool.
+# Browser tests drive Debian's Chromium with Playwright; a browser is never downloaded by a test tool. The figure
+# tests need a CJK-capable font (Debian's fonts-noto-cjk) to check that Chinese text is drawn, not boxes.
+# Installs only what is missing, quietly; does nothing when both are there.
+has_cjk_font() {
+    if command -v fc-list >/dev/null; then
+        [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]
+    else
+        dpkg -s fonts-noto-cjk >/dev/null 2>&1
+    fi
+}
+
 ensure_chromium() {
-    if [ -x /usr/bin/chromium ]; then
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
+    has_cjk_font || missing+=(fonts-noto-cjk)
+    if [ ${#missing[@]} -eq 0 ]; then
         return
     fi
     local sudo=""
     if [ "$(id -u)" != 0 ]; then
         if command -v sudo >/dev/null; then
             sudo="sudo"
+        elif [ -x /usr/bin/chromium ]; then
+            echo "dev.sh: no CJK font; the CJK figure tests are skipped (apt-get install fonts-noto-cjk)" >&2
+            return
         else
-            echo "dev.sh: the browser tests need Debian's chromium; run: apt-get install chromium chromium-driver" >&2
+            echo "dev.sh: the browser tests need Debian's chromium; run: apt-get install ${missing[*]}" >&2
             exit 1
         fi
     fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 cmd=${1:-demo}

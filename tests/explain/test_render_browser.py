@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from attnkit.explain.render import head_view_html, js_number, model_view_html, render_html
+from attnkit.explain.render import head_view_html, intensities, js_number, model_view_html, render_html
+from attnkit.explain.scale import scales_json
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -103,6 +104,9 @@ ROW_TOKENS = """section => Array.from(section.querySelectorAll('.ak-method')).ma
         .filter(n => !(n.classList && n.classList.contains('ak-special'))).map(n => n.textContent).join(''),
     tokens: Array.from(row.querySelectorAll('.ak-tok')).map(t => [
         Number(t.dataset.i), t.textContent, getComputedStyle(t).backgroundColor, t.dataset.score]),
+    kind: row.querySelector('.ak-kind').textContent,
+    legend: Array.from(row.querySelectorAll('.ak-legend > span')).map(part => [
+        part.className, part.textContent, getComputedStyle(part).backgroundImage]),
 }))"""
 
 
@@ -163,6 +167,101 @@ def test_js_renderer_matches_python(page: Page, all_explanations: list[dict[str,
     for exp, rows in zip(all_explanations, dynamic, strict=True):
         assert all(r["text"] == exp["text"] for r in rows)  # incl. the emoji: offsets are code points
     assert p.locator(".ak-headview").count() == 2  # the static page's and the JS-rendered transformer
+
+
+def scale_cases(all_explanations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fixtures plus scores at the scale's corners: an exact tie for 2-decimal rounding (concentration
+    0.125), uniform, one-hot, all zero, missing and non-finite scores, a lone token."""
+
+    def exp(method: str, signed: bool, scores: list[Any]) -> dict[str, Any]:
+        text = " ".join(f"w{i}" for i in range(len(scores)))
+        tokens = [
+            {
+                "text": f"w{i}",
+                "start": 3 * i if i < 10 else 30 + 4 * (i - 10),
+                "end": 0,
+                "scores": {method: v},
+            }
+            for i, v in enumerate(scores)
+        ]
+        for tok in tokens:
+            tok["end"] = tok["start"] + len(tok["text"])
+        return {"text": text, "label": "pos", "target": "neg", "methods": [method], "signed": {method: signed},
+                "tokens": tokens}  # fmt: skip
+
+    return [
+        *all_explanations,
+        exp("attention", False, [0.5, 0.25, 0.125, 0.125]),
+        exp("attention", False, [0.2] * 5),
+        exp("rollout", False, [1.0] + [0.0] * 7),
+        exp("attention", False, [0.0, 0.0]),
+        exp("attention", False, [0.7, None, 0.3, "x"]),
+        exp("attention", False, [1.0]),
+        exp("gradient", False, [0.3125, 0.1, -1.0]),
+        exp("ig", True, [-0.3125, 0.1, 0.0, None]),
+        exp("loo", True, [1234.5, -7.0, 1e-7]),
+    ]
+
+
+def test_js_scale_matches_python(page: Page, all_explanations: list[dict[str, Any]]) -> None:
+    """attnkit-viz.js's scaleOf / intensities (the served page's scale) equal attnkit.explain.scale's."""
+    cases = scale_cases(all_explanations)
+    p = page.load(render_html(cases))
+    static = p.locator(".ak-explanation").evaluate_all(f"sections => sections.map({ROW_TOKENS})")
+    dynamic = p.evaluate(
+        f"""() => window.attnkit.loadData(document).map((exp) => {{
+            const host = document.createElement('div');
+            document.body.appendChild(host);
+            window.attnkit.renderExplanation(host, exp);
+            return ({ROW_TOKENS})(host.querySelector('.ak-explanation'));
+        }})"""
+    )
+    assert dynamic == static  # tokens, colours and legend texts (e.g. concentration 0.125 -> "0.13")
+    notes = [part[1] for rows in static for row in rows for part in row["legend"] if "note" in part[0]]
+    assert "concentration 0.13 (0 = uniform, 1 = one token)" in " ".join(notes)
+    js = p.evaluate(
+        """cases => cases.map(exp => Object.fromEntries(exp.methods.map(m => [m, {
+            scale: window.attnkit.scaleOf(exp, m),
+            intensities: window.attnkit.intensities(exp, m),
+            colours: window.attnkit.intensities(exp, m).map(t => window.attnkit.intensityColor(
+                t, window.attnkit.scaleOf(exp, m).kind)),
+        }])))""",
+        cases,
+    )
+    from attnkit.explain.render import score_rgb
+
+    for exp, got in zip(cases, js, strict=True):
+        expected = scales_json(exp)
+        for method in exp["methods"]:
+            scale, want = got[method]["scale"], expected[method]
+            assert scale.keys() == want.keys(), method
+            for key, value in want.items():
+                if isinstance(value, float):
+                    assert scale[key] == pytest.approx(value, rel=1e-12, abs=1e-15), (method, key)
+                else:
+                    assert scale[key] == value, (method, key)
+            shade = intensities(exp, method)
+            assert got[method]["intensities"] == pytest.approx(shade, abs=1e-12)
+            assert [tuple(c) for c in got[method]["colours"]] == [
+                score_rgb(t, exp["signed"][method]) for t in shade
+            ]
+
+
+def test_legends_are_visible_and_honest(page: Page, named: dict[str, dict[str, Any]]) -> None:
+    exp = named["ascii"]
+    p = page.load(render_html([exp]))
+    legends = p.locator(".ak-legend")
+    assert legends.count() == len(exp["methods"])
+    for i in range(legends.count()):
+        assert legends.nth(i).is_visible()
+        assert legends.nth(i).locator(".ak-legend-bar").bounding_box()["width"] > 50
+    attention = p.locator('.ak-method[data-method="attention"] .ak-legend')
+    assert attention.locator(".ak-legend-low").inner_text() == "×1 (uniform)"
+    assert attention.locator(".ak-legend-high").inner_text() == "×8 of uniform"
+    assert "concentration" in attention.locator(".ak-legend-note").inner_text()
+    bar = attention.locator(".ak-legend-bar").evaluate("b => getComputedStyle(b).backgroundImage")
+    assert bar == "linear-gradient(to right, rgb(255, 255, 255), rgb(230, 85, 13))"
+    screenshot(p.locator(".ak-explanation"), "legends")
 
 
 def test_hover_shows_exact_score(page: Page, named: dict[str, dict[str, Any]]) -> None:
