@@ -655,7 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, UserError) as err:
+    # ValueError covers attnkit's own (ConfigError, DataError, RunError); OSError a path that is a file, not a
+    # folder, a permission, a full disk: one line that names the file, not a traceback.
+    except (ValueError, OSError, UserError) as err:
         if args.verbose:
             raise
         print(f"attnkit {args.command}: error: {err}", file=sys.stderr)

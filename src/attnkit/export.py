@@ -42,6 +42,7 @@ from attnkit.models.bilstm import BiLSTMAttnClassifier
 from attnkit.models.ensemble import EnsembleClassifier
 from attnkit.models.han import HANClassifier
 from attnkit.predictor import Predictor
+from attnkit.runs import RunError, RunNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -222,11 +223,16 @@ def export_onnx(
         An :class:`ExportReport`.
 
     Raises:
-        ValueError: the model cannot be exported, or the check found a difference above ``tolerance``.
+        ValueError: the run cannot be loaded (:class:`attnkit.runs.RunError`), ``out`` is a folder, the model
+            cannot be exported, or the check found a difference above ``tolerance``.
     """
     predictor = Predictor(run_dir)
     name = predictor.config.model.label
     out_path = Path(out) if out is not None else predictor.run_dir / ONNX_FILE
+    if out_path.is_dir():
+        raise ValueError(
+            f"--out {out_path} is a folder; name the .onnx file to write (e.g. {out_path / ONNX_FILE})"
+        )
     start = time.perf_counter()
     export_classifier(
         predictor.model,
@@ -299,14 +305,29 @@ def _metadata(predictor: Predictor) -> dict[str, str]:
 
 
 def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session for ``path`` (``threads``: intra-op threads, default ONNX Runtime's)."""
+    """An ONNX Runtime CPU session for ``path`` (``threads``: intra-op threads, default ONNX Runtime's).
+
+    Raises:
+        attnkit.runs.RunError: the file is missing or is not a model ONNX Runtime can load (one line naming it).
+    """
     import onnxruntime as ort
 
+    path = Path(path)
+    if not path.is_file():
+        raise RunNotFoundError(
+            f"{path}: no ONNX model there; write one with: attnkit export RUN_DIR --format onnx"
+        )
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(
+            f"{path}: not an ONNX model ONNX Runtime can load ({detail}); export it again with attnkit export"
+        ) from None
 
 
 def run_onnx(session: Any, input_ids: Tensor, attention_mask: Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,8 @@
 """Load a trained run directory and predict: the one entry point shared by the CLI, explanations and serving.
 
+Loading goes through :func:`attnkit.runs.load_run`, which checks every file of the run: a damaged or mismatched
+run directory is a one-line :class:`attnkit.runs.RunError` naming the file, never a traceback.
+
 Dimension legend: ``B`` batch, ``T`` tokens, ``C`` classes.
 """
 
@@ -11,12 +14,11 @@ from typing import Any
 
 import torch
 
-from attnkit.data import Encoding, TextTokenizer, collate
+from attnkit.data import Encoding, TextExample, TextTokenizer, collate
 from attnkit.models.base import TextClassifier
-from attnkit.train import checkpoint as ckpt
-from attnkit.train.calibration import Calibration, load_temperature, scaled_probabilities
+from attnkit.runs import LABELS_FILE, load_run, read_metrics
+from attnkit.train.calibration import Calibration, scaled_probabilities
 from attnkit.train.config import RunConfig
-from attnkit.train.loop import CONFIG_FILE, LABELS_FILE, METRICS_FILE, TOKENIZER_DIR, build_classifier
 
 
 @dataclass
@@ -35,26 +37,27 @@ class Predictor:
     Args:
         run_dir: a directory written by ``attnkit train``.
         device: where to run the model.
+
+    Raises:
+        attnkit.runs.RunError: a file of the run is missing, damaged or does not match the others (a
+            ``ValueError``; :class:`attnkit.runs.RunNotFoundError`, also a ``FileNotFoundError``, when missing).
     """
 
     def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
-        self.run_dir = Path(run_dir)
-        if not (self.run_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{self.run_dir} is not an attnkit run directory (no {CONFIG_FILE})")
-        self.config = RunConfig.from_yaml(self.run_dir / CONFIG_FILE)
-        self.tokenizer = TextTokenizer.load(self.run_dir / TOKENIZER_DIR)
-        self.labels: list[str] = ckpt.read_json(self.run_dir / LABELS_FILE)
+        run = load_run(run_dir, device=device)
+        self.run_dir: Path = run.run_dir
+        self.config: RunConfig = run.config
+        self.tokenizer: TextTokenizer = run.tokenizer
+        self.labels: list[str] = run.labels
         self.device = torch.device(device)
-        self.model: TextClassifier = build_classifier(self.config, self.tokenizer, len(self.labels))
-        ckpt.load_weights(self.model, self.run_dir / ckpt.WEIGHTS_FILE)
-        self.model.to(self.device).eval()
+        self.model: TextClassifier = run.model
         #: Probabilities are ``softmax(logits / temperature)``; 1.0 for a run trained without calibration.
-        self.temperature = load_temperature(self.run_dir)
+        self.temperature: float = run.temperature
 
     @property
     def metrics(self) -> dict[str, Any]:
-        path = self.run_dir / METRICS_FILE
-        return ckpt.read_json(path) if path.is_file() else {}
+        """The run's ``metrics.json`` (``{}`` if it has none)."""
+        return read_metrics(self.run_dir)
 
     def encode(self, texts: list[str]) -> tuple[list[Encoding], torch.Tensor, torch.Tensor]:
         """Tokenize ``texts``; returns encodings, ``input_ids (B, T)`` and ``attention_mask (B, T)``.
@@ -90,8 +93,38 @@ class Predictor:
         return [self.prediction(text, probs) for text, probs in zip(texts, probabilities, strict=True)]
 
 
+def check_labelled(
+    examples: list[TextExample], source: str, predictor: Predictor, *, min_classes: int = 1
+) -> None:
+    """Check that labelled ``examples`` read from ``source`` can be scored by the run.
+
+    Raises:
+        ValueError: there are no examples, a label is not one of the run's (the message names ``source`` and the
+            run's ``labels.json``), or fewer than ``min_classes`` distinct labels occur.
+    """
+    if not examples:
+        raise ValueError(f"{source}: no labelled examples")
+    found = {ex.label for ex in examples}
+    unseen = sorted(found - set(predictor.labels))
+    if unseen:
+        shown = ", ".join(map(repr, unseen[:5])) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
+        raise ValueError(
+            f"{source}: the label(s) {shown} are not among the run's labels ({predictor.run_dir / LABELS_FILE}: "
+            f"{', '.join(predictor.labels)}); the data is from another task, or its labels are spelled differently"
+        )
+    if len(found) < min_classes:
+        raise ValueError(
+            f"{source}: all {len(examples)} examples have the label {next(iter(found))!r}; fitting a temperature "
+            f"needs examples of at least {min_classes} classes"
+        )
+
+
 def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall, confusion matrix and ECE of a run on ``source``."""
+    """Accuracy, macro-F1, per-class precision/recall, confusion matrix and ECE of a run on ``source``.
+
+    Raises:
+        ValueError: the run cannot be loaded, or ``source`` has no examples or labels the run does not know.
+    """
     from attnkit.data import load_source
     from attnkit.train.loop import encode, evaluate_dataset
 
@@ -99,6 +132,7 @@ def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> 
     examples = load_source(
         source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
     )
+    check_labelled(examples, source, predictor)
     dataset = encode(predictor.tokenizer, examples, predictor.labels)
     report = evaluate_dataset(
         predictor.model,
@@ -119,6 +153,10 @@ def calibrate_run(run_dir: str | Path, source: str | None = None, *, batch_size:
         run_dir: a directory written by ``attnkit train``.
         source: labelled data to fit on; by default the run's own validation split, rebuilt from its config
             (same sources, fraction and split seed). Never fit on the test data you will report.
+
+    Raises:
+        ValueError: the run cannot be loaded; it has no validation split and no ``source`` is given; the data
+            has no examples, labels the run does not know, or a single class.
     """
     from attnkit.data import load_source
     from attnkit.train.loop import encode, load_splits, predict_logits
@@ -137,6 +175,7 @@ def calibrate_run(run_dir: str | Path, source: str | None = None, *, batch_size:
             source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
         )
         fitted_on = source
+    check_labelled(examples, source or f"{predictor.run_dir}: its validation split", predictor, min_classes=2)
     dataset = encode(predictor.tokenizer, examples, predictor.labels)
     logits = predict_logits(predictor.model, dataset, batch_size, predictor.device)  # (N, C)
     assert dataset.labels is not None

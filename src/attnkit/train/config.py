@@ -1,25 +1,72 @@
 """Typed run configuration: one source of truth for the CLI flags, the YAML files and the saved run.
 
 A run config is a tree of small dataclasses. ``RunConfig.from_dict`` rejects unknown keys by name, and every
-section validates itself in ``__post_init__`` so a mistake is reported before any data is read.
+section validates itself in ``__post_init__`` so a mistake is reported before any data is read: types, ranges
+(threads, smoothing, clipping, weight decay, sizes, time budget), the model's own options, and whether the
+model's weights fit in this machine's memory (:func:`check_model_memory`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 
 import yaml
 
+if TYPE_CHECKING:
+    from attnkit.models.base import ClassifierConfig
+
 T = TypeVar("T")
+
+#: Upper bounds of sizes: far above any useful value, low enough that a typo fails here, not deep in torch.
+MAX_VOCAB_SIZE = 2**24
+MAX_TOKENS = 2**20
+MAX_BATCH_SIZE = 2**20
+MAX_EPOCHS = 100_000
+MAX_ENSEMBLE = 256
+MAX_SEED = 2**32 - 1
+MAX_WEIGHT_DECAY = 10.0
+#: Model options that come from the data and the tokenizer, never from ``model.options``.
+DERIVED_MODEL_FIELDS = {
+    "vocab_size": "it is the tokenizer's vocabulary size (set tokenizer.vocab_size)",
+    "num_classes": "it is the number of labels in the training data",
+    "max_length": "it is tokenizer.max_length",
+    "pad_id": "it is the tokenizer's padding id",
+}
+#: The memory assumed where the machine's cannot be read: a cap of 1 TiB.
+_FALLBACK_MEMORY_BYTES = 2**40
+_DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d+)?")
 
 
 class ConfigError(ValueError):
     """A configuration value or key the user can fix."""
+
+
+def max_threads() -> int:
+    """The most compute threads ``train.threads`` may ask for: 4 per CPU core (torch segfaults far above)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise unless ``low <= value <= high``; NaN never passes."""
+    if value < low:
+        raise ConfigError(f"{name} must be >= {_number(low)}, got {value}")
+    if value > high:
+        raise ConfigError(f"{name} must be <= {_number(high)}, got {value}")
+    if not low <= value <= high:  # NaN, for which every comparison is False
+        raise ConfigError(f"{name} must be a number in [{_number(low)}, {_number(high)}], got {value}")
+
+
+def _number(value: float) -> str:
+    """``4294967295`` rather than ``4.29497e+09``; ``0.5``, ``inf``."""
+    return str(int(value)) if math.isfinite(value) and float(value).is_integer() else f"{value:g}"
 
 
 @dataclass
@@ -48,6 +95,8 @@ class DataConfig:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
+        if not self.train.strip():
+            raise ConfigError("data.train must name the training data (a file, a folder or a built-in name)")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"data.val_fraction must be in [0, 0.5), got {self.val_fraction}")
 
@@ -70,10 +119,9 @@ class TokenizerSection:
     def __post_init__(self) -> None:
         if self.level not in ("word", "char", "auto"):
             raise ConfigError(f"tokenizer.level must be word, char or auto, got {self.level!r}")
-        if self.vocab_size < 3:
-            raise ConfigError(f"tokenizer.vocab_size must be >= 3, got {self.vocab_size}")
-        if self.max_length < 1:
-            raise ConfigError(f"tokenizer.max_length must be >= 1, got {self.max_length}")
+        _check_range("tokenizer.vocab_size", self.vocab_size, 3, MAX_VOCAB_SIZE)
+        _check_range("tokenizer.min_freq", self.min_freq, 1, math.inf)
+        _check_range("tokenizer.max_length", self.max_length, 1, MAX_TOKENS)
 
 
 @dataclass
@@ -92,8 +140,24 @@ class ModelSection:
     ensemble: int = 1
 
     def __post_init__(self) -> None:
+        from attnkit.models.registry import available_models
+
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
             raise ConfigError(f"model.ensemble must be an integer >= 1, got {self.ensemble!r}")
+        _check_range("model.ensemble", self.ensemble, 1, MAX_ENSEMBLE)
+        if self.name not in available_models():
+            raise ConfigError(
+                f"model.name {self.name!r} is unknown; choose one of {', '.join(available_models())}"
+            )
+        if not isinstance(self.options, dict) or not all(isinstance(key, str) for key in self.options):
+            raise ConfigError(
+                f"model.options must be a mapping of option names to values, got {self.options!r}"
+            )
+        for key, why in DERIVED_MODEL_FIELDS.items():
+            if key in self.options:
+                raise ConfigError(f"model.options.{key} cannot be set: {why}")
+        # The options' names, types and ranges are checked by the model's config in RunConfig.__post_init__,
+        # which knows the vocabulary size and length they combine with.
 
     @property
     def label(self) -> str:
@@ -115,14 +179,27 @@ class OptimConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"optim.lr must be a finite number > 0, got {self.lr}")
+        _check_range("optim.weight_decay", self.weight_decay, 0.0, MAX_WEIGHT_DECAY)
+        # AdamW scales every weight by (1 - lr * weight_decay) per step: at 1 or more it zeroes or flips them.
+        if self.lr * self.weight_decay >= 1.0:
+            raise ConfigError(
+                f"optim.lr * optim.weight_decay must be < 1 (AdamW multiplies the weights by 1 - lr * weight_decay "
+                f"at every step), got {self.lr} * {self.weight_decay}"
+            )
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError(f"optim.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.schedule not in ("linear", "cosine", "constant"):
             raise ConfigError(f"optim.schedule must be linear, cosine or constant, got {self.schedule!r}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ConfigError("optim.batch_size and optim.eval_batch_size must be >= 1")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ConfigError(
+                f"optim.grad_clip must be a finite number >= 0 (0 = no clipping), got {self.grad_clip}"
+            )
+        _check_range("optim.batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _check_range("optim.eval_batch_size", self.eval_batch_size, 1, MAX_BATCH_SIZE)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 @dataclass
@@ -154,14 +231,25 @@ class TrainConfig:
     refit: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        _check_range("train.epochs", self.epochs, 1, MAX_EPOCHS)
+        _check_range("train.seed", self.seed, 0, MAX_SEED)
         if self.eval_every_steps is not None and self.eval_every_steps < 1:
             raise ConfigError(f"train.eval_every_steps must be >= 1, got {self.eval_every_steps}")
         if self.patience < 1:
             raise ConfigError(f"train.patience must be >= 1, got {self.patience}")
-        if self.device != "auto" and not self.device.startswith(("cpu", "cuda", "mps")):
+        if self.device != "auto" and not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"train.device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        if self.threads is not None and not 1 <= self.threads <= max_threads():
+            raise ConfigError(
+                f"train.threads must be null (the library's choice) or in [1, {max_threads()}] (4 per CPU core of "
+                f"this machine), got {self.threads}"
+            )
+        if self.max_train_seconds is not None and not (
+            math.isfinite(self.max_train_seconds) and self.max_train_seconds > 0
+        ):
+            raise ConfigError(
+                f"train.max_train_seconds must be null (no budget) or a finite number > 0, got {self.max_train_seconds}"
+            )
 
 
 @dataclass
@@ -174,6 +262,30 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        # The model's options against its own config (names, types, ranges), and its size against the memory,
+        # at the largest vocabulary the tokenizer may produce; 2 classes (the data may have more: the run's
+        # model is checked again with its real labels when it is built).
+        check_model_memory(self, self.tokenizer.vocab_size, 2)
+
+    def model_config(self, vocab_size: int, num_classes: int) -> ClassifierConfig:
+        """The validated config of the run's model (one member) for a vocabulary and a number of classes.
+
+        Raises:
+            ConfigError: an unknown option or a value the model refuses (the message names it).
+        """
+        from attnkit.models.registry import model_config_from_dict
+
+        fields = {
+            "vocab_size": vocab_size,
+            "num_classes": num_classes,
+            "max_length": self.tokenizer.max_length,
+        }
+        try:
+            return model_config_from_dict(self.model.name, {**fields, **self.model.options})
+        except ValueError as err:
+            raise ConfigError(f"model.options: {err}") from None
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -183,15 +295,13 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
+        """Read a config file; every problem is a one-line :class:`ConfigError` that names the file.
+
+        An empty file is an error, not the default config: a run's ``config.yaml`` is never empty, and a
+        ``--config`` file that says nothing is a mistake (train without ``--config`` for the defaults).
+        """
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raw = read_yaml_mapping(path)
         try:
             return cls.from_dict(raw)
         except ConfigError as err:
@@ -213,8 +323,135 @@ class RunConfig:
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"override {item!r}: {part!r} is not a config section")
                 node = node[part]
-            node[parts[-1]] = yaml.safe_load(value)
+            try:
+                node[parts[-1]] = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                raise ConfigError(
+                    f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)})"
+                ) from None
         return RunConfig.from_dict(raw)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: ``line 3, column 7: mapping values are not allowed here``."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not UTF-8, empty, not valid YAML or not a mapping (one line
+            that names the file).
+    """
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); is it a config file?") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+    if raw is None:
+        raise ConfigError(f"{path}: is empty; a config file needs at least one section (data, model, ...)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def parameter_bound(model: ClassifierConfig) -> int:
+    """A cheap upper bound on the values (parameters and buffers) of the model ``model`` configures, unbuilt.
+
+    Tables: ``vocab_size`` plus every ``*_buckets`` field rows of ``embed_dim + 2 * num_classes`` values (word
+    and hashed n-gram embeddings; nb-attn's gates and ratios are ``num_classes`` wide), and ``max_length *
+    embed_dim`` positions. Dense layers: ``S**2 * (32 * num_layers + sum(kernel_sizes) + 8)`` with ``S`` the sum of
+    the ``*_dim`` / ``*_size`` / ``num_filters`` fields and ``num_classes`` (an LSTM layer holds ``16 W**2``
+    for width ``W``, a transformer block ``6 W**2``). It can exceed the real count tens of times for wide dense
+    layers; :func:`check_model_memory` counts exactly when the bound does not fit. Tested to bound every
+    registered model (``tests/train/test_config_validation.py``).
+    """
+    values = dataclasses.asdict(model)
+    ints = {k: v for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool)}
+    rows = model.vocab_size + sum(v for k, v in ints.items() if k.endswith("_buckets"))
+    tables = rows * (model.embed_dim + 2 * model.num_classes) + model.max_length * model.embed_dim
+    widths = [v for k, v in ints.items() if k.endswith(("_dim", "_size")) and k != "vocab_size"]
+    width = sum(widths) + ints.get("num_filters", 0) + model.num_classes
+    kernels = sum(int(k) for k in values.get("kernel_sizes", ()) or ())
+    dense = width**2 * (32 * ints.get("num_layers", 1) + kernels + 8)
+    head = model.pooling_queries * width * (model.num_classes + 2 * width)
+    return int(tables + dense + head)
+
+
+def count_parameters(model: ClassifierConfig) -> int | None:
+    """The exact number of values (parameters and buffers) of the model, built on the ``meta`` device.
+
+    Nothing is allocated, but the first random initialisation on ``meta`` imports ``torch._dynamo`` (seconds),
+    so :func:`check_model_memory` only calls this when :func:`parameter_bound` does not fit. ``None`` when a
+    tensor is too large for torch to even describe.
+    """
+    import torch
+
+    from attnkit.models.registry import build_model_from_config
+
+    try:
+        with torch.device("meta"):
+            built = build_model_from_config(model)
+    except (RuntimeError, OverflowError):  # "Storage size calculation overflowed"
+        return None
+    return sum(t.numel() for t in (*built.parameters(), *built.buffers()))
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory, or :data:`_FALLBACK_MEMORY_BYTES` where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return _FALLBACK_MEMORY_BYTES
+
+
+def check_model_memory(config: RunConfig, vocab_size: int, num_classes: int) -> None:
+    """Refuse a model whose float32 weights (every ensemble member) would not fit in this machine's memory.
+
+    Three steps, cheapest first: the word embedding every classifier has (``vocab_size * embed_dim`` values, a
+    lower bound) already too large refuses; :func:`parameter_bound` fitting accepts; else the exact count
+    (:func:`count_parameters`, slow once per process) decides.
+
+    Raises:
+        ConfigError: an invalid model option, or weights larger than the physical memory. Training needs about
+            four times the weights (gradients and AdamW's two moments), so this only refuses what can never run.
+    """
+    model = config.model_config(vocab_size, num_classes)
+    members, have = config.model.ensemble, physical_memory_bytes()
+    # Every TextClassifier holds nn.Embedding(vocab_size, embed_dim).
+    embedding = model.vocab_size * model.embed_dim
+    count: int | None = embedding
+    if 4 * embedding * members <= have:
+        if 4 * parameter_bound(model) * members <= have:
+            return
+        count = count_parameters(model)
+        if count is not None and 4 * count * members <= have:
+            return
+    total = (parameter_bound(model) if count is None else count) * members
+    raise ConfigError(
+        f"model: {config.model.label} would hold about {total:.3g} parameters ({_bytes(4 * total)} of float32 "
+        f"weights, from model.options and tokenizer.vocab_size={vocab_size}), more than this machine's "
+        f"{_bytes(have)} of memory; make it smaller (embed_dim, hidden sizes, *_buckets, tokenizer.vocab_size)"
+    )
+
+
+def _bytes(size: float) -> str:
+    """``25.2 GiB``, ``7.45 EiB``: the largest binary unit that keeps the number at or above 1."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    power = 0
+    while size >= 1024 and power < len(units) - 1:
+        size, power = size / 1024, power + 1
+    return f"{size:.3g} {units[power]}"
 
 
 def _build(cls: type[T], raw: Any, prefix: str) -> T:

@@ -33,8 +33,18 @@ from attnkit.data import (
     load_source,
     make_splits,
 )
-from attnkit.models import TextClassifier, build_model
+from attnkit.models import TextClassifier
 from attnkit.models.ensemble import EnsembleClassifier
+from attnkit.runs import (  # the run-directory layout and building a run's model
+    CONFIG_FILE,
+    LABELS_FILE,
+    MEMBERS_DIR,
+    METRICS_FILE,
+    TOKENIZER_DIR,
+    VALIDATED_DIR,
+    build_classifier,
+    vocabulary_strings,
+)
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.calibration import CALIBRATION_FILE, Calibration, scaled_probabilities
 from attnkit.train.config import ConfigError, RunConfig
@@ -45,13 +55,6 @@ log = logging.getLogger(__name__)
 
 # Built-in datasets whose official held-out split is used as the test set when none is given.
 OFFICIAL_TEST_SPLITS = {"imdb": "test", "20newsgroups": "test", "sst2": "dev", "ag_news": "test"}
-SENTENCE_END_TOKENS = (".", "!", "?", "。", "！", "？", "…")
-TOKENIZER_DIR = "tokenizer"
-LABELS_FILE = "labels.json"
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config.yaml"
-#: Where an ensemble run keeps its members' runs (``RUN_DIR/members/<m>``).
-MEMBERS_DIR = "members"
 
 
 @dataclass
@@ -130,38 +133,6 @@ def prepare_data(config: RunConfig, tokenizer: TextTokenizer | None = None) -> P
         test=encode(tokenizer, test, labels) if test is not None else None,
         sizes=sizes,
     )
-
-
-def model_options(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> dict[str, Any]:
-    """The model config fields of a run: vocabulary and classes from the data, the rest from ``model.options``."""
-    options: dict[str, Any] = {
-        "vocab_size": tokenizer.vocab_size,
-        "num_classes": num_classes,
-        "max_length": config.tokenizer.max_length,
-    }
-    if config.model.name == "han" and "sentence_end_ids" not in config.model.options:
-        ids = {tokenizer.token_to_id(tok) for tok in SENTENCE_END_TOKENS} - {tokenizer.unk_id}
-        options["sentence_end_ids"] = tuple(sorted(ids))
-    options.update(config.model.options)
-    return options
-
-
-def vocabulary_strings(tokenizer: TextTokenizer) -> list[str]:
-    """The vocabulary entry of every id, in id order, with "" for ``[PAD]`` and ``[UNK]``."""
-    special = {tokenizer.pad_id, tokenizer.unk_id}
-    return ["" if i in special else tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
-
-
-def build_classifier(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> TextClassifier:
-    """The run's model, with the tokenizer's vocabulary given to it (:meth:`TextClassifier.set_vocabulary`).
-
-    With ``model.ensemble = M > 1``, an :class:`EnsembleClassifier` of ``M`` such models.
-    """
-    options = model_options(config, tokenizer, num_classes)
-    members = [build_model(config.model.name, **options) for _ in range(config.model.ensemble)]
-    model = members[0] if len(members) == 1 else EnsembleClassifier(members)
-    model.set_vocabulary(vocabulary_strings(tokenizer))
-    return model
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
@@ -286,9 +257,6 @@ class _LoopState:
 
 def _local_slice(indices: list[int], ctx: DistContext) -> list[int]:
     return indices[ctx.rank :: ctx.world_size]
-
-
-VALIDATED_DIR = "validated"
 
 
 def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitResult:
