@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from attnkit.atomic import write_text
 from attnkit.explain import Explanation
 from attnkit.explain.render import tokens_html
 
@@ -66,5 +67,5 @@ looked; whether that is why it decided is measured separately.</p>
 </body></html>
 """
     path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)  # atomically, like every run-directory file
     return path

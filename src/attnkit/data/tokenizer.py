@@ -348,16 +348,18 @@ class TextTokenizer:
         Returns:
             The directory.
         """
+        from attnkit.atomic import atomic_write, write_text
+
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self._hf.save(str(out / TOKENIZER_FILE))
+        atomic_write(out / TOKENIZER_FILE, lambda tmp: self._hf.save(str(tmp)))
         meta = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "level": self.level,
             "config": asdict(self.config),
         }
-        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_text(out / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         return out
 
     @classmethod

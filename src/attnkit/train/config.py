@@ -308,7 +308,10 @@ class RunConfig:
             raise ConfigError(f"{path}: {err}") from None
 
     def save_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        """Write the config as YAML, atomically (:func:`attnkit.atomic.write_text`)."""
+        from attnkit.atomic import write_text
+
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def with_overrides(self, overrides: list[str]) -> RunConfig:
         """Apply ``section.key=value`` strings (value parsed as YAML), e.g. ``optim.lr=1e-3``."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -468,15 +467,12 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
         raise ConfigError("train.refit needs a validation split to select the epochs (data.val_fraction > 0)")
     validated_dir = run_dir / VALIDATED_DIR
     ctx = init_distributed(config.train.device)
-    # Decided before either stage runs (the refit stage rewrites RUN_DIR/config.yaml): did the refit start?
-    refit_stage_started = (
-        resume
-        and (run_dir / ckpt.STATE_DIR).is_dir()
-        and not RunConfig.from_yaml(run_dir / CONFIG_FILE).train.refit
-    )
+    # Decided before either stage runs (the refit stage rewrites RUN_DIR/config.yaml): did the refit start? If it
+    # stopped before its first checkpoint, resuming it starts it over.
+    refit_stage_started = resume and not RunConfig.from_yaml(run_dir / CONFIG_FILE).train.refit
     if resume and (validated_dir / METRICS_FILE).is_file():
         validated_run: dict[str, Any] = ckpt.read_json(validated_dir / METRICS_FILE)
-    elif resume and (validated_dir / ckpt.STATE_DIR).is_dir():
+    elif resume and (validated_dir / CONFIG_FILE).is_file():  # continued (or started over: no checkpoint yet)
         validated_run = _fit_once(config, validated_dir, resume=True).metrics
     else:
         if ctx.is_main:  # so that --resume RUN_DIR finds the run while it is in its validated stage
@@ -505,16 +501,28 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
 def _fit_once(
     config: RunConfig, run_dir: str | Path, *, resume: bool = False, refit_stage: bool = False
 ) -> FitResult:
-    """One training run in ``run_dir``; ``refit_stage``: the refit of a ``train.refit`` run (keeps ``validated/``)."""
+    """One training run in ``run_dir``; ``refit_stage``: the refit of a ``train.refit`` run (keeps ``validated/``).
+
+    Resuming continues from the last committed checkpoint (:mod:`attnkit.train.checkpoint`), with the run's own
+    config; a run stopped before its first checkpoint starts over (the same weights, as training is deterministic).
+    """
     run_dir = Path(run_dir)
     ctx = init_distributed(config.train.device)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     if resume:
         config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-        tokenizer: TextTokenizer | None = TextTokenizer.load(run_dir / TOKENIZER_DIR)
-    else:
-        tokenizer = None
+        if ctx.is_main:
+            ckpt.recover(run_dir)
+        barrier(ctx)
+        resume = ckpt.has_training_state(run_dir)
+        if not resume:
+            log.info("%s stopped before its first checkpoint: starting it over", run_dir)
+    if not resume and ctx.is_main:  # written first, so that --resume finds the run whenever it is stopped
+        _clear_earlier_run(run_dir, keep_validated=refit_stage)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save_yaml(run_dir / CONFIG_FILE)
+    tokenizer = TextTokenizer.load(run_dir / TOKENIZER_DIR) if resume else None
     data = prepare_data(config, tokenizer)
     labels = data.labels
     if resume:
@@ -551,9 +559,6 @@ def _fit_once(
         train_seconds, history = progress["train_seconds"], progress["history"]
         log.info("resuming %s after epoch %d", run_dir, progress["epoch"] + 1)
     elif ctx.is_main:
-        _clear_earlier_run(run_dir, keep_validated=refit_stage)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save_yaml(run_dir / CONFIG_FILE)
         data.tokenizer.save(run_dir / TOKENIZER_DIR)
         ckpt.write_json(run_dir / LABELS_FILE, labels)
 
@@ -595,8 +600,8 @@ def _fit_once(
             state.best_acc = val_metrics["accuracy"] if val_metrics else state.best_acc
             state.best_epoch = epoch + 1
             state.improved_this_epoch = True
-            if ctx.is_main:
-                ckpt.save_weights(model, run_dir / ckpt.WEIGHTS_FILE)
+            if ctx.is_main:  # published as RUN_DIR/model.safetensors with the epoch's checkpoint
+                ckpt.stage_best_weights(run_dir, model)
         state.history.append(record)
         log.info(
             "epoch %.2f: loss %.4f, %s (%.0f ex/s)",
@@ -707,15 +712,15 @@ def _fit_once(
         }
     )
     if ctx.is_main:
-        if "calibration" in metrics:
-            ckpt.write_json(run_dir / CALIBRATION_FILE, metrics["calibration"])
-        ckpt.write_json(run_dir / METRICS_FILE, metrics)
         from attnkit.train.plots import plot_confusion, plot_curves
 
+        if "calibration" in metrics:
+            ckpt.write_json(run_dir / CALIBRATION_FILE, metrics["calibration"])
         plot_curves(state.history, run_dir / "curves.png")
         held_out = metrics.get("test") or metrics.get("val")
         if held_out is not None:
             plot_confusion(np.asarray(held_out["confusion_matrix"]), labels, run_dir / "confusion.png")
+        ckpt.write_json(run_dir / METRICS_FILE, metrics)  # last: a run with metrics.json is complete
     return FitResult(run_dir=run_dir, metrics=metrics, model=model, data=data)
 
 
