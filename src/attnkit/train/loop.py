@@ -280,9 +280,15 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     """
     run_dir = Path(run_dir)
     if resume:  # the run's own config decides (the one passed in is ignored)
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"{run_dir} holds no run to resume (no {CONFIG_FILE}): train it again without --resume"
+            )
         config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
         # After the refit stage of a train.refit run wrote its own config, resume the whole run from the original.
         config = _refit_run_of(config, run_dir) or config
+        if init_distributed(config.train.device).is_main:  # before anything is written again
+            ckpt.clean_leftovers(run_dir)  # temporary files of writes that a kill interrupted
     if config.model.ensemble > 1:
         return _fit_ensemble(config, run_dir, resume=resume)
     if config.train.refit:
@@ -303,11 +309,22 @@ def _refit_run_of(config: RunConfig, run_dir: Path) -> RunConfig | None:
 
 
 def _clear_earlier_run(run_dir: Path, *, keep_validated: bool = False) -> None:
-    """Remove what an earlier run left in ``run_dir`` that a fresh run could mistake for its own (rank 0 only)."""
-    for stale in (ckpt.STATE_DIR, MEMBERS_DIR, *(() if keep_validated else (VALIDATED_DIR,))):
-        shutil.rmtree(run_dir / stale, ignore_errors=True)
-    for name in (METRICS_FILE, CALIBRATION_FILE, ckpt.WEIGHTS_FILE):
+    """Remove what an earlier run left in ``run_dir`` that a fresh run could mistake for its own (rank 0 only).
+
+    Its checkpoints go first, so that a kill part-way leaves the earlier run resumable as it was or without a
+    checkpoint to resume (it then starts over), never a new run on an old checkpoint. Folders are renamed aside
+    before they are deleted (:func:`attnkit.atomic.remove_tree`): no half-deleted member or validated run.
+    """
+    ckpt.remove_training_state(run_dir)
+    for folder in (MEMBERS_DIR, *(() if keep_validated else (VALIDATED_DIR,))):
+        ckpt.remove_tree(run_dir / folder)
+    for name in (METRICS_FILE, CALIBRATION_FILE, ckpt.WEIGHTS_FILE, *_EARLIER_RUN_FILES):
         (run_dir / name).unlink(missing_ok=True)
+
+
+#: Files of an earlier run that no step of a new run may leave in place (the run's own are rewritten):
+#: its plots (an ensemble writes no curves.png), the demo's report and exported ONNX models of other weights.
+_EARLIER_RUN_FILES = ("curves.png", "confusion.png", "report.html", "model.onnx", "model.int8.onnx")
 
 
 def member_config(config: RunConfig, member: int) -> RunConfig:
@@ -334,8 +351,8 @@ def _fit_member(config: RunConfig, run_dir: Path, *, resume: bool) -> dict[str, 
             if not config.train.refit or "validated" in metrics:  # else stopped before the refit's last write
                 log.info("ensemble member %s is complete", run_dir)
                 return metrics
-        if config.train.refit or (run_dir / ckpt.STATE_DIR).is_dir():  # else it stopped before its first save
-            return fit(config, run_dir, resume=True).metrics
+        # Started over if it stopped before its first checkpoint.
+        return fit(config, run_dir, resume=True).metrics
     return fit(config, run_dir).metrics
 
 
