@@ -1,7 +1,7 @@
 """The HTTP server: a thin adapter from JSON requests to a backend's predictions and :func:`attnkit.explain`.
 
 Endpoints: ``POST /predict``, ``POST /explain``, ``GET /health``, ``GET /model``, the OpenAPI docs at
-``/docs`` (Swagger UI) and ``/redoc`` with their assets served from the package (no CDN), ``/openapi.json``, and
+``/docs`` (Swagger UI, its assets served from the package: no CDN) and ``/openapi.json``, and
 the web page at ``/`` (static files shipped in the package).
 
 Every error is JSON ``{"error": kind, "detail": message}``: bad input is a 4xx (413 for a body over the limit,
@@ -73,7 +73,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(str(resources.files("attnkit.serve") / "static"))
 #: The shared explanation renderer (attnkit-viz.js / .css), served at /assets.
 VIZ_ASSETS_DIR = Path(str(resources.files("attnkit.explain") / "assets"))
-#: Where the Swagger UI and ReDoc assets (from the fastapi-offline package) are served.
+#: Where the Swagger UI assets (from the fastapi-offline package) are served.
 DOCS_ASSETS_URL = "/docs-assets"
 
 
@@ -363,10 +363,11 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             explainer.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    # Swagger UI and ReDoc from the fastapi-offline package's files: /docs works without the network.
+    # Swagger UI from the fastapi-offline package's files: /docs works without the network. (No ReDoc: its
+    # page fetches a logo from a CDN.)
     app = FastAPIOffline(
         docs_url="/docs",
-        redoc_url="/redoc",
+        redoc_url=None,
         static_url=DOCS_ASSETS_URL,
         title="attnkit",
         version=__version__,

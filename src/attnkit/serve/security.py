@@ -31,7 +31,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 API_KEY_ENV = "ATTNKIT_API_KEY"
 MIN_KEY_LENGTH = 16
 #: Paths served without the API key: liveness, the web page and its assets, the API docs.
-OPEN_PATHS = ("/health", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+OPEN_PATHS = ("/health", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect")
 OPEN_PREFIXES = ("/static/", "/assets/", "/docs-assets/")
 
 
