@@ -45,29 +45,44 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     pa.set_defaults(handler=bench_attention.main)
 
 
+def _is_main_process() -> bool:
+    """False in the non-zero ranks of a ``torchrun`` job: only rank 0 prints results."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from attnkit.train.config import RunConfig
+    from attnkit.api import build_config
     from attnkit.train.loop import fit
 
     if args.resume:
-        result = fit(RunConfig(), args.resume, resume=True)
+        if args.out is not None or args.config is not None:
+            raise UserError("--resume RUN_DIR continues a run with its own config; drop --out and --config")
+        result = fit(build_config(), args.resume, resume=True)
     else:
         if args.out is None:
             raise UserError("--out RUN_DIR is required (or --resume RUN_DIR)")
-        config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
-        raw = config.to_dict()
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file, not a directory")
+        if (out / "config.yaml").exists() and not args.overwrite:
+            raise UserError(f"{out} already holds a run; use --resume {out} or --overwrite")
         # Flags win over the YAML file; --set wins over both.
-        flag_fields = [("data", "data", "train"), ("test", "data", "test"), ("model", "model", "name"),
-                       ("epochs", "train", "epochs"), ("seed", "train", "seed"), ("device", "train", "device")]  # fmt: skip
-        for flag, section, key in flag_fields:
-            if getattr(args, flag) is not None:
-                raw[section][key] = getattr(args, flag)
-        if args.no_progress:
-            raw["train"]["progress"] = False
-        config = RunConfig.from_dict(raw).with_overrides(args.set or [])
-        if (Path(args.out) / "config.yaml").exists() and not args.overwrite:
-            raise UserError(f"{args.out} already holds a run; use --resume {args.out} or --overwrite")
-        result = fit(config, args.out)
+        flags = [("data.train", args.data), ("data.test", args.test)]
+        flags += [("train.progress", False if args.no_progress else None)]
+        overrides = [f"{key}={json.dumps(value)}" for key, value in flags if value is not None]
+        config = build_config(
+            config=args.config,
+            model=args.model,
+            epochs=args.epochs,
+            seed=args.seed,
+            device=args.device,
+            overrides=overrides + (args.set or []),
+        )
+        result = fit(config, out)
+    if not _is_main_process():
+        return 0
     summary = {k: result.metrics[k]["accuracy"] for k in ("val", "test") if k in result.metrics}
     print(
         json.dumps(
@@ -81,21 +96,83 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_choices() -> str:
+    from attnkit.models.registry import available_models
+
+    return ", ".join(available_models())
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from attnkit.train.config import ModelSection, TrainConfig
+
     p = sub.add_parser("train", help="train a text classifier (also under torchrun for several processes)")
     p.add_argument("--data", help="training data: file, folder, or built-in name (imdb, sst2, embedded, ...)")
     p.add_argument("--test", help="held-out test data (never used for model selection)")
-    p.add_argument("--model", help="model name (bilstm-attn, cnn-attn, transformer, bag-attn, han)")
+    p.add_argument(
+        "--model",
+        help=f"model: {_model_choices()} (default {ModelSection.name}: the most accurate for little time in "
+        "BENCHMARKS.md; bilstm-attn is the article's Embedding -> BiLSTM -> attention -> Dense)",
+    )
     p.add_argument("--out", help="run directory to create")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--config", help="YAML file with data/tokenizer/model/optim/train sections")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-3")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default {TrainConfig.epochs})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {TrainConfig.seed})")
+    p.add_argument("--device", help="auto (default: a GPU when there is one), cpu or cuda[:N]")
+    p.add_argument(
+        "--config",
+        help="a YAML file or a shipped config's name (attnkit config list); attnkit config show prints every key",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. optim.lr=1e-3 (repeatable; keys: attnkit config show)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="train into an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from attnkit.api import build_config
+    from attnkit.configs import shipped_configs
+
+    if args.config_command == "list":
+        for name in shipped_configs():
+            print(name)
+        return 0
+    config = build_config(config=args.config, model=args.model, overrides=args.set or [])
+    raw = config.to_dict()
+    if args.model_options:
+        from attnkit.models.registry import model_config_from_dict
+
+        fields = model_config_from_dict(config.model.name, config.model.options).to_dict()
+        for key in ("vocab_size", "num_classes", "max_length"):  # set from the data and the tokenizer
+            fields.pop(key, None)
+        raw["model"]["options"] = fields
+    print(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="print the full run config with its defaults, or list shipped configs")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    ps = config_sub.add_parser(
+        "show", help="the resolved config as YAML: every key --set accepts, with its value"
+    )
+    ps.add_argument("--config", help="start from this YAML file or shipped config (default: the defaults)")
+    ps.add_argument("--model", help=f"model: {_model_choices()}")
+    ps.add_argument("--set", action="append", metavar="KEY=VALUE", help="overrides, as for train")
+    ps.add_argument(
+        "--model-options",
+        action="store_true",
+        help="also fill model.options with every field of the model's config and its default",
+    )
+    ps.set_defaults(handler=_cmd_config)
+    pl = config_sub.add_parser("list", help="the shipped configs, by name (use with --config NAME)")
+    pl.set_defaults(handler=_cmd_config)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -134,11 +211,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
         return 0
-    print(
-        f"temperature {calibration.temperature:.4f} fitted on {calibration.fitted_on} (n={calibration.n}): "
-        f"NLL {calibration.nll_before:.4f} -> {calibration.nll_after:.4f}, "
-        f"ECE {calibration.ece_before:.4f} -> {calibration.ece_after:.4f}"
-    )
+    print(calibration.describe())  # the decision (fitted, clipped, skipped, kept at 1), its numbers and why
     return 0
 
 
@@ -620,14 +693,81 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_export)
 
 
+#: One example per command, shown at the end of its --help.
+EXAMPLES: dict[str, str] = {
+    "example": "attnkit example --json",
+    "demo": "attnkit demo --out runs/demo",
+    "train": "attnkit train --data reviews.csv --out runs/reviews\n"
+    "  attnkit train --config imdb-nb-attn --out runs/imdb --set train.threads=1",
+    "config": "attnkit config show --model nb-attn --model-options\n  attnkit config list",
+    "config show": "attnkit config show --config imdb-nb-attn --set optim.lr=1e-3",
+    "config list": "attnkit config list",
+    "evaluate": "attnkit evaluate runs/reviews --data test.csv",
+    "calibrate": "attnkit calibrate runs/reviews --data calibration.csv",
+    "predict": 'attnkit predict runs/reviews "a wonderful film" "dull"\n'
+    "  attnkit predict runs/reviews --file data.csv --out predictions.csv",
+    "explain": 'attnkit explain runs/reviews "a wonderful film" --method attention,ig',
+    "faithfulness": "attnkit faithfulness runs/reviews --data test.csv --n 200",
+    "data": "attnkit data inspect reviews.csv --test test.csv",
+    "data inspect": "attnkit data inspect imdb --offline",
+    "data synthetic": "attnkit data synthetic cues/",
+    "bench": "attnkit bench attention --lengths 256 1024",
+    "bench attention": "attnkit bench attention --lengths 256 1024 --variants sdpa chunked",
+    "serve": "attnkit serve runs/reviews --port 8000",
+    "export": "attnkit export runs/reviews --int8",
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and appends ``(default: X)`` to options whose help does not name one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        default = action.default
+        if (
+            "default" in help_text
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return action.help
+        return f"{help_text} (default: %(default)s)"
+
+
+def _finish(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Give every subcommand its description, example, default-showing formatter and ``-v`` (anywhere)."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            full = f"{path} {name}".strip()
+            child.formatter_class = HelpFormatter
+            child.description = child.description or helps.get(name)
+            if full in EXAMPLES:
+                child.epilog = "example:\n  " + EXAMPLES[full]
+            if not any("--verbose" in a.option_strings for a in child._actions):
+                child.add_argument(
+                    "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+                )
+            _finish(child, full)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="attnkit",
+        description="Build, train, explain, measure and serve attention models.",
+        formatter_class=HelpFormatter,
+        epilog="run `attnkit COMMAND --help` for a command's options and an example",
+    )
     parser.add_argument("--version", action="version", version=f"attnkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_example(sub)
     _add_demo(sub)
     _add_train(sub)
+    _add_config(sub)
     _add_evaluate(sub)
     _add_calibrate(sub)
     _add_predict(sub)
@@ -637,7 +777,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_serve(sub)
     _add_export(sub)
+    _finish(parser)
     return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    """Timestamped log lines on stderr; only warnings from non-zero ``torchrun`` ranks; no matplotlib debug flood."""
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(
+        level=level if _is_main_process() else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("matplotlib", "PIL", "urllib3", "asyncio", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class UserError(Exception):
@@ -647,11 +801,7 @@ class UserError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
         return handler(args)

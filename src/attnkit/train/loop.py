@@ -109,9 +109,16 @@ def encode(tokenizer: TextTokenizer, examples: list[TextExample], labels: list[s
 
 
 def prepare_data(config: RunConfig, tokenizer: TextTokenizer | None = None) -> PreparedData:
-    """Load, split, fit the tokenizer on train only (unless one is given) and encode every split."""
+    """Load, split, fit the tokenizer on train only (unless one is given) and encode every split.
+
+    Each phase is logged with its duration, so a long one (reading or tokenizing a large corpus) is never silent.
+    """
+    start = time.perf_counter()
+    log.info("reading data: %s", config.data.train)
     train, val, test = load_splits(config)
     labels = label_vocab(train)
+    sizes = {"train": len(train), "val": len(val), "test": len(test) if test is not None else 0}
+    log.info("read %s examples in %.1f s; %d classes", sizes, time.perf_counter() - start, len(labels))
     if tokenizer is None:
         t = config.tokenizer
         tok_config = TokenizerConfig(
@@ -121,10 +128,13 @@ def prepare_data(config: RunConfig, tokenizer: TextTokenizer | None = None) -> P
             lowercase=t.lowercase,
             max_length=t.max_length,
         )
+        phase = time.perf_counter()
+        log.info("fitting the tokenizer on %d training texts", len(train))
         tokenizer = TextTokenizer.fit([ex.text for ex in train], tok_config)
-    sizes = {"train": len(train), "val": len(val), "test": len(test) if test is not None else 0}
-    log.info("data: %s; %d classes; vocabulary %d", sizes, len(labels), tokenizer.vocab_size)
-    return PreparedData(
+        log.info("tokenizer: vocabulary %d (%.1f s)", tokenizer.vocab_size, time.perf_counter() - phase)
+    phase = time.perf_counter()
+    log.info("tokenizing %d texts", sum(sizes.values()))
+    prepared = PreparedData(
         tokenizer=tokenizer,
         labels=labels,
         train=encode(tokenizer, train, labels),
@@ -132,6 +142,8 @@ def prepare_data(config: RunConfig, tokenizer: TextTokenizer | None = None) -> P
         test=encode(tokenizer, test, labels) if test is not None else None,
         sizes=sizes,
     )
+    log.info("tokenized in %.1f s", time.perf_counter() - phase)
+    return prepared
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
@@ -272,7 +284,13 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
     the validated run's temperature, since nothing is left to fit one on.
 
     A fresh (not resumed) run first removes what an earlier run left in ``RUN_DIR`` that could be mistaken for
-    its own: ``state/``, ``metrics.json``, ``calibration.json``, the weights, ``validated/`` and ``members/``.
+    its own: ``state/``, ``metrics.json``, ``calibration.json``, the weights, the plots, ``validated/`` and
+    ``members/``.
+
+    Killed at any point (Ctrl-C, ``kill -9``), a run resumes from its last committed checkpoint (one per epoch,
+    with the best weights so far: :mod:`attnkit.train.checkpoint`) to the same final weights as an uninterrupted
+    run; stopped before its first checkpoint, it starts over. Only a kill before ``config.yaml`` was written
+    leaves nothing to resume (:class:`ConfigError`).
 
     With ``model.ensemble = M > 1``, ``M`` members are trained as above into ``RUN_DIR/members/<m>`` (seeds
     ``train.seed + m``) and the run directory receives their :class:`EnsembleClassifier` (no ``curves.png``: each
@@ -751,10 +769,11 @@ def final_metrics(
 ) -> dict[str, Any]:
     """Validation and (when present) test metrics of the selected weights.
 
-    With ``train.calibrate`` and a validation split, the temperature is fitted on the validation logits first
-    (``metrics["calibration"]``) and every report uses it. The validation ECE is then measured on the data the
-    temperature was fitted on (optimistic); the test ECE is the honest one. A given ``temperature`` (fitted
-    elsewhere) is used as it is instead.
+    With ``train.calibrate`` and a validation split, the temperature is decided on the validation logits first
+    (``metrics["calibration"]``: fitted, clipped to its bounds, or kept at 1 when the split is too small or the
+    fit would not lower held-out NLL; see :meth:`Calibration.fit`) and every report uses it. The validation
+    ECE is then measured on the data the temperature was fitted on (optimistic); the test ECE is the honest
+    one. A given ``temperature`` (fitted elsewhere) is used as it is instead.
     """
     batch_size = config.optim.eval_batch_size
     metrics: dict[str, Any] = {}
@@ -764,14 +783,9 @@ def final_metrics(
         val_logits = predict_logits(model, data.val, batch_size, device)  # (N, C)
         if fit_temperature:
             calibration = Calibration.fit(val_logits, _labels_of(data.val), fitted_on="validation split")
-            log.info(
-                "temperature %.3f: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f",
-                calibration.temperature,
-                calibration.nll_before,
-                calibration.nll_after,
-                calibration.ece_before,
-                calibration.ece_after,
-            )
+            # A temperature not fitted (too few examples, or no held-out gain) or clipped is worth a warning.
+            level = logging.INFO if calibration.status == "fitted" else logging.WARNING
+            log.log(level, "calibration: %s", calibration.describe())
             temperature = calibration.temperature
             metrics["calibration"] = calibration.to_dict()
         metrics["val"] = logits_report(val_logits, data.val, data.labels, temperature=temperature)
