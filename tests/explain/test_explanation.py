@@ -28,7 +28,9 @@ def check_format(item: dict, text: str) -> None:
         "tokens",
         "truncated",
         "layers",
+        "scale",
     }
+    assert list(item["scale"]) == item["methods"]
     assert item["text"] == text
     assert item["label"] in item["probabilities"]
     assert sum(item["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)

@@ -1,9 +1,13 @@
 """The served page's colour legend and its errors, in headless Debian Chromium driven by Playwright: the legend
-is the shared scale's, and an error never leaves an earlier text's result on screen."""
+is the shared scale's, and an error never leaves an earlier text's result on screen.
+
+Set ATTNKIT_SCREENSHOTS=<dir> to also save screenshots of the page there, for looking at them.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -39,6 +43,13 @@ def submit(page: Any, text: str, state: str) -> None:
     page.wait_for_selector(f"body[data-state={state}]", timeout=30_000)
 
 
+def screenshot(page: Any, name: str) -> None:
+    folder = os.environ.get("ATTNKIT_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
 def rgb(css: str) -> tuple[int, int, int]:
     m = re.fullmatch(r"rgb\((\d+), (\d+), (\d+)\)", css)
     assert m, css
@@ -62,6 +73,7 @@ def test_legend_matches_the_scale_and_errors_clear_the_result(
             page.wait_for_selector("body[data-state=ready]", timeout=15_000)
             page.check("#method-grad-input")
             submit(page, FIRST, "done")
+            screenshot(page, "served_result")
 
             # each method has a visible legend with the shared scale's ends and note
             for method in ("attention", "grad-input"):
@@ -101,6 +113,7 @@ def test_legend_matches_the_scale_and_errors_clear_the_result(
                 ),
             )
             submit(page, SECOND, "error")
+            screenshot(page, "served_explain_error")
             assert page.locator(".ak-tok").count() == 0 and page.locator(".ak-legend").count() == 0
             error = page.inner_text("#error")
             assert error.startswith("Explaining failed") and "already running (HTTP 503)" in error

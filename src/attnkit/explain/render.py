@@ -36,6 +36,7 @@ from attnkit.explain.scale import (
     RATIO_CAP,
     UNSIGNED_RGB,
     MethodScale,
+    compact,
     explanation_scale,
     intensity_rgb,
     js_number,
@@ -247,6 +248,13 @@ class _TerminalScale:
     def level_style(self, level: int) -> Style:
         return _bin_style(self.scale.kind, level, self.bins, self.ansi)
 
+    def _middle(self, level: int) -> str:
+        """A middle swatch: blank when it is a background colour, else (coloured text) the bin's bound."""
+        if not self.ansi:
+            return "   "
+        bound = compact(self.scale.edge(abs(level) / self.bins))
+        return f" ≤{bound} " if level > 0 else f" ≥−{bound} "
+
     def legend(self) -> Text:
         """Swatches drawn in the bins' own styles, from no colour (or the most negative) to the full hue."""
         sc, bins = self.scale, self.bins
@@ -263,10 +271,10 @@ class _TerminalScale:
             if sc.kind == "diverging":
                 out.append(f" {sc.low_label()} ", style=self.level_style(-bins))
                 for level in range(-bins + 1, 0):
-                    out.append("   ", style=self.level_style(level))
+                    out.append(self._middle(level), style=self.level_style(level))
             out.append(" 0 ")
             for level in range(1, bins):
-                out.append("   ", style=self.level_style(level))
+                out.append(self._middle(level), style=self.level_style(level))
             out.append(f" {sc.high_label()} ", style=self.level_style(bins))
         out.append(f"  {sc.summary(self.target)}", style="dim")
         return out

@@ -120,7 +120,7 @@
           showExplanation(await call("explain", { text: text, methods: methods, layers: layers }));
         } catch (err) {
           clearExplanation();
-          showError("Explaining failed (the label above is this text's): " + err.message);
+          showError("Explaining failed (the label shown is this text's): " + err.message);
           return;
         }
       }
