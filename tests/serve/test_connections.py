@@ -40,8 +40,10 @@ async def read_until_closed(reader: asyncio.StreamReader, limit: float) -> bytes
     while time.monotonic() < deadline:
         try:
             chunk = await asyncio.wait_for(reader.read(4096), deadline - time.monotonic())
-        except (asyncio.TimeoutError, ConnectionError):
+        except asyncio.TimeoutError:
             break
+        except ConnectionError:  # closed with our bytes unread: a reset
+            return data + b"<closed>"
         if not chunk:
             return data + b"<closed>"
         data += chunk
@@ -174,3 +176,44 @@ def test_connection_limits_are_validated() -> None:
         ConnectionLimits(header_timeout_s=0)
     with pytest.raises(ValueError, match="max_connections"):
         ConnectionLimits(max_connections=0)
+
+
+@pytest.mark.slow
+def test_the_issue_attack_does_not_deny_service(predictor: Predictor, running_server: ServerFactory) -> None:
+    """Issue 15's numbers: 2,000 slow-header and 1,000 slow-body connections (one byte a second) against the
+    default connection cap, while 79 probe requests come in: every probe is answered."""
+    limits = ConnectionLimits(header_timeout_s=3.0, body_timeout_s=3.0)
+    app = create_app(TorchBackend(predictor), ServeConfig(connections=limits))
+    body_head = HEAD + b"Content-Length: 1000\r\n\r\n"
+
+    async def slow_body(port: int) -> tuple[float, bytes]:
+        start = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(body_head)
+        answer = asyncio.ensure_future(read_until_closed(reader, 10.0))
+        while not answer.done() and time.monotonic() - start < 10:
+            writer.write(b"a")
+            await asyncio.sleep(1.0)
+        writer.close()
+        return time.monotonic() - start, await answer
+
+    async def scenario(port: int) -> tuple[list[int], list[tuple[float, bytes]]]:
+        slow = [asyncio.ensure_future(slowloris(port, HEAD * 3, 1.0, 10.0)) for _ in range(2000)]
+        slow += [asyncio.ensure_future(slow_body(port)) for _ in range(1000)]
+        await asyncio.sleep(1.0)
+        codes = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for i in range(79):
+                try:
+                    response = await client.post("/predict", json={"text": f"probe {i}"})
+                    codes.append(response.status_code)
+                except httpx.HTTPError:
+                    codes.append(0)
+                await asyncio.sleep(0.05)
+        return codes, await asyncio.gather(*slow)
+
+    with running_server(app) as url:
+        codes, closed = asyncio.run(scenario(port_of(url)))
+    assert codes == [200] * 79
+    # Every slow connection was closed by the server (by a timeout or to make room), none by the client.
+    assert all(data.endswith(b"<closed>") for _, data in closed)

@@ -13,9 +13,10 @@ counts those slow connections and then answers 503 to the *complete* requests of
 - ``body_timeout_s``: the body must arrive completely within this time of the head; else 408 and close.
 - ``max_header_bytes``: a head still incomplete after this many bytes gets 431 and is closed.
 - ``max_connections``: open connections. At the cap, a new connection closes the connection that has waited
-  longest for a request head (idle keep-alive or slow); only when every connection has a request in progress is
-  the new one refused (503). A slowloris client therefore cannot lock out others: new clients push its idle
-  connections out, and requests in progress are never cut.
+  longest for a request head (idle keep-alive or slow), or else the one that has waited longest for the rest of
+  a body; only when every connection has a complete request in progress is the new one refused (503). A
+  slowloris client therefore cannot lock out others: new clients push its connections out, and complete
+  requests in progress are never cut.
 
 Connections in the middle of a request (head received, response pending) have no timer here: the app bounds
 its own work (queue limits, the explanation time limit).
@@ -117,22 +118,40 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _waiting_for_head(self) -> bool:
-        """Idle or reading a request head, with no request in progress (a connection that may be closed)."""
-        busy = self.cycle is not None and not self.cycle.response_complete
-        return self._reading_head and not busy and not self.pipeline
+    def _eviction_rank(self) -> tuple[int, float] | None:
+        """How readily this connection may be closed to make room: ``(0, since)`` idle or reading a request
+        head, ``(1, since)`` still receiving a body; ``None`` with a complete request in progress."""
+        if self._reading_head:
+            busy = self.cycle is not None and not self.cycle.response_complete
+            return None if busy or self.pipeline else (0, self._idle_since)
+        if self.cycle is not None and not self.cycle.response_started and self.cycle.more_body:
+            return (1, self._idle_since)
+        return None
 
     def _make_room(self) -> bool:
-        """Close the connection that has waited longest for a request head; False if every one is busy."""
+        """Close the connection that has waited longest for a request head (or else for a body); False if
+        every connection has a complete request in progress."""
         open_ones = [c for c in self.connections if c is not self and not c.transport.is_closing()]
         if len(open_ones) < self.limits.max_connections:
             return True  # the extra ones are already closing
-        idle = [c for c in open_ones if isinstance(c, GuardedHttpToolsProtocol) and c._waiting_for_head()]
-        if not idle:
+        ranked = [
+            (rank, c)
+            for c in open_ones
+            if isinstance(c, GuardedHttpToolsProtocol) and (rank := c._eviction_rank()) is not None
+        ]
+        if not ranked:
             return False
-        oldest = min(idle, key=lambda c: c._idle_since)
-        oldest.transport.close()
+        _, oldest = min(ranked, key=lambda pair: pair[0])
+        oldest._evict()
         return True
+
+    def _evict(self) -> None:
+        if self._reading_head or self.cycle is None:
+            self.transport.close()
+        else:  # a body was still coming: tell the app, then close
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+            self.transport.close()
 
     # -- timers ---------------------------------------------------------------------------------------------
 
@@ -190,6 +209,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
+        self._idle_since = self.loop.time()
         self._arm(self.limits.body_timeout_s, self._body_timed_out)
         super().on_headers_complete()
 
