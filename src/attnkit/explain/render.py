@@ -742,8 +742,9 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
         fig = Figure(figsize=(width, height), dpi=100)
         FigureCanvasAgg(fig)
         fig.suptitle(title, fontsize=10)
-        grid = fig.subplots(len(blocks), 2, squeeze=False, width_ratios=[heat_w, legend_w])
-        for b, (ax, block) in enumerate(zip(grid[:, 0], blocks, strict=True)):
+        spec = fig.add_gridspec(len(blocks), 2, width_ratios=[heat_w, legend_w])
+        for b, block in enumerate(blocks):
+            ax = fig.add_subplot(spec[b, 0])
             image = np.full((len(methods), columns, 3), 1.0)
             for r, m in enumerate(methods):
                 for c, i in enumerate(block):
@@ -776,10 +777,8 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
                             continue
                         fg = np.array(text_rgb(score_rgb(shade[m][i], scales[m].signed))) / 255
                         ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=6, color=fg)
-            if b == 0 and methods:
-                _png_legend(grid[b, 1], methods, scales)
-            else:
-                grid[b, 1].set_axis_off()
+            if b == 0 and methods:  # one legend, beside the first block
+                _png_legend(fig.add_subplot(spec[0, 1]), methods, scales)
         fig.text(
             0.01,
             0.1 / height,
