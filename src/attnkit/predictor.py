@@ -93,10 +93,10 @@ class Predictor:
         return [self.prediction(text, probs) for text, probs in zip(texts, probabilities, strict=True)]
 
 
-def check_labelled(
-    examples: list[TextExample], source: str, predictor: Predictor, *, min_classes: int = 1
+def _check_labelled(
+    examples: list[TextExample], source: str, labels: list[str], run_dir: Path, *, min_classes: int = 1
 ) -> None:
-    """Check that labelled ``examples`` read from ``source`` can be scored by the run.
+    """Check that labelled ``examples`` read from ``source`` can be scored by the run with ``labels``.
 
     Raises:
         ValueError: there are no examples, a label is not one of the run's (the message names ``source`` and the
@@ -105,12 +105,12 @@ def check_labelled(
     if not examples:
         raise ValueError(f"{source}: no labelled examples")
     found = {ex.label for ex in examples}
-    unseen = sorted(found - set(predictor.labels))
+    unseen = sorted(found - set(labels))
     if unseen:
         shown = ", ".join(map(repr, unseen[:5])) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
         raise ValueError(
-            f"{source}: the label(s) {shown} are not among the run's labels ({predictor.run_dir / LABELS_FILE}: "
-            f"{', '.join(predictor.labels)}); the data is from another task, or its labels are spelled differently"
+            f"{source}: the label(s) {shown} are not among the run's labels ({run_dir / LABELS_FILE}: "
+            f"{', '.join(labels)}); the data is from another task, or its labels are spelled differently"
         )
     if len(found) < min_classes:
         raise ValueError(
@@ -132,7 +132,7 @@ def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> 
     examples = load_source(
         source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
     )
-    check_labelled(examples, source, predictor)
+    _check_labelled(examples, source, predictor.labels, predictor.run_dir)
     dataset = encode(predictor.tokenizer, examples, predictor.labels)
     report = evaluate_dataset(
         predictor.model,
@@ -156,29 +156,31 @@ def calibrate_run(run_dir: str | Path, source: str | None = None, *, batch_size:
 
     Raises:
         ValueError: the run cannot be loaded; it has no validation split and no ``source`` is given; the data
-            has no examples, labels the run does not know, or a single class.
+            has no examples, labels the run does not know, or a single class. A damaged ``calibration.json`` is
+            not an error here: it is what this replaces.
     """
     from attnkit.data import load_source
     from attnkit.train.loop import encode, load_splits, predict_logits
 
-    predictor = Predictor(run_dir)
-    if source is None and (predictor.config.train.refit or not predictor.config.data.has_validation):
+    run = load_run(run_dir, read_calibration=False)
+    if source is None and (run.config.train.refit or not run.config.data.has_validation):
         raise ValueError(
-            f"{predictor.run_dir} was trained on all of its training data (train.refit or data.val_fraction=0), "
+            f"{run.run_dir} was trained on all of its training data (train.refit or data.val_fraction=0), "
             "so it has no held-out validation split to calibrate on: pass held-out labelled data (--data)"
         )
     if source is None:
-        _, examples, _ = load_splits(predictor.config)
+        _, examples, _ = load_splits(run.config)
         fitted_on = "validation split"
     else:
         examples = load_source(
-            source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
+            source, text_field=run.config.data.text_field, label_field=run.config.data.label_field
         )
         fitted_on = source
-    check_labelled(examples, source or f"{predictor.run_dir}: its validation split", predictor, min_classes=2)
-    dataset = encode(predictor.tokenizer, examples, predictor.labels)
-    logits = predict_logits(predictor.model, dataset, batch_size, predictor.device)  # (N, C)
+    where = source or f"{run.run_dir}: its validation split"
+    _check_labelled(examples, where, run.labels, run.run_dir, min_classes=2)
+    dataset = encode(run.tokenizer, examples, run.labels)
+    logits = predict_logits(run.model, dataset, batch_size, next(run.model.parameters()).device)  # (N, C)
     assert dataset.labels is not None
     calibration = Calibration.fit(logits, dataset.labels, fitted_on=fitted_on)
-    calibration.save(predictor.run_dir)
+    calibration.save(run.run_dir)
     return calibration

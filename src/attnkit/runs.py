@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from attnkit.data import DataError, TextTokenizer
+from attnkit.data import tokenizer as tokenizer_files
 from attnkit.models import TextClassifier, build_model
 from attnkit.models.ensemble import EnsembleClassifier
 from attnkit.train.config import ConfigError, RunConfig, check_model_memory, max_threads, read_yaml_mapping
@@ -92,12 +93,16 @@ class LoadedRun:
     temperature: float
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", *, read_calibration: bool = True
+) -> LoadedRun:
     """Load and check every file a run needs for inference, then build its model with its weights.
 
     Args:
         run_dir: a directory written by ``attnkit train``.
         device: where to put the model.
+        read_calibration: read ``calibration.json``; False gives temperature 1.0 without reading it (for
+            refitting it, when the old one may be damaged).
 
     Raises:
         RunNotFoundError: no such run directory, or a required file is missing.
@@ -109,7 +114,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     config = read_config(run_dir)
     tokenizer = read_tokenizer(run_dir)
     labels = read_labels(run_dir)
-    temperature = read_temperature(run_dir)
+    temperature = read_temperature(run_dir) if read_calibration else 1.0
     try:
         model = build_classifier(config, tokenizer, len(labels), where=run_dir / CONFIG_FILE)
     except ConfigError as err:  # too large for this machine with the run's real vocabulary and labels
@@ -177,6 +182,9 @@ def read_tokenizer(run_dir: str | Path) -> TextTokenizer:
     folder = Path(run_dir) / TOKENIZER_DIR
     if not folder.is_dir():
         raise RunNotFoundError(f"{folder}: not found; the run directory has no tokenizer")
+    for name in (tokenizer_files.TOKENIZER_FILE, tokenizer_files.CONFIG_FILE):
+        if not (folder / name).is_file():
+            raise RunNotFoundError(f"{folder / name}: not found; the run's tokenizer is incomplete")
     try:
         return TextTokenizer.load(folder)
     except (DataError, ValueError, OSError) as err:

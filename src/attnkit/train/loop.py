@@ -42,6 +42,7 @@ from attnkit.runs import (  # the run-directory layout and building a run's mode
     TOKENIZER_DIR,
     VALIDATED_DIR,
     build_classifier,
+    read_labels,
     vocabulary_strings,
 )
 from attnkit.train import checkpoint as ckpt
@@ -561,9 +562,11 @@ def _fit_once(
     data = prepare_data(config, tokenizer)
     labels = data.labels
     if resume:
-        saved_labels = ckpt.read_json(run_dir / LABELS_FILE)
+        saved_labels = read_labels(run_dir)  # checked: a JSON list of unique names (attnkit.runs)
         if saved_labels != labels:
-            raise ValueError(f"{run_dir}: the data's labels {labels} differ from the run's {saved_labels}")
+            raise ValueError(
+                f"{run_dir / LABELS_FILE}: the run's labels {saved_labels} differ from the data's {labels}"
+            )
 
     torch.manual_seed(config.train.seed)
     model = build_classifier(config, data.tokenizer, len(labels))
