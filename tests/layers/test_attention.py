@@ -60,18 +60,18 @@ def full_keep(
     q_len: int,
     k_len: int,
     *,
-    key_padding_mask: Tensor | None,
-    attn_mask: Tensor | None,
+    key_keep: Tensor | None,
+    pair_keep: Tensor | None,
     causal: bool,
 ) -> Tensor:
     """The keep mask ``(*lead, Q, K)`` spelled out element by element."""
     keep = torch.ones(*lead, q_len, k_len, dtype=torch.bool)
-    attn = None if attn_mask is None else torch.broadcast_to(attn_mask, keep.shape)
+    attn = None if pair_keep is None else torch.broadcast_to(pair_keep, keep.shape)
     for index in itertools.product(*(range(n) for n in lead)):
         for i, j in itertools.product(range(q_len), range(k_len)):
             kept = True
-            if key_padding_mask is not None:
-                kept = kept and bool(key_padding_mask[index[0], j])
+            if key_keep is not None:
+                kept = kept and bool(key_keep[index[0], j])
             if attn is not None:
                 kept = kept and bool(attn[(*index, i, j)])
             if causal:
@@ -124,7 +124,7 @@ def make_inputs(
 def make_masks(
     kind: str, ndim: int, q_len: int, k_len: int
 ) -> tuple[Tensor | None, Tensor | None, bool, bool]:
-    """``(key_padding_mask, attn_mask, causal, has_empty_row)`` for a named combination."""
+    """``(key_keep, pair_keep, causal, has_empty_row)`` for a named combination."""
     padding = torch.ones(BATCH, k_len, dtype=torch.bool)
     padding[0, k_len - 2 :] = False  # batch 0 has two padded keys at the end
     padding[1, 0] = False  # batch 1 pads its first key (so causal row 0 of batch 1 is empty)
@@ -138,12 +138,12 @@ def make_masks(
     table: dict[str, tuple[Tensor | None, Tensor | None, bool, bool]] = {
         "none": (None, None, False, False),
         "padding": (padding, None, False, False),
-        "attn_mask": (None, attn, False, True),
+        "keep": (None, attn, False, True),
         "shared_attn_mask": (None, shared, False, False),
         "causal": (None, None, True, False),
-        "padding+attn_mask": (padding, attn, False, True),
+        "padding+pair_keep": (padding, attn, False, True),
         "padding+causal": (padding, None, True, True),
-        "padding+attn_mask+causal": (padding, attn, True, True),
+        "padding+pair_keep+causal": (padding, attn, True, True),
     }
     return table[kind]
 
@@ -151,12 +151,12 @@ def make_masks(
 MASK_KINDS = [
     "none",
     "padding",
-    "attn_mask",
+    "keep",
     "shared_attn_mask",
     "causal",
-    "padding+attn_mask",
+    "padding+pair_keep",
     "padding+causal",
-    "padding+attn_mask+causal",
+    "padding+pair_keep+causal",
 ]
 LENGTHS = [(5, 5), (3, 6), (6, 4)]
 
@@ -172,11 +172,9 @@ def test_attention_matches_naive_reference(
     query, key, value = make_inputs(ndim, q_len, k_len)
     padding, attn, causal, _ = make_masks(mask_kind, ndim, q_len, k_len)
     layer = Attention(make_scorer(scorer_name, 4, hidden_dim=6))
-    out = layer(
-        query, key, value, key_padding_mask=padding, attn_mask=attn, causal=causal, need_weights=need_weights
-    )
+    out = layer(query, key, value, key_keep=padding, keep=attn, causal=causal, need_weights=need_weights)
 
-    keep = full_keep(query.shape[:-2], q_len, k_len, key_padding_mask=padding, attn_mask=attn, causal=causal)
+    keep = full_keep(query.shape[:-2], q_len, k_len, key_keep=padding, pair_keep=attn, causal=causal)
     ref_context, ref_weights = naive_attention(query, key, value, score_fn(layer.scorer), keep)
     assert out.context.shape == ref_context.shape
     assert out.context.dtype == torch.float32
@@ -195,8 +193,8 @@ def test_cross_attention_with_different_query_key_value_sizes(scorer_name: str, 
     query, key, value = make_inputs(ndim, q_len, k_len, q_dim, k_dim, v_dim)
     padding, _, _, _ = make_masks("padding", ndim, q_len, k_len)
     layer = Attention(make_scorer(scorer_name, q_dim, k_dim, hidden_dim=4))
-    out = layer(query, key, value, key_padding_mask=padding, need_weights=True)
-    keep = full_keep(query.shape[:-2], q_len, k_len, key_padding_mask=padding, attn_mask=None, causal=False)
+    out = layer(query, key, value, key_keep=padding, need_weights=True)
+    keep = full_keep(query.shape[:-2], q_len, k_len, key_keep=padding, pair_keep=None, causal=False)
     ref_context, ref_weights = naive_attention(query, key, value, score_fn(layer.scorer), keep)
     torch.testing.assert_close(out.context.double(), ref_context, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(out.require_weights().double(), ref_weights, atol=2e-6, rtol=1e-5)
@@ -286,7 +284,7 @@ def test_fused_path_equals_explicit_path(
     query, key, value = make_inputs(ndim, q_len, k_len)
     padding, attn, causal, has_empty_row = make_masks(mask_kind, ndim, q_len, k_len)
     layer = Attention(make_scorer(scorer_name, 4))
-    kwargs = {"key_padding_mask": padding, "attn_mask": attn, "causal": causal}
+    kwargs = {"key_keep": padding, "keep": attn, "causal": causal}
     fused = layer(query, key, value, **kwargs, need_weights=False)
     explicit = layer(query, key, value, **kwargs, need_weights=True)
     assert fused.weights is None
@@ -317,7 +315,7 @@ def test_fully_masked_batch_element_is_zero_on_both_paths() -> None:
     padding = torch.tensor([[True, True, False, True, False], [False] * 5])
     layer = Attention(dim=4)
     for need_weights in (False, True):
-        out = layer(query, key, value, key_padding_mask=padding, need_weights=need_weights)
+        out = layer(query, key, value, key_keep=padding, need_weights=need_weights)
         assert torch.isfinite(out.context).all()
         assert (out.context[1] == 0).all()
         assert (out.context[0].abs().sum(dim=-1) > 0).all()
@@ -333,7 +331,7 @@ def test_fused_path_gradients_equal_explicit_path() -> None:
     grads = []
     for need_weights in (False, True):
         inputs = [t.clone().requires_grad_() for t in (query, key, value)]
-        out = layer(*inputs, key_padding_mask=padding, causal=True, need_weights=need_weights)
+        out = layer(*inputs, key_keep=padding, causal=True, need_weights=need_weights)
         grads.append(torch.autograd.grad((out.context * upstream).sum(), inputs))
     for fused, explicit in zip(*grads, strict=True):
         assert torch.isfinite(fused).all()

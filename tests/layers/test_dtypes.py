@@ -53,7 +53,7 @@ def test_core_in_bfloat16_matches_float32(
 ) -> None:
     core = CORES[core_name]().to(device)
     q, k, v, padding = bf16_inputs(ndim, device)
-    kwargs = {"key_padding_mask": padding, "causal": causal, "need_weights": need_weights}
+    kwargs = {"key_keep": padding, "causal": causal, "need_weights": need_weights}
     full = core(q, k, v, **kwargs)
     half = core.to(torch.bfloat16)(q.bfloat16(), k.bfloat16(), v.bfloat16(), **kwargs)
     assert half.context.dtype == torch.bfloat16
@@ -73,7 +73,7 @@ def test_core_in_bfloat16_matches_float32(
 def test_float32_results_are_on_device(device: torch.device) -> None:
     q, k, v, padding = bf16_inputs(4, device)
     for name, make in CORES.items():
-        out = make().to(device)(q, k, v, key_padding_mask=padding, need_weights=True)
+        out = make().to(device)(q, k, v, key_keep=padding, need_weights=True)
         assert out.context.dtype == torch.float32, name
         assert out.context.device.type == device.type, name
         assert out.require_weights().device.type == device.type, name
@@ -90,8 +90,8 @@ def test_multihead_in_bfloat16_matches_float32(core_name: str, device: torch.dev
     mha = MultiHeadAttention(8, 2, core=core[core_name]).to(device)
     x = torch.randn(2, 6, 8, device=device).bfloat16().float()
     padding = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool, device=device)
-    full = mha(x, key_padding_mask=padding, causal=True, need_weights=True)
-    half = mha.to(torch.bfloat16)(x.bfloat16(), key_padding_mask=padding, causal=True, need_weights=True)
+    full = mha(x, key_keep=padding, causal=True, need_weights=True)
+    half = mha.to(torch.bfloat16)(x.bfloat16(), key_keep=padding, causal=True, need_weights=True)
     assert half.context.dtype == torch.bfloat16
     # Three bf16 projections on top of the attention: allow a little more.
     torch.testing.assert_close(half.context.float(), full.context, atol=5e-2, rtol=5e-2)
@@ -148,7 +148,7 @@ def float64_reference(core_name: str, q: Tensor, k: Tensor, v: Tensor, padding: 
 def test_float64_keeps_double_precision(core_name: str, need_weights: bool) -> None:
     q, k, v = (torch.randn(2, 5, 3, dtype=torch.float64) for _ in range(3))
     padding = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 1, 1]], dtype=torch.bool)
-    out = FLOAT64_CORES[core_name]()(q, k, v, key_padding_mask=padding, need_weights=need_weights)
+    out = FLOAT64_CORES[core_name]()(q, k, v, key_keep=padding, need_weights=need_weights)
     assert out.context.dtype == torch.float64
     torch.testing.assert_close(
         out.context, float64_reference(core_name, q, k, v, padding), atol=1e-12, rtol=0
@@ -162,6 +162,6 @@ def test_float64_gradcheck(core_name: str, need_weights: bool) -> None:
     leaves = tuple(torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
 
     def context(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return core(q, k, v, key_padding_mask=padding, causal=True, need_weights=need_weights).context
+        return core(q, k, v, key_keep=padding, causal=True, need_weights=need_weights).context
 
     assert torch.autograd.gradcheck(context, leaves, raise_exception=False)

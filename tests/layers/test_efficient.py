@@ -39,7 +39,7 @@ def band(q_len: int, k_len: int, window: int, causal: bool = False) -> Tensor:
 # ChunkedAttention == Attention
 
 
-def attn_mask_for(kind: str, ndim: int, q_len: int, k_len: int) -> Tensor | None:
+def pair_keep_for(kind: str, ndim: int, q_len: int, k_len: int) -> Tensor | None:
     if kind == "none":
         return None
     if kind == "shared":
@@ -55,7 +55,7 @@ def attn_mask_for(kind: str, ndim: int, q_len: int, k_len: int) -> Tensor | None
 
 
 CHUNK_CASES = [
-    # (ndim, attn_mask kind)
+    # (ndim, pair_keep kind)
     (3, "none"),
     (3, "shared"),
     (3, "row"),
@@ -78,8 +78,8 @@ def test_chunked_equals_attention(
     q_len, k_len = 7, 6  # chunk size 1 divides Q, 3 does not, 10 exceeds it
     query, key, value = inputs(ndim, q_len, k_len)
     kwargs = {
-        "key_padding_mask": padding(k_len) if use_padding else None,
-        "attn_mask": attn_mask_for(mask_kind, ndim, q_len, k_len),
+        "key_keep": padding(k_len) if use_padding else None,
+        "keep": pair_keep_for(mask_kind, ndim, q_len, k_len),
         "causal": causal,
         "need_weights": need_weights,
     }
@@ -126,7 +126,7 @@ def test_chunked_gradients_equal_attention(chunk_size: int, causal: bool) -> Non
 
     def grads(core: torch.nn.Module) -> tuple[Tensor, ...]:
         leaves = [t.clone().requires_grad_() for t in (query, key, value)]
-        out = core(*leaves, key_padding_mask=keep, causal=causal)
+        out = core(*leaves, key_keep=keep, causal=causal)
         return torch.autograd.grad((out.context * upstream).sum(), leaves)
 
     expected = grads(Attention(dim=DIM))
@@ -177,13 +177,11 @@ def test_local_equals_banded_attention(
         query,
         key,
         value,
-        key_padding_mask=keep,
-        attn_mask=band(length, length, window, causal),
+        key_keep=keep,
+        keep=band(length, length, window, causal),
         need_weights=True,
     )
-    got = LocalAttention(window)(
-        query, key, value, key_padding_mask=keep, causal=causal, need_weights=need_weights
-    )
+    got = LocalAttention(window)(query, key, value, key_keep=keep, causal=causal, need_weights=need_weights)
     assert got.context.shape == expected.context.shape
     torch.testing.assert_close(got.context, expected.context, atol=1e-6, rtol=1e-5)
     if need_weights:
@@ -222,10 +220,8 @@ def test_local_gradients_equal_banded_attention() -> None:
         out = run(*leaves)  # type: ignore[operator]
         return torch.autograd.grad((out.context * upstream).sum(), leaves)
 
-    got = grads(lambda q, k, v: LocalAttention(2)(q, k, v, key_padding_mask=keep))
-    expected = grads(
-        lambda q, k, v: Attention(dim=DIM)(q, k, v, key_padding_mask=keep, attn_mask=band(7, 7, 2))
-    )
+    got = grads(lambda q, k, v: LocalAttention(2)(q, k, v, key_keep=keep))
+    expected = grads(lambda q, k, v: Attention(dim=DIM)(q, k, v, key_keep=keep, keep=band(7, 7, 2)))
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
 
@@ -237,8 +233,8 @@ def test_local_errors() -> None:
     with pytest.raises(ValueError, match="as many queries as keys"):
         LocalAttention(1)(query, key, value)
     query, key, value = inputs(3, 4, 4)
-    with pytest.raises(ValueError, match="dense attn_mask"):
-        LocalAttention(1)(query, key, value, attn_mask=torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="dense keep mask"):
+        LocalAttention(1)(query, key, value, keep=torch.ones(4, 4, dtype=torch.bool))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -283,7 +279,7 @@ def test_linear_non_causal_matches_naive(
 ) -> None:
     query, key, value = inputs(ndim, q_len, k_len)
     keep = padding(k_len) if use_padding else None
-    got = LinearAttention()(query, key, value, key_padding_mask=keep, need_weights=need_weights)
+    got = LinearAttention()(query, key, value, key_keep=keep, need_weights=need_weights)
     ref_context, ref_weights = naive_linear(query, key, value, keep, causal=False)
     assert got.context.dtype == torch.float32
     torch.testing.assert_close(got.context.double(), ref_context, atol=1e-6, rtol=1e-5)
@@ -304,7 +300,7 @@ def test_linear_causal_matches_naive(
     query, key, value = inputs(ndim, length, length)
     keep = padding(length) if use_padding else None
     got = LinearAttention(chunk_size)(
-        query, key, value, key_padding_mask=keep, causal=True, need_weights=need_weights
+        query, key, value, key_keep=keep, causal=True, need_weights=need_weights
     )
     ref_context, ref_weights = naive_linear(query, key, value, keep, causal=True)
     torch.testing.assert_close(got.context.double(), ref_context, atol=1e-6, rtol=1e-5)
@@ -320,7 +316,7 @@ def test_linear_fully_padded_example_is_zero() -> None:
     keep = torch.ones(BATCH, 5, dtype=torch.bool)
     keep[0] = False
     for causal in (False, True):
-        out = LinearAttention(2)(query, key, value, key_padding_mask=keep, causal=causal, need_weights=True)
+        out = LinearAttention(2)(query, key, value, key_keep=keep, causal=causal, need_weights=True)
         assert (out.context[0] == 0).all()
         assert (out.require_weights()[0] == 0).all()
         torch.testing.assert_close(out.require_weights()[1].sum(-1), torch.ones(HEADS, out.context.shape[-2]))
@@ -332,7 +328,7 @@ def test_linear_gradients_match_naive_autograd() -> None:
     upstream = torch.randn(BATCH, 6, VDIM)
     for causal in (False, True):
         leaves = [t.clone().requires_grad_() for t in (query, key, value)]
-        out = LinearAttention(4)(*leaves, key_padding_mask=keep, causal=causal).context
+        out = LinearAttention(4)(*leaves, key_keep=keep, causal=causal).context
         got = torch.autograd.grad((out * upstream).sum(), leaves)
 
         ref_leaves = [t.clone().requires_grad_() for t in (query, key, value)]
@@ -349,8 +345,8 @@ def test_linear_gradients_match_naive_autograd() -> None:
 
 def test_linear_rejects_dense_mask_and_causal_cross_lengths() -> None:
     query, key, value = inputs(3, 4, 4)
-    with pytest.raises(ValueError, match="not a dense attn_mask"):
-        LinearAttention()(query, key, value, attn_mask=torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="not a dense keep mask"):
+        LinearAttention()(query, key, value, keep=torch.ones(4, 4, dtype=torch.bool))
     query, key, value = inputs(3, 3, 5)
     with pytest.raises(ValueError, match="as many queries as keys"):
         LinearAttention()(query, key, value, causal=True)

@@ -82,8 +82,8 @@ def test_causal_mask_matches_torch_sdpa_is_causal() -> None:
 
 def _build(**overrides: object) -> torch.Tensor | None:
     kwargs: dict[str, object] = {
-        "key_padding_mask": None,
-        "attn_mask": None,
+        "key_keep": None,
+        "keep": None,
         "causal": False,
         "q_len": 3,
         "k_len": 4,
@@ -103,9 +103,7 @@ def test_build_mask_combines_padding_attn_mask_and_causal(score_ndim: int) -> No
     batch, heads, q_len, k_len = 2, 3, 3, 4
     padding = torch.tensor([[1, 1, 0, 1], [1, 0, 1, 1]], dtype=torch.bool)
     attn = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 0, 1]], dtype=torch.bool)
-    mask = _build(
-        key_padding_mask=padding, attn_mask=attn, causal=True, q_len=q_len, k_len=k_len, score_ndim=score_ndim
-    )
+    mask = _build(key_keep=padding, keep=attn, causal=True, q_len=q_len, k_len=k_len, score_ndim=score_ndim)
     assert mask is not None
     shape = (batch, heads, q_len, k_len) if score_ndim == 4 else (batch, q_len, k_len)
     full = mask.expand(shape)
@@ -117,15 +115,15 @@ def test_build_mask_combines_padding_attn_mask_and_causal(score_ndim: int) -> No
 
 def test_build_mask_padding_only_broadcasts_over_heads_and_queries() -> None:
     padding = torch.tensor([[1, 0, 1, 1]], dtype=torch.bool)
-    mask = _build(key_padding_mask=padding, score_ndim=4)
+    mask = _build(key_keep=padding, score_ndim=4)
     assert mask is not None
     assert mask.shape == (1, 1, 1, 4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.int64, torch.uint8])
-@pytest.mark.parametrize("which", ["key_padding_mask", "attn_mask"])
+@pytest.mark.parametrize("which", ["key_keep", "keep"])
 def test_build_mask_rejects_non_bool_with_helpful_message(which: str, dtype: torch.dtype) -> None:
-    shape = (2, 4) if which == "key_padding_mask" else (3, 4)
+    shape = (2, 4) if which == "key_keep" else (3, 4)
     with pytest.raises(ValueError, match=rf"{which} must be a bool tensor with True = keep") as info:
         _build(**{which: torch.ones(shape, dtype=dtype)})
     # The message says what was passed and how to fix it.
@@ -135,19 +133,19 @@ def test_build_mask_rejects_non_bool_with_helpful_message(which: str, dtype: tor
 
 @pytest.mark.parametrize("shape", [(2, 5), (2, 3), (4,), (2, 1, 4)])
 def test_build_mask_rejects_wrong_key_padding_shape(shape: tuple[int, ...]) -> None:
-    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(batch, 4\)"):
-        _build(key_padding_mask=torch.ones(shape, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"key_keep must have shape \(batch, 4\)"):
+        _build(key_keep=torch.ones(shape, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (2, 4), (4, 3), (2, 3, 5)])
 def test_build_mask_rejects_wrong_attn_mask_shape(shape: tuple[int, ...]) -> None:
-    with pytest.raises(ValueError, match=r"attn_mask must end in \(queries, keys\) = \(3, 4\)"):
-        _build(attn_mask=torch.ones(shape, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"keep must end in \(queries, keys\) = \(3, 4\)"):
+        _build(keep=torch.ones(shape, dtype=torch.bool))
 
 
 def test_build_mask_accepts_single_row_attn_mask() -> None:
     row = torch.tensor([[1, 0, 1, 1]], dtype=torch.bool)  # (1, K): same for every query
-    mask = _build(attn_mask=row)
+    mask = _build(keep=row)
     assert mask is not None
     assert torch.equal(mask.expand(3, 4), row.expand(3, 4))
 
@@ -171,15 +169,15 @@ def test_cores_reject_bad_key_padding(core_name: str, bad: str) -> None:
         "wrong_length_padding": torch.ones(2, 5, dtype=torch.bool),
         "one_dim_padding": torch.ones(4, dtype=torch.bool),
     }[bad]
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        core(q, k, v, key_padding_mask=padding)
+    with pytest.raises(ValueError, match="key_keep"):
+        core(q, k, v, key_keep=padding)
 
 
 @pytest.mark.parametrize("core_name", ["attention", "chunked"])
 def test_dense_cores_reject_float_attn_mask(core_name: str) -> None:
     q = k = v = torch.randn(2, 4, 4)
-    with pytest.raises(ValueError, match="attn_mask must be a bool tensor"):
-        CORES[core_name]()(q, k, v, attn_mask=torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="keep must be a bool tensor"):
+        CORES[core_name]()(q, k, v, keep=torch.zeros(4, 4))
 
 
 @pytest.mark.parametrize("core_name", sorted(CORES))
@@ -237,17 +235,17 @@ def test_require_weights_returns_the_weights() -> None:
 def test_chunked_rejects_wrong_attn_mask_shape_like_attention(shape: tuple[int, ...]) -> None:
     q = k = v = torch.randn(2, 4, 4)
     mask = torch.ones(shape, dtype=torch.bool)
-    with pytest.raises(ValueError, match="attn_mask must end in"):
-        Attention(dim=4)(q, k, v, attn_mask=mask)
-    with pytest.raises(ValueError, match="attn_mask"):
-        ChunkedAttention(chunk_size=2)(q, k, v, attn_mask=mask)
+    with pytest.raises(ValueError, match="keep must end in"):
+        Attention(dim=4)(q, k, v, keep=mask)
+    with pytest.raises(ValueError, match="keep"):
+        ChunkedAttention(chunk_size=2)(q, k, v, keep=mask)
 
 
 @pytest.mark.parametrize("core_name", sorted(CORES))
 def test_cores_reject_key_padding_with_wrong_batch(core_name: str) -> None:
     q = k = v = torch.randn(2, 4, 4)
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        CORES[core_name]()(q, k, v, key_padding_mask=torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="key_keep"):
+        CORES[core_name]()(q, k, v, key_keep=torch.ones(3, 4, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("need_weights", [False, True])
@@ -255,5 +253,38 @@ def test_cores_reject_key_padding_with_wrong_batch(core_name: str) -> None:
 def test_attn_mask_with_more_dims_than_scores_is_rejected(core_name: str, need_weights: bool) -> None:
     q = k = v = torch.randn(2, 3, 4)  # scores (B, Q, K)
     mask = torch.ones(2, 1, 3, 3, dtype=torch.bool)  # (B, 1, Q, K): meant for 4-d inputs
-    with pytest.raises(ValueError, match="attn_mask"):
-        CORES[core_name]()(q, k, v, attn_mask=mask, need_weights=need_weights)
+    with pytest.raises(ValueError, match="keep"):
+        CORES[core_name]()(q, k, v, keep=mask, need_weights=need_weights)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# torch's names keep torch's meaning (issue 11): no core silently inverts a torch-style mask.
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("core_name", sorted(CORES))
+def test_cores_read_key_padding_mask_as_torch_does(core_name: str, need_weights: bool) -> None:
+    """``key_padding_mask`` (True = padding) is the complement of ``key_keep`` (True = attend)."""
+    q = k = v = torch.randn(2, 4, 4)
+    keep = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    core = CORES[core_name]()
+    expected = core(q, k, v, key_keep=keep, need_weights=need_weights)
+    got = core(q, k, v, key_padding_mask=~keep, need_weights=need_weights)
+    torch.testing.assert_close(got.context, expected.context, atol=0, rtol=0)
+    if need_weights:
+        assert (got.require_weights()[~keep.unsqueeze(1).expand(2, 4, 4)] == 0).all()  # padding gets nothing
+    with pytest.raises(ValueError, match=r"pass key_keep \(True = attend\) or key_padding_mask .*not both"):
+        core(q, k, v, key_keep=keep, key_padding_mask=~keep)
+    with pytest.raises(ValueError, match=r"key_padding_mask must be a bool tensor with torch's meaning"):
+        core(q, k, v, key_padding_mask=(~keep).float())
+
+
+@pytest.mark.parametrize("core_name", sorted(CORES))
+def test_cores_refuse_attn_mask_and_say_why(core_name: str) -> None:
+    q = k = v = torch.randn(2, 4, 4)
+    name = type(CORES[core_name]()).__name__
+    with pytest.raises(
+        ValueError,
+        match=rf"^{name} takes keep= \(bool, True = attend\) for a \(queries, keys\) mask, not attn_mask",
+    ):
+        CORES[core_name]()(q, k, v, attn_mask=torch.ones(4, 4, dtype=torch.bool))

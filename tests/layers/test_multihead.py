@@ -58,16 +58,16 @@ def torch_forward(
     key: Tensor,
     value: Tensor,
     *,
-    key_padding_mask: Tensor | None = None,
-    attn_mask: Tensor | None = None,
+    key_keep: Tensor | None = None,
+    keep: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """torch's convention is the opposite of ours: True = ignore."""
+    """torch's MHA given attnkit-style keep masks, inverted to its convention (True = ignore)."""
     out, weights = theirs(
         query,
         key,
         value,
-        key_padding_mask=None if key_padding_mask is None else ~key_padding_mask,
-        attn_mask=None if attn_mask is None else ~attn_mask,
+        key_padding_mask=None if key_keep is None else ~key_keep,
+        attn_mask=None if keep is None else ~keep,
         need_weights=True,
         average_attn_weights=False,
     )
@@ -90,7 +90,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("masking", ["none", "padding", "attn_mask", "causal", "padding+causal"])
+@pytest.mark.parametrize("masking", ["none", "padding", "keep", "causal", "padding+causal"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_torch_multihead_attention(case: str, masking: str, bias: bool) -> None:
     q_len, k_len, key_dim, value_dim = CASES[case]
@@ -100,21 +100,19 @@ def test_matches_torch_multihead_attention(case: str, masking: str, bias: bool) 
     value = query if case == "self" else torch.randn(BATCH, k_len, value_dim or DIM)
     key = query if case == "self" else key
     padding = padding_for(k_len) if "padding" in masking else None
-    attn_mask = None
-    if masking == "attn_mask":
-        attn_mask = torch.rand(q_len, k_len) > 0.4
-        attn_mask[:, 0] = True
+    pair_keep = None
+    if masking == "keep":
+        pair_keep = torch.rand(q_len, k_len) > 0.4
+        pair_keep[:, 0] = True
     causal = "causal" in masking
 
     # Ours: masks in attnkit's convention, causal as a flag; self-attention needs only the query.
     args = (query,) if case == "self" else (query, key, value)
-    kwargs = {"key_padding_mask": padding, "attn_mask": attn_mask, "causal": causal}
+    kwargs = {"key_keep": padding, "keep": pair_keep, "causal": causal}
     with_weights = ours(*args, **kwargs, need_weights=True)
     fused = ours(*args, **kwargs, need_weights=False)
-    torch_mask = causal_mask(q_len, k_len) if causal else attn_mask
-    expected, expected_weights = torch_forward(
-        theirs, query, key, value, key_padding_mask=padding, attn_mask=torch_mask
-    )
+    torch_mask = causal_mask(q_len, k_len) if causal else pair_keep
+    expected, expected_weights = torch_forward(theirs, query, key, value, key_keep=padding, keep=torch_mask)
 
     assert with_weights.context.shape == (BATCH, q_len, DIM)
     torch.testing.assert_close(with_weights.context, expected, atol=1e-5, rtol=1e-4)
@@ -129,11 +127,11 @@ def test_per_example_attn_mask_matches_torch() -> None:
     # Ours takes (B, Q, K) and shares it over heads; torch wants it repeated per head as (B * H, Q, K).
     ours, theirs = paired()
     query, key = torch.randn(BATCH, 4, DIM), torch.randn(BATCH, 6, DIM)
-    attn_mask = torch.rand(BATCH, 4, 6) > 0.5
-    attn_mask[..., 2] = True
-    out = ours(query, key, attn_mask=attn_mask, need_weights=True)
+    pair_keep = torch.rand(BATCH, 4, 6) > 0.5
+    pair_keep[..., 2] = True
+    out = ours(query, key, keep=pair_keep, need_weights=True)
     expected, expected_weights = torch_forward(
-        theirs, query, key, key, attn_mask=attn_mask.repeat_interleave(HEADS, dim=0)
+        theirs, query, key, key, keep=pair_keep.repeat_interleave(HEADS, dim=0)
     )
     torch.testing.assert_close(out.context, expected, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.require_weights(), expected_weights, atol=1e-6, rtol=1e-5)
@@ -142,14 +140,82 @@ def test_per_example_attn_mask_matches_torch() -> None:
 def test_per_head_attn_mask() -> None:
     ours, theirs = paired()
     query = torch.randn(BATCH, 5, DIM)
-    attn_mask = torch.rand(BATCH, HEADS, 5, 5) > 0.5
-    attn_mask[..., 0] = True
-    out = ours(query, attn_mask=attn_mask, need_weights=True)
+    pair_keep = torch.rand(BATCH, HEADS, 5, 5) > 0.5
+    pair_keep[..., 0] = True
+    out = ours(query, keep=pair_keep, need_weights=True)
     expected, expected_weights = torch_forward(
-        theirs, query, query, query, attn_mask=attn_mask.reshape(BATCH * HEADS, 5, 5)
+        theirs, query, query, query, keep=pair_keep.reshape(BATCH * HEADS, 5, 5)
     )
     torch.testing.assert_close(out.context, expected, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.require_weights(), expected_weights, atol=1e-6, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# torch-named masks have torch's meaning: no silent inversion (issue 11).
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("per_head", [False, True])
+def test_torch_style_masks_give_torchs_result(per_head: bool, need_weights: bool) -> None:
+    """The very same mask tensors, True = ignore, passed to both modules under the same names."""
+    ours, theirs = paired()
+    query, key, value = torch.randn(BATCH, 4, DIM), torch.randn(BATCH, 6, DIM), torch.randn(BATCH, 6, DIM)
+    key_padding_mask = ~padding_for(6)  # torch style: True = padding
+    attn_mask = torch.rand(BATCH * HEADS if per_head else 1, 4, 6) > 0.7  # True = not allowed
+    attn_mask[..., 0] = False  # every query keeps a real key: torch gives NaN for a fully masked row
+    attn_mask = attn_mask if per_head else attn_mask[0]
+    got = ours(
+        query, key, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=need_weights
+    )
+    expected, expected_weights = theirs(
+        query, key, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask, average_attn_weights=False
+    )
+    torch.testing.assert_close(got.context, expected, atol=1e-5, rtol=1e-4)
+    if need_weights:
+        torch.testing.assert_close(got.require_weights(), expected_weights, atol=1e-6, rtol=1e-5)
+        # The trap this replaces: a torch-style mask attended only to padding. Padding now gets no weight.
+        on_padding = got.require_weights() * key_padding_mask[:, None, None, :]  # (B, H, Q, K)
+        assert (on_padding == 0).all()
+    # attnkit's keep-masks are the complements.
+    keep = (~attn_mask).view(BATCH, HEADS, 4, 6) if per_head else ~attn_mask
+    same = ours(query, key, value, key_keep=~key_padding_mask, keep=keep, need_weights=need_weights)
+    torch.testing.assert_close(same.context, got.context, atol=1e-6, rtol=1e-6)
+
+
+def test_encoder_style_padded_self_attention_matches_torch() -> None:
+    """A padded batch of self-attention, called the way nn.TransformerEncoder calls torch's MHA."""
+    ours, theirs = paired()
+    x = torch.randn(BATCH, 5, DIM)
+    pad = ~padding_for(5)
+    expected, _ = theirs(x, x, x, key_padding_mask=pad)
+    torch.testing.assert_close(ours(x, key_padding_mask=pad).context, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_both_conventions_at_once_is_an_error() -> None:
+    ours, _ = paired()
+    x = torch.randn(BATCH, 5, DIM)
+    pad = ~padding_for(5)
+    with pytest.raises(ValueError, match=r"pass key_keep \(True = attend\) or key_padding_mask .*not both"):
+        ours(x, key_keep=~pad, key_padding_mask=pad)
+    with pytest.raises(ValueError, match=r"pass keep \(True = attend\) or attn_mask .*not both"):
+        ours(x, keep=torch.ones(5, 5, dtype=torch.bool), attn_mask=torch.zeros(5, 5, dtype=torch.bool))
+
+
+def test_torch_style_mask_errors_say_what_to_do() -> None:
+    ours, _ = paired()
+    x = torch.randn(BATCH, 5, DIM)
+    with pytest.raises(
+        ValueError, match=r"key_padding_mask must be a bool .*True = padding.*key_keep=\(mask == 0\)"
+    ):
+        ours(x, key_padding_mask=torch.zeros(BATCH, 5))
+    with pytest.raises(ValueError, match=r"attn_mask must be a bool .*True = ignore.*keep=\(mask == 0\)"):
+        ours(x, attn_mask=torch.zeros(5, 5))
+    with pytest.raises(
+        ValueError, match=r"attn_mask must have shape \(queries, keys\) = \(5, 5\) or \(batch \* heads"
+    ):
+        ours(
+            x, attn_mask=torch.zeros(BATCH, 5, 5, dtype=torch.bool)
+        )  # (B, Q, K) is not one of torch's shapes
 
 
 def test_value_defaults_to_key() -> None:
@@ -170,8 +236,8 @@ def test_gradients_match_torch() -> None:
     query, key = torch.randn(BATCH, 4, DIM), torch.randn(BATCH, 6, DIM)
     padding = padding_for(6)
     upstream = torch.randn(BATCH, 4, DIM)
-    out = ours(query, key, key_padding_mask=padding).context
-    expected, _ = torch_forward(theirs, query, key, key, key_padding_mask=padding)
+    out = ours(query, key, key_keep=padding).context
+    expected, _ = torch_forward(theirs, query, key, key, key_keep=padding)
     ours_grads = torch.autograd.grad((out * upstream).sum(), list(ours.parameters()))
     theirs_grads = torch.autograd.grad((expected * upstream).sum(), list(theirs.parameters()))
     named = dict(zip([n for n, _ in ours.named_parameters()], ours_grads, strict=True))
@@ -196,15 +262,15 @@ def with_core(base: MultiHeadAttention, core: nn.Module) -> MultiHeadAttention:
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 4, 5, 16])
-@pytest.mark.parametrize("masking", ["none", "padding", "attn_mask", "causal", "padding+causal"])
+@pytest.mark.parametrize("masking", ["none", "padding", "keep", "causal", "padding+causal"])
 def test_chunked_core_equals_default_core(chunk_size: int, masking: str) -> None:
     base, _ = paired()
     chunked = with_core(base, ChunkedAttention(chunk_size))
     query, key = torch.randn(BATCH, 7, DIM), torch.randn(BATCH, 6, DIM)
-    attn_mask = torch.rand(7, 6) > 0.4 if masking == "attn_mask" else None
+    pair_keep = torch.rand(7, 6) > 0.4 if masking == "keep" else None
     kwargs = {
-        "key_padding_mask": padding_for(6) if "padding" in masking else None,
-        "attn_mask": attn_mask,
+        "key_keep": padding_for(6) if "padding" in masking else None,
+        "keep": pair_keep,
         "causal": "causal" in masking,
     }
     for need_weights in (False, True):
@@ -232,15 +298,13 @@ def test_local_core_equals_banded_default_core(window: int, masking: str) -> Non
     padding = padding_for(length) if "padding" in masking else None
     causal = "causal" in masking
     mask = band(length, window, causal)
-    expected = base(query, key_padding_mask=padding, attn_mask=mask, need_weights=True)
-    got = local(query, key_padding_mask=padding, causal=causal, need_weights=True)
+    expected = base(query, key_keep=padding, keep=mask, need_weights=True)
+    got = local(query, key_keep=padding, causal=causal, need_weights=True)
     torch.testing.assert_close(got.context, expected.context, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(got.require_weights(), expected.require_weights(), atol=1e-6, rtol=1e-5)
     # ...and both agree with torch's MHA given the same band, on the rows where torch is defined (it gives NaN
     # for a query whose whole window is padding; ours gives zero weights there).
-    torch_out, torch_weights = torch_forward(
-        theirs, query, query, query, key_padding_mask=padding, attn_mask=mask
-    )
+    torch_out, torch_weights = torch_forward(theirs, query, query, query, key_keep=padding, keep=mask)
     defined = torch_out.isfinite().all(dim=-1)  # (B, T)
     torch.testing.assert_close(got.context[defined], torch_out[defined], atol=1e-5, rtol=1e-4)
     weights = got.require_weights().transpose(1, 2)  # (B, T, H, T)
@@ -254,7 +318,7 @@ def test_linear_core_uses_kernel_attention_on_projected_heads(causal: bool) -> N
     linear = with_core(base, LinearAttention(chunk_size=3))
     query = torch.randn(BATCH, 7, DIM)
     padding = padding_for(7)
-    out = linear(query, key_padding_mask=padding, causal=causal, need_weights=True)
+    out = linear(query, key_keep=padding, causal=causal, need_weights=True)
 
     # Reference: project, split heads, phi(q) phi(k)^T normalized over kept keys, merge, out_proj.
     def heads(x: Tensor) -> Tensor:

@@ -46,8 +46,8 @@ class Case:
     query: Tensor  # (B, [H,] Q, D)
     key: Tensor  # (B, [H,] K, D)
     value: Tensor  # (B, [H,] K, Dv)
-    key_padding_mask: Tensor | None  # (B, K)
-    attn_mask: Tensor | None  # (Q, K)
+    key_keep: Tensor | None  # (B, K)
+    pair_keep: Tensor | None  # (Q, K)
     causal: bool
     keep: Tensor  # (B, [H,] Q, K)
     seed: int
@@ -55,8 +55,8 @@ class Case:
 
     def __post_init__(self) -> None:
         self.kwargs = {
-            "key_padding_mask": self.key_padding_mask,
-            "attn_mask": self.attn_mask,
+            "key_keep": self.key_keep,
+            "keep": self.pair_keep,
             "causal": self.causal,
         }
 
@@ -89,10 +89,10 @@ def cases(
     if draw(st.booleans()):
         bits = draw(st.lists(st.booleans(), min_size=batch * k_len, max_size=batch * k_len))
         padding = torch.tensor(bits, dtype=torch.bool).view(batch, k_len)
-    attn_mask = None
+    pair_keep = None
     if core_name in {"attention", "chunked"} and draw(st.booleans()):
         bits = draw(st.lists(st.booleans(), min_size=q_len * k_len, max_size=q_len * k_len))
-        attn_mask = torch.tensor(bits, dtype=torch.bool).view(q_len, k_len)
+        pair_keep = torch.tensor(bits, dtype=torch.bool).view(q_len, k_len)
 
     core: AttentionCore
     i = torch.arange(q_len).view(-1, 1)
@@ -110,12 +110,12 @@ def cases(
         core = LinearAttention(draw(st.integers(1, 8)))
     if causal:
         keep2d &= j <= i
-    if attn_mask is not None:
-        keep2d &= attn_mask
+    if pair_keep is not None:
+        keep2d &= pair_keep
     keep = keep2d.expand(*lead, q_len, k_len).clone()
     if padding is not None:
         keep &= padding.view(batch, *([1] * (len(lead) - 1)), 1, k_len)
-    return Case(core, query, key, value, padding, attn_mask, causal, keep, seed)
+    return Case(core, query, key, value, padding, pair_keep, causal, keep, seed)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -167,8 +167,8 @@ def test_permuting_keys_permutes_weights_and_keeps_context(core_name: str, data:
         case.query,
         case.key[..., perm, :],
         case.value[..., perm, :],
-        key_padding_mask=None if case.key_padding_mask is None else case.key_padding_mask[:, perm],
-        attn_mask=None if case.attn_mask is None else case.attn_mask[:, perm],
+        key_keep=None if case.key_keep is None else case.key_keep[:, perm],
+        keep=None if case.pair_keep is None else case.pair_keep[:, perm],
         need_weights=True,
     )
     torch.testing.assert_close(permuted.context, context, atol=1e-5, rtol=1e-4)
@@ -192,13 +192,11 @@ def test_batch_elements_are_independent(core_name: str, data: st.DataObject) -> 
     query, key, value = (t.clone() for t in (case.query, case.key, case.value))
     for t in (query, key, value):
         t[1:] = torch.randn(t[1:].shape, generator=gen) * 10
-    padding = case.key_padding_mask
+    padding = case.key_keep
     if padding is not None:
         padding = padding.clone()
         padding[1:] = ~padding[1:]
-    other = case.core(
-        query, key, value, **{**case.kwargs, "key_padding_mask": padding}, need_weights=need_weights
-    )
+    other = case.core(query, key, value, **{**case.kwargs, "key_keep": padding}, need_weights=need_weights)
     torch.testing.assert_close(other.context[0], context[0], atol=1e-6, rtol=1e-5)
     if need_weights:
         assert weights is not None

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit.layers.masks import build_mask
+from attnkit.layers.masks import build_mask, refuse_attn_mask, resolve_key_keep
 from attnkit.layers.scoring import ScaledDotScorer, Scorer
 
 
@@ -65,8 +65,10 @@ class AttentionCore(nn.Module):
     """Base of every attention core: ``forward(query, key, value, *, masks, need_weights) -> AttentionOutput``.
 
     Inputs are ``query (B, [H,] Q, D)``, ``key (B, [H,] K, D)``, ``value (B, [H,] K, Dv)``;
-    ``key_padding_mask (B, K)`` and ``attn_mask`` (broadcastable to ``(B, [H,] Q, K)``) are bool, True = keep;
-    ``causal`` adds a top-left aligned causal mask.
+    ``key_keep (B, K)`` and ``keep`` (broadcastable to ``(B, [H,] Q, K)``) are bool, True = attend;
+    ``causal`` adds a top-left aligned causal mask. ``key_padding_mask (B, K)`` is torch's alternative to
+    ``key_keep`` with torch's meaning (True = padding, ignored); ``attn_mask`` is refused with an error, since
+    torch gives it two opposite meanings (see :mod:`attnkit.layers.masks`).
     """
 
     def forward(
@@ -75,12 +77,22 @@ class AttentionCore(nn.Module):
         key: Tensor,
         value: Tensor,
         *,
-        key_padding_mask: Tensor | None = None,
-        attn_mask: Tensor | None = None,
+        key_keep: Tensor | None = None,
+        keep: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> AttentionOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def core_masks(
+    layer: str, key_keep: Tensor | None, key_padding_mask: Tensor | None, attn_mask: Tensor | None
+) -> Tensor | None:
+    """A core's ``(B, K)`` keep-mask from ``key_keep`` or torch's ``key_padding_mask``; refuses ``attn_mask``."""
+    refuse_attn_mask(layer, attn_mask)
+    return resolve_key_keep(key_keep, key_padding_mask)
 
 
 def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
@@ -123,16 +135,19 @@ class Attention(AttentionCore):
         key: Tensor,
         value: Tensor,
         *,
-        key_padding_mask: Tensor | None = None,
-        attn_mask: Tensor | None = None,
+        key_keep: Tensor | None = None,
+        keep: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> AttentionOutput:
         _check_qkv(query, key, value)
+        key_keep = core_masks(type(self).__name__, key_keep, key_padding_mask, attn_mask)
         q_len, k_len = query.shape[-2], key.shape[-2]
         mask = build_mask(
-            key_padding_mask=key_padding_mask,
-            attn_mask=attn_mask,
+            key_keep=key_keep,
+            keep=keep,
             causal=causal,
             q_len=q_len,
             k_len=k_len,
@@ -143,7 +158,7 @@ class Attention(AttentionCore):
         dropout_p = self.dropout if self.training else 0.0
         scale = self.scorer.sdpa_scale
         if scale is not None and not need_weights:
-            if causal and key_padding_mask is None and attn_mask is None:
+            if causal and key_keep is None and keep is None:
                 # SDPA's own causal mode (same top-left alignment) never materializes a (Q, K) mask.
                 return AttentionOutput(
                     context=F.scaled_dot_product_attention(

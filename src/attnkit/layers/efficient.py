@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from attnkit.layers.attention import AttentionCore, AttentionOutput, _check_qkv, masked_softmax
-from attnkit.layers.masks import check_attn_mask, padding_view
+from attnkit.layers.attention import AttentionCore, AttentionOutput, _check_qkv, core_masks, masked_softmax
+from attnkit.layers.masks import check_keep, padding_view
 
 
-def _padding_view(key_padding_mask: Tensor | None, score_ndim: int, batch: int, k_len: int) -> Tensor | None:
+def _padding_view(key_keep: Tensor | None, score_ndim: int, batch: int, k_len: int) -> Tensor | None:
     """``(B, K)`` -> ``(B, 1, [1,] K)``, validated."""
-    return None if key_padding_mask is None else padding_view(key_padding_mask, score_ndim, batch, k_len)
+    return None if key_keep is None else padding_view(key_keep, score_ndim, batch, k_len)
 
 
 class ChunkedAttention(AttentionCore):
@@ -57,17 +57,20 @@ class ChunkedAttention(AttentionCore):
         key: Tensor,
         value: Tensor,
         *,
-        key_padding_mask: Tensor | None = None,
-        attn_mask: Tensor | None = None,
+        key_keep: Tensor | None = None,
+        keep: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> AttentionOutput:
         _check_qkv(query, key, value)
         q_len, k_len = query.shape[-2], key.shape[-2]
         scale = self.scale if self.scale is not None else 1.0 / math.sqrt(query.shape[-1])
-        padding = _padding_view(key_padding_mask, query.dim(), query.shape[0], k_len)  # (B, 1, [1,] K)
-        if attn_mask is not None:
-            check_attn_mask(attn_mask, q_len, k_len, query.dim())
+        key_keep = core_masks(type(self).__name__, key_keep, key_padding_mask, attn_mask)
+        padding = _padding_view(key_keep, query.dim(), query.shape[0], k_len)  # (B, 1, [1,] K)
+        if keep is not None:
+            check_keep(keep, q_len, k_len, query.dim())
         key_positions = torch.arange(k_len, device=query.device)  # (K,)
         use_checkpoint = (
             torch.is_grad_enabled() and not need_weights and any(t.requires_grad for t in (query, key, value))
@@ -78,8 +81,8 @@ class ChunkedAttention(AttentionCore):
         for start in range(0, q_len, self.chunk_size):
             stop = min(start + self.chunk_size, q_len)
             block_mask = padding
-            if attn_mask is not None:
-                rows = attn_mask[..., start:stop, :] if attn_mask.shape[-2] == q_len else attn_mask
+            if keep is not None:
+                rows = keep[..., start:stop, :] if keep.shape[-2] == q_len else keep
                 block_mask = rows if block_mask is None else block_mask & rows
             q_block = query[..., start:stop, :]  # (B, [H,] C, D)
             if need_weights:
@@ -159,15 +162,18 @@ class LocalAttention(AttentionCore):
         key: Tensor,
         value: Tensor,
         *,
-        key_padding_mask: Tensor | None = None,
-        attn_mask: Tensor | None = None,
+        key_keep: Tensor | None = None,
+        keep: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> AttentionOutput:
         _check_qkv(query, key, value)
-        if attn_mask is not None:
+        key_keep = core_masks(type(self).__name__, key_keep, key_padding_mask, attn_mask)
+        if keep is not None:
             raise ValueError(
-                "LocalAttention takes key_padding_mask and causal only: a dense attn_mask would cost the O(T^2) "
+                "LocalAttention takes key_keep and causal only: a dense keep mask would cost the O(T^2) "
                 "memory this layer avoids; use Attention or ChunkedAttention for arbitrary masks"
             )
         length = query.shape[-2]
@@ -198,12 +204,12 @@ class LocalAttention(AttentionCore):
         block_starts = torch.arange(num_blocks, device=device).view(-1, 1, 1) * block  # (N, 1, 1)
         query_pos = block_starts + torch.arange(block, device=device).view(1, -1, 1)  # (N, C, 1)
         key_pos = block_starts - window + torch.arange(span, device=device).view(1, 1, -1)  # (N, 1, C + 2W)
-        keep = ((query_pos - key_pos).abs() <= window) & (key_pos >= 0) & (key_pos < length)  # (N, C, C + 2W)
+        band = ((query_pos - key_pos).abs() <= window) & (key_pos >= 0) & (key_pos < length)  # (N, C, C + 2W)
         if causal:
-            keep = keep & (key_pos <= query_pos)
-        mask = keep
-        if key_padding_mask is not None:
-            padding = _padding_view(key_padding_mask, query.dim() - 1, query.shape[0], length)  # (B, [1,] T)
+            band = band & (key_pos <= query_pos)
+        mask = band
+        if key_keep is not None:
+            padding = _padding_view(key_keep, query.dim() - 1, query.shape[0], length)  # (B, [1,] T)
             assert padding is not None
             padded_keys = F.pad(padding, (window, right), value=False)  # (B, [1,] W + N*C + W)
             key_windows = padded_keys.unfold(-1, span, block)  # (B, [1,] N, C + 2W)
@@ -258,14 +264,17 @@ class LinearAttention(AttentionCore):
         key: Tensor,
         value: Tensor,
         *,
-        key_padding_mask: Tensor | None = None,
-        attn_mask: Tensor | None = None,
+        key_keep: Tensor | None = None,
+        keep: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> AttentionOutput:
         _check_qkv(query, key, value)
-        if attn_mask is not None:
-            raise ValueError("LinearAttention takes key_padding_mask and causal only, not a dense attn_mask")
+        key_keep = core_masks(type(self).__name__, key_keep, key_padding_mask, attn_mask)
+        if keep is not None:
+            raise ValueError("LinearAttention takes key_keep and causal only, not a dense keep mask")
         q_len, k_len = query.shape[-2], key.shape[-2]
         if causal and q_len != k_len:
             raise ValueError(f"causal LinearAttention needs as many queries as keys, got {q_len} and {k_len}")
@@ -273,7 +282,7 @@ class LinearAttention(AttentionCore):
         q_feat = self.feature_map(query.to(compute))  # (B, [H,] Q, D)
         k_feat = self.feature_map(key.to(compute))  # (B, [H,] K, D)
         v32 = value.to(compute)
-        padding = _padding_view(key_padding_mask, query.dim(), query.shape[0], k_len)
+        padding = _padding_view(key_keep, query.dim(), query.shape[0], k_len)
         if padding is not None:
             k_feat = k_feat * padding.transpose(-2, -1)  # masked keys contribute nothing: (B, 1, [1,] K, 1)
         if causal:

@@ -1,7 +1,15 @@
 """Attention masks.
 
 One convention everywhere: a mask is a bool tensor where ``True`` means *keep* (the key takes part in attention)
-and ``False`` means *masked out*. Masks broadcast against scores of shape ``(B, [H,] Q, K)``.
+and ``False`` means *masked out*. Masks broadcast against scores of shape ``(B, [H,] Q, K)``. Keep-masks are
+named for it: ``key_keep (B, K)`` per key and ``keep`` per (query, key) pair.
+
+torch uses the opposite polarity under other names: ``key_padding_mask`` (``nn.MultiheadAttention``,
+``nn.Transformer*``) is True for *padding*, to be ignored. Every attnkit layer that takes ``key_padding_mask``
+gives it torch's meaning (:func:`resolve_key_keep`), so a torch-style mask gives torch's result and is never
+silently inverted. torch's ``attn_mask`` means "True = attend" in ``scaled_dot_product_attention`` but "True =
+ignore" in ``nn.MultiheadAttention``; only :class:`~attnkit.layers.multihead.MultiHeadAttention` takes it, in
+``nn.MultiheadAttention``'s meaning, and the cores refuse it (:func:`refuse_attn_mask`).
 
 Dimension legend: ``B`` batch, ``H`` heads, ``Q`` queries, ``K`` keys, ``T`` tokens.
 """
@@ -45,35 +53,68 @@ def _check_bool(name: str, mask: Tensor) -> None:
         )
 
 
-def check_attn_mask(attn_mask: Tensor, q_len: int, k_len: int, score_ndim: int) -> None:
-    """Raise ``ValueError`` unless ``attn_mask`` is bool and broadcastable to scores ``(..., Q, K)``."""
-    _check_bool("attn_mask", attn_mask)
-    if attn_mask.dim() < 2 or attn_mask.dim() > score_ndim:
+def resolve_key_keep(key_keep: Tensor | None, key_padding_mask: Tensor | None) -> Tensor | None:
+    """The ``(B, K)`` keep-mask from either attnkit's ``key_keep`` or torch's ``key_padding_mask``.
+
+    Args:
+        key_keep: bool, True = the key is attended.
+        key_padding_mask: bool, torch's convention: True = padding, ignored.
+
+    Raises:
+        ValueError: both are given, or ``key_padding_mask`` is not bool (torch also takes additive float
+            masks; attnkit does not).
+    """
+    if key_padding_mask is None:
+        return key_keep
+    if key_keep is not None:
         raise ValueError(
-            f"attn_mask must end in (queries, keys) = ({q_len}, {k_len}) and have 2 to {score_ndim} dimensions, "
-            f"got shape {tuple(attn_mask.shape)}"
+            "pass key_keep (True = attend) or key_padding_mask (torch's convention, True = padding), not both"
         )
-    if attn_mask.shape[-2:] not in {(q_len, k_len), (1, k_len)}:
+    if key_padding_mask.dtype != torch.bool:
         raise ValueError(
-            f"attn_mask must end in (queries, keys) = ({q_len}, {k_len}), got {tuple(attn_mask.shape)}"
+            f"key_padding_mask must be a bool tensor with torch's meaning, True = padding (got dtype "
+            f"{key_padding_mask.dtype}); for an additive float mask of 0 / -inf pass key_keep=(mask == 0)"
+        )
+    return ~key_padding_mask
+
+
+def refuse_attn_mask(layer: str, attn_mask: Tensor | None) -> None:
+    """Raise for an ``attn_mask`` given to an attention core: torch gives that name two opposite meanings."""
+    if attn_mask is not None:
+        raise ValueError(
+            f"{layer} takes keep= (bool, True = attend) for a (queries, keys) mask, not attn_mask, whose "
+            "meaning differs in torch (True = attend in scaled_dot_product_attention, True = ignore in "
+            "nn.MultiheadAttention); MultiHeadAttention takes attn_mask with nn.MultiheadAttention's meaning"
         )
 
 
-def padding_view(key_padding_mask: Tensor, score_ndim: int, batch: int, k_len: int) -> Tensor:
-    """Validate a ``(B, K)`` key-padding mask and view it as ``(B, 1, ..., K)`` with ``score_ndim`` dims."""
-    _check_bool("key_padding_mask", key_padding_mask)
-    if key_padding_mask.dim() != 2 or tuple(key_padding_mask.shape) != (batch, k_len):
+def check_keep(keep: Tensor, q_len: int, k_len: int, score_ndim: int) -> None:
+    """Raise ``ValueError`` unless ``keep`` is bool and broadcastable to scores ``(..., Q, K)``."""
+    _check_bool("keep", keep)
+    if keep.dim() < 2 or keep.dim() > score_ndim:
         raise ValueError(
-            f"key_padding_mask must have shape (batch, {k_len}) = ({batch}, {k_len}) to match the keys, "
-            f"got {tuple(key_padding_mask.shape)}"
+            f"keep must end in (queries, keys) = ({q_len}, {k_len}) and have 2 to {score_ndim} dimensions, "
+            f"got shape {tuple(keep.shape)}"
         )
-    return key_padding_mask.view(batch, *([1] * (score_ndim - 2)), k_len)
+    if keep.shape[-2:] not in {(q_len, k_len), (1, k_len)}:
+        raise ValueError(f"keep must end in (queries, keys) = ({q_len}, {k_len}), got {tuple(keep.shape)}")
+
+
+def padding_view(key_keep: Tensor, score_ndim: int, batch: int, k_len: int) -> Tensor:
+    """Validate a ``(B, K)`` key keep-mask and view it as ``(B, 1, ..., K)`` with ``score_ndim`` dims."""
+    _check_bool("key_keep", key_keep)
+    if key_keep.dim() != 2 or tuple(key_keep.shape) != (batch, k_len):
+        raise ValueError(
+            f"key_keep must have shape (batch, {k_len}) = ({batch}, {k_len}) to match the keys, "
+            f"got {tuple(key_keep.shape)}"
+        )
+    return key_keep.view(batch, *([1] * (score_ndim - 2)), k_len)
 
 
 def build_mask(
     *,
-    key_padding_mask: Tensor | None,
-    attn_mask: Tensor | None,
+    key_keep: Tensor | None,
+    keep: Tensor | None,
     causal: bool,
     q_len: int,
     k_len: int,
@@ -81,29 +122,30 @@ def build_mask(
     device: torch.device,
     batch: int | None = None,
 ) -> Tensor | None:
-    """Combine a key-padding mask, an explicit mask and causality into one mask broadcastable to the scores.
+    """Combine a key keep-mask, a (query, key) keep-mask and causality into one mask broadcastable to the scores.
 
     Args:
-        key_padding_mask: ``(B, K)`` bool, True = real key.
-        attn_mask: bool, broadcastable to the scores ``(B, [H,] Q, K)``; a ``(Q, K)`` mask applies to every row.
+        key_keep: ``(B, K)`` bool, True = real key.
+        keep: bool, broadcastable to the scores ``(B, [H,] Q, K)``, True = attend; a ``(Q, K)`` mask applies
+            to every row.
         causal: add a top-left aligned causal mask.
         q_len: number of queries ``Q``.
         k_len: number of keys ``K``.
         score_ndim: number of dimensions of the scores (3 for ``(B, Q, K)``, 4 for ``(B, H, Q, K)``).
         device: device of the scores.
-        batch: batch size ``B`` of the scores, to check ``key_padding_mask`` against.
+        batch: batch size ``B`` of the scores, to check ``key_keep`` against.
 
     Returns:
         A bool mask broadcastable to the scores, or ``None`` when nothing is masked.
     """
     mask: Tensor | None = None
-    if key_padding_mask is not None:
-        rows = key_padding_mask.shape[0] if batch is None else batch
+    if key_keep is not None:
+        rows = key_keep.shape[0] if batch is None else batch
         # (B, K) -> (B, 1, [1,] K): broadcast over heads and queries
-        mask = padding_view(key_padding_mask, score_ndim, rows, k_len)
-    if attn_mask is not None:
-        check_attn_mask(attn_mask, q_len, k_len, score_ndim)
-        mask = attn_mask if mask is None else mask & attn_mask
+        mask = padding_view(key_keep, score_ndim, rows, k_len)
+    if keep is not None:
+        check_keep(keep, q_len, k_len, score_ndim)
+        mask = keep if mask is None else mask & keep
     if causal:
         tri = causal_mask(q_len, k_len, device=device)  # (Q, K)
         mask = tri if mask is None else mask & tri

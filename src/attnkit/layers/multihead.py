@@ -5,9 +5,11 @@ Dimension legend: ``B`` batch, ``H`` heads, ``Q`` queries, ``K`` keys, ``D`` mod
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from attnkit.layers.attention import Attention, AttentionCore, AttentionOutput
+from attnkit.layers.masks import resolve_key_keep
 from attnkit.layers.scoring import ScaledDotScorer
 
 
@@ -15,8 +17,9 @@ class MultiHeadAttention(nn.Module):
     """Multi-head attention with projections kept apart from the attention core.
 
     Numerically the same as ``torch.nn.MultiheadAttention(dim, num_heads, batch_first=True)`` given the same
-    projection weights (``q_proj``/``k_proj``/``v_proj`` are the three blocks of its ``in_proj_weight``), but
-    masks follow attnkit's convention (bool, True = keep) and weights are per head ``(B, H, Q, K)``.
+    projection weights (``q_proj``/``k_proj``/``v_proj`` are the three blocks of its ``in_proj_weight``) and
+    the same masks: ``key_padding_mask`` and ``attn_mask`` have torch's meaning (True = ignore). attnkit's own
+    keep-masks (True = attend) are ``key_keep`` and ``keep``. Weights are per head ``(B, H, Q, K)``.
 
     Args:
         dim: model size ``D`` of the queries and of the output.
@@ -55,6 +58,30 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         self.core = core if core is not None else Attention(ScaledDotScorer(self.head_dim), dropout=dropout)
 
+    def _keep_from_attn_mask(
+        self, keep: Tensor | None, attn_mask: Tensor | None, batch: int, q_len: int, k_len: int
+    ) -> Tensor | None:
+        """attnkit's ``keep`` from ``nn.MultiheadAttention``'s ``attn_mask`` (bool, True = ignore)."""
+        if attn_mask is None:
+            return keep
+        if keep is not None:
+            raise ValueError(
+                "pass keep (True = attend) or attn_mask (torch's convention, True = ignore), not both"
+            )
+        if attn_mask.dtype != torch.bool:
+            raise ValueError(
+                f"attn_mask must be a bool tensor with nn.MultiheadAttention's meaning, True = ignore (got dtype "
+                f"{attn_mask.dtype}); for an additive float mask of 0 / -inf pass keep=(mask == 0)"
+            )
+        if attn_mask.dim() == 2 and tuple(attn_mask.shape) == (q_len, k_len):
+            return ~attn_mask  # (Q, K)
+        if attn_mask.dim() == 3 and tuple(attn_mask.shape) == (batch * self.num_heads, q_len, k_len):
+            return (~attn_mask).view(batch, self.num_heads, q_len, k_len)  # (B*H, Q, K) -> (B, H, Q, K)
+        raise ValueError(
+            f"attn_mask must have shape (queries, keys) = ({q_len}, {k_len}) or (batch * heads, queries, keys) = "
+            f"({batch * self.num_heads}, {q_len}, {k_len}) as in nn.MultiheadAttention, got {tuple(attn_mask.shape)}"
+        )
+
     def _split_heads(self, x: Tensor) -> Tensor:
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
@@ -65,14 +92,24 @@ class MultiHeadAttention(nn.Module):
         key: Tensor | None = None,
         value: Tensor | None = None,
         *,
-        key_padding_mask: Tensor | None = None,
-        attn_mask: Tensor | None = None,
+        key_keep: Tensor | None = None,
+        keep: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> AttentionOutput:
         """Attend from ``query (B, Q, D)`` to ``key (B, K, Dk)`` / ``value (B, K, Dv)``.
 
-        ``key`` defaults to ``query`` (self-attention) and ``value`` to ``key``.
+        ``key`` defaults to ``query`` (self-attention) and ``value`` to ``key``. Masks are bool; give each
+        one in either convention, not both:
+
+        - attnkit's, True = attend: ``key_keep (B, K)``; ``keep`` of shape ``(Q, K)``, ``(B, Q, K)`` or
+          ``(B, H, Q, K)``.
+        - ``torch.nn.MultiheadAttention``'s, True = ignore: ``key_padding_mask (B, K)``; ``attn_mask`` of
+          shape ``(Q, K)`` or ``(B * H, Q, K)``.
+
+        ``causal`` adds a top-left aligned causal mask (torch's ``is_causal``).
 
         Returns:
             ``AttentionOutput`` with ``context (B, Q, D)`` and, when asked, ``weights (B, H, Q, K)``.
@@ -83,20 +120,14 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(
                 f"MultiHeadAttention expects (batch, length, dim) inputs, got {tuple(query.shape)}"
             )
+        key_keep = resolve_key_keep(key_keep, key_padding_mask)
+        keep = self._keep_from_attn_mask(keep, attn_mask, query.shape[0], query.shape[1], key.shape[1])
         q = self._split_heads(self.q_proj(query))  # (B, H, Q, Dh)
         k = self._split_heads(self.k_proj(key))  # (B, H, K, Dh)
         v = self._split_heads(self.v_proj(value))  # (B, H, K, Dh)
-        if attn_mask is not None and attn_mask.dim() == 3:
-            attn_mask = attn_mask.unsqueeze(1)  # (B, Q, K) -> (B, 1, Q, K): same mask for every head
-        out = self.core(
-            q,
-            k,
-            v,
-            key_padding_mask=key_padding_mask,
-            attn_mask=attn_mask,
-            causal=causal,
-            need_weights=need_weights,
-        )
+        if keep is not None and keep.dim() == 3:
+            keep = keep.unsqueeze(1)  # (B, Q, K) -> (B, 1, Q, K): same mask for every head
+        out = self.core(q, k, v, key_keep=key_keep, keep=keep, causal=causal, need_weights=need_weights)
         batch, _, q_len, _ = out.context.shape
         merged = out.context.transpose(1, 2).reshape(batch, q_len, self.dim)  # (B, Q, D)
         return AttentionOutput(context=self.out_proj(merged), weights=out.weights)

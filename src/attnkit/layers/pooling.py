@@ -81,13 +81,13 @@ class AttentionPooling(nn.Module):
     def output_dim(self) -> int:
         return self.num_queries * self.dim
 
-    def token_contributions(self, states: Tensor, mask: Tensor | None = None) -> Tensor:
+    def token_contributions(self, states: Tensor, keep: Tensor | None = None) -> Tensor:
         """``(B, R, T, D)``: each token's additive share of each pooled vector.
 
         ``pooled_r = sum_t contributions[:, r, t] + c`` where ``c`` depends only on biases (the multihead scorer's
         output projection bias; 0 otherwise): query ``r`` weighs token ``t``'s value by its attention weight.
         """
-        weights = self.forward(states, mask).weights  # (B, [H,] R, T)
+        weights = self.forward(states, keep).weights  # (B, [H,] R, T)
         if isinstance(self.attention, MultiHeadAttention):
             mha = self.attention
             values = mha._split_heads(mha.v_proj(states))  # (B, H, T, Dh)
@@ -96,10 +96,10 @@ class AttentionPooling(nn.Module):
             return torch.einsum("bhrt,bhtd->brtd", weights, per_head)  # (B, R, T, D)
         return weights[..., None] * states[:, None, :, :]  # (B, R, T, D)
 
-    def forward(self, states: Tensor, mask: Tensor | None = None) -> PoolingOutput:
-        """Pool ``states (B, T, D)`` under ``mask (B, T)`` (bool, True = real token)."""
+    def forward(self, states: Tensor, keep: Tensor | None = None) -> PoolingOutput:
+        """Pool ``states (B, T, D)`` under ``keep (B, T)`` (bool, True = real token)."""
         batch = states.shape[0]
         queries = self.query.unsqueeze(0).expand(batch, -1, -1)  # (B, R, D)
-        out = self.attention(queries, states, states, key_padding_mask=mask, need_weights=True)
+        out = self.attention(queries, states, states, key_keep=keep, need_weights=True)
         pooled = out.context.reshape(batch, self.output_dim)  # (B, R * D)
         return PoolingOutput(pooled=pooled, weights=out.require_weights())  # weights (B, [H,] R, T)

@@ -77,7 +77,7 @@ class EncoderBlock(nn.Module):
 
         Without ``need_weights`` the attention takes the fused SDPA path.
         """
-        out = self.attn(self.norm1(x), key_padding_mask=mask, need_weights=need_weights)
+        out = self.attn(self.norm1(x), key_keep=mask, need_weights=need_weights)
         x = x + self.dropout(out.context)  # (B, T, D)
         x = x + self.dropout(self.mlp(self.norm2(x)))  # (B, T, D)
         return x, out.weights
