@@ -17,9 +17,9 @@ checkpoint). ``epochs_lost`` counts committed epochs that a resume trained again
 ``tests/train/test_resume_faults.py``, which imports this file).
 
 Scenarios (bag-attn on 64 synthetic texts, 2 epochs of 3 steps, validated after step 2 and at each epoch's end):
-``plain``; ``refit`` (``train.refit``: validated run, then refit); ``ensemble`` (2 members); ``overwrite`` (the
-plain run trained over an earlier run with another config: a kill while that run is cleared must leave it
-resumable whole).
+``plain``; ``refit`` (``train.refit``: validated run, then refit); ``ensemble`` (2 members); ``refit-ensemble``
+(2 members, each validated for 1 epoch then refitted); ``overwrite`` (the plain run trained over an earlier run
+with another config: a kill while that run is cleared must leave it resumable whole).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from attnkit.train.loop import fit
 
 POSITIVE, NEGATIVE = ["great", "superb", "loved"], ["awful", "boring", "hated"]
 FILLER = ["the", "a", "film", "plot", "was", "and", "very", "it"]
-SCENARIOS = ("plain", "refit", "ensemble", "overwrite")
+SCENARIOS = ("plain", "refit", "ensemble", "refit-ensemble", "overwrite")
 
 
 class Killed(BaseException):
@@ -224,13 +224,16 @@ def sweep(
     before the new run's ``config.yaml`` replaced the earlier one must resume the earlier run, whole.
 
     Returns ``points``, ``exact`` (resumes equal to the uninterrupted run), ``started_over`` (no checkpoint
-    yet), ``earlier_run_kept`` (overwrite killed before the new config), ``epochs_lost`` and ``failures``.
+    yet), ``earlier_run_kept`` (overwrite killed before the new config), ``epochs_lost``, ``failures`` and
+    ``written_in_place`` (files of the uninterrupted run not moved into place by a rename: must be none).
     """
     root.mkdir(parents=True, exist_ok=True)
     earlier = root / "earlier"
+    earlier_config: RunConfig | None = None
+    earlier_snapshot: dict[str, Any] = {}
     if prepare is not None:
         prepare(earlier)
-        earlier_snapshot = snapshot(earlier)
+        earlier_config, earlier_snapshot = RunConfig.from_yaml(earlier / "config.yaml"), snapshot(earlier)
     reference_dir = root / "reference"
     if prepare is not None:
         shutil.copytree(earlier, reference_dir)
@@ -238,6 +241,15 @@ def sweep(
     with counter.installed():
         fit(config, reference_dir)
     reference = snapshot(reference_dir)
+    # Every file of the run must have been moved into place whole (a checkpoint's files inside state.new/).
+    replaced = {os.path.abspath(t) for op, _, t in counter.events if op == "replace"}
+    in_place = [
+        str(path.relative_to(reference_dir))
+        for path in sorted(reference_dir.rglob("*"))
+        if path.is_file()
+        and str(path) not in replaced
+        and str(path).replace(f"/{ckpt.STATE_DIR}/", f"/{ckpt.STAGING_DIR}/") not in replaced
+    ]
     commits = [
         i for i, (_, _, target) in enumerate(counter.events) if target.endswith(f"/{ckpt.MANIFEST_FILE}")
     ]
@@ -249,6 +261,7 @@ def sweep(
         "earlier_run_kept": 0,
         "epochs_lost": 0,
         "failures": [],
+        "written_in_place": in_place,
     }
     for k in range(1, len(counter.events) + 1):
         run = root / f"kill-{k}"
@@ -275,7 +288,7 @@ def sweep(
                     fit(config, run)  # what a user does next: train it again
                 totals["started_over"] += 1
                 wanted = reference
-            elif RunConfig.from_yaml(run / "config.yaml") != config:
+            elif RunConfig.from_yaml(run / "config.yaml") == earlier_config:
                 fit(RunConfig(), run, resume=True)  # killed while the earlier run was cleared
                 totals["earlier_run_kept"] += 1
                 wanted = earlier_snapshot
@@ -336,7 +349,12 @@ def scenario(name: str, base: RunConfig) -> tuple[RunConfig, Callable[[Path], No
             fit(earlier, run)
 
         return base, train_earlier
-    overrides = {"plain": [], "refit": ["train.refit=true"], "ensemble": ["model.ensemble=2"]}[name]
+    overrides = {
+        "plain": [],
+        "refit": ["train.refit=true"],
+        "ensemble": ["model.ensemble=2"],
+        "refit-ensemble": ["model.ensemble=2", "train.refit=true", "train.epochs=1"],
+    }[name]
     return base.with_overrides(overrides), None
 
 
@@ -378,11 +396,13 @@ def main() -> None:
             f"({totals['seconds']} s)",
             flush=True,
         )
+        if totals["written_in_place"]:
+            print(f"  written in place: {', '.join(totals['written_in_place'])}", flush=True)
         for failure in totals["failures"]:
             print(f"  {failure['where']}: {'; '.join(failure['differences'])}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    sys.exit(1 if any(s["failures"] for s in report["scenarios"]) else 0)
+    sys.exit(1 if any(s["failures"] or s["written_in_place"] for s in report["scenarios"]) else 0)
 
 
 if __name__ == "__main__":

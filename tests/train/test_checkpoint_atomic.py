@@ -35,7 +35,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077], ids=["022", "002", "077"])
 def test_every_file_of_a_run_has_the_mode_a_plain_write_gives(
     tiny_data: tuple[Path, Path], tmp_path: Path, mask: int
 ) -> None:

@@ -50,6 +50,7 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _check(totals: dict[str, object]) -> None:
     assert totals["failures"] == [], json.dumps(totals["failures"], indent=1)
+    assert totals["written_in_place"] == []  # every file of the run was renamed into place whole
     assert totals["exact"] == totals["points"]
     assert totals["epochs_lost"] == 0
 

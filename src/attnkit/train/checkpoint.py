@@ -47,7 +47,7 @@ __all__ = [
     "STATE_DIR",
     "WEIGHTS_FILE",
     "atomic_write",
-    "clean_leftovers",
+    "clean_run_leftovers",
     "has_training_state",
     "load_training_state",
     "load_weights",
@@ -269,20 +269,24 @@ def recover(run_dir: Path) -> None:
         log.info("%s: removing an incomplete checkpoint (interrupted while it was written)", run_dir)
         remove_tree(staging)
     remove_tree(run_dir / _OLD_DIR)
-    removed = clean_leftovers(run_dir)
-    for folder in run_dir.iterdir() if run_dir.is_dir() else ():
-        if folder.is_dir():
-            removed += clean_leftovers(folder)
-    if removed:
-        log.info("%s: removed %d leftover temporary file(s) of interrupted writes", run_dir, removed)
+    clean_run_leftovers(run_dir)
     publish_best_weights(run_dir)
 
 
 def remove_training_state(run_dir: Path) -> None:
     """Delete the run's checkpoints (committed, in progress or being switched) and leftover temporary files."""
-    for name in (STATE_DIR, STAGING_DIR, _OLD_DIR):
+    for name in (STAGING_DIR, STATE_DIR, _OLD_DIR):
         remove_tree(run_dir / name)
-    clean_leftovers(run_dir)
+    clean_run_leftovers(run_dir)
+
+
+def clean_run_leftovers(run_dir: Path) -> int:
+    """Delete the temporary files that interrupted writes left in ``run_dir`` and its folders (``tokenizer/``,
+    ``state/``; not the runs inside it, which clean their own); returns how many. Only while nothing writes."""
+    removed = clean_leftovers(run_dir)
     for folder in run_dir.iterdir() if run_dir.is_dir() else ():
-        if folder.is_dir():
-            clean_leftovers(folder)
+        if folder.is_dir() and not folder.is_symlink():
+            removed += clean_leftovers(folder)
+    if removed:
+        log.info("%s: removed %d leftover temporary file(s) of interrupted writes", run_dir, removed)
+    return removed

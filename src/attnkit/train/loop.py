@@ -307,7 +307,7 @@ def fit(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> FitR
         # After the refit stage of a train.refit run wrote its own config, resume the whole run from the original.
         config = _refit_run_of(config, run_dir) or config
         if init_distributed(config.train.device).is_main:  # before anything is written again
-            ckpt.clean_leftovers(run_dir)  # temporary files of writes that a kill interrupted
+            ckpt.clean_run_leftovers(run_dir)  # temporary files of writes that a kill interrupted
     if config.model.ensemble > 1:
         return _fit_ensemble(config, run_dir, resume=resume)
     if config.train.refit:
