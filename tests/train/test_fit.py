@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from attnkit.export import export_onnx
 from attnkit.predictor import Predictor, calibrate_run, evaluate_run
 from attnkit.train import checkpoint as ckpt
-from attnkit.train.calibration import fit_temperature
+from attnkit.train.calibration import Calibration
 from attnkit.train.config import ConfigError, RunConfig
 from attnkit.train.loop import fit, predict_logits, prepare_data
 
@@ -311,7 +311,7 @@ def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_lo
     # Its temperature is fitted on its own validation logits, and predictions use it.
     val_logits, val_labels = _mean_member_logits(run, [tmp_path / "s3", tmp_path / "s4"], "val")
     temperature = ckpt.read_json(run / "calibration.json")["temperature"]
-    assert temperature == pytest.approx(fit_temperature(val_logits, val_labels), rel=1e-4)
+    assert temperature == pytest.approx(Calibration.fit(val_logits, val_labels, "val").temperature, rel=1e-4)
     predictor = Predictor(run)
     assert predictor.temperature == temperature
     texts = ["the movie was great and wonderful", "awful boring worst film"]
@@ -364,7 +364,7 @@ def test_ensemble_with_refit(tiny_data: tuple[Path, Path], tmp_path: Path) -> No
     validated = [run / "members" / str(m) / "validated" for m in range(2)]
     val_logits, val_labels = _mean_member_logits(validated[0], validated, "val")
     temperature = ckpt.read_json(run / "calibration.json")["temperature"]
-    assert temperature == pytest.approx(fit_temperature(val_logits, val_labels), rel=1e-4)
+    assert temperature == pytest.approx(Calibration.fit(val_logits, val_labels, "val").temperature, rel=1e-4)
     assert metrics["validated"]["val"]["accuracy"] == pytest.approx(
         float((val_logits.argmax(dim=1) == torch.tensor(val_labels)).float().mean())
     )

@@ -786,9 +786,9 @@ def final_metrics(
         val_logits = predict_logits(model, data.val, batch_size, device)  # (N, C)
         if fit_temperature:
             calibration = Calibration.fit(val_logits, _labels_of(data.val), fitted_on="validation split")
-            # A temperature not fitted (too few examples, or no held-out gain) or clipped is worth a warning.
-            level = logging.INFO if calibration.status == "fitted" else logging.WARNING
-            log.log(level, "calibration: %s", calibration.describe())
+            # Worth a warning: no temperature (too few examples, or no held-out gain), a clipped one, or a rise in ECE.
+            quiet = calibration.status == "fitted" and calibration.ece_after <= calibration.ece_before
+            log.log(logging.INFO if quiet else logging.WARNING, "calibration: %s", calibration.describe())
             temperature = calibration.temperature
             metrics["calibration"] = calibration.to_dict()
         metrics["val"] = logits_report(val_logits, data.val, data.labels, temperature=temperature)
