@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.demo import run_demo
+from attnkit.demo import SHOWCASE, run_demo
 
 
 @pytest.mark.slow
@@ -16,6 +16,11 @@ def test_demo_trains_explains_and_reports(tmp_path: Path) -> None:
     assert test["n"] == 1736  # the held-out split of the de-duplicated corpus
     assert test["accuracy"] >= 0.75  # chance is 0.52; the full 4-epoch demo measured 0.81
     assert result.examples, "the demo shows test reviews"
+    # Chinese words, not characters: 不错 ("good") in issue 11's sentence is one unit, and the examples hold
+    # more multi-character words than there are examples.
+    showcase = result.examples[0]
+    assert showcase.text == SHOWCASE and "不错" in [t.text for t in showcase.tokens]
+    assert sum(len(t.text) > 1 for item in result.examples for t in item.tokens) > len(result.examples)
     for item in result.examples:
         assert sum(item.scores("attention")) == pytest.approx(1.0, abs=1e-4)
         for token in item.tokens:

@@ -89,7 +89,8 @@ def chinese_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     out = root / "run"
     code = main(["train", "--data", str(path), "--model", "bag-attn", "--out", str(out), "--epochs", "4",
-                 "--no-progress", "--set", "optim.lr=0.01", "--set", "train.threads=1"])  # fmt: skip
+                 "--no-progress", "--set", "optim.lr=0.01", "--set", "train.threads=1",
+                 "--set", "tokenizer.level=char"])  # fmt: skip
     assert code == 0
     return out
 

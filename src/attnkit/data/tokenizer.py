@@ -1,4 +1,5 @@
-"""Word- and character-level tokenization on Hugging Face ``tokenizers``, with offsets into the original text.
+"""Word-, Chinese-word- and character-level tokenization on Hugging Face ``tokenizers``, with offsets into the
+original text.
 
 Levels:
 
@@ -6,8 +7,14 @@ Levels:
   non-space character (punctuation, symbols, emoji) is a token of its own: ``"Don't!"`` -> ``Don ' t !``.
 - ``char`` (CJK text): every CJK character (Han, kana, Hangul) is a token; runs of other word characters,
   such as ASCII words inside Chinese text, stay whole; punctuation as for ``word``.
-- ``auto``: ``char`` when CJK characters are at least :data:`CJK_THRESHOLD` of the non-space characters in a
-  sample of the training texts, else ``word``.
+- ``word-zh`` (Chinese): as ``char``, except that each run of Han characters is segmented into words by
+  jieba's algorithm and dictionary (the ``rjieba`` binding of jieba-rs, with its HMM for unknown words):
+  ``这本书写得很不错`` -> ``这本 书写 得 很 不错``. Words outside the vocabulary are ``[UNK]``.
+- ``word-zh+char``: ``word-zh``, but a Han word outside the vocabulary is split into its characters, which the
+  vocabulary also holds (counted over every Han character of the training texts, inside words too).
+- ``auto``: when CJK characters are at least :data:`CJK_THRESHOLD` of the non-space characters in a sample of
+  the training texts, ``word-zh+char`` if they are Chinese (kana and Hangul under :data:`KANA_HANGUL_SHARE`
+  of them) and ``char`` otherwise (Japanese, Korean); else ``word``.
 
 Normalization never moves characters, so offsets need no mapping: before the Rust tokenizer runs, HTML
 line breaks (``<br />``, ``<br/>``, ``<br>``, any case) and invisible characters (C0/C1 controls, zero-width
@@ -16,6 +23,12 @@ with :meth:`str.lower`. The rare texts where lowercasing is not one character fo
 becomes two characters; ``Σ`` depends on its neighbours) are split on the unchanged text and each piece is
 lowercased on its own. Either way, for every token ``text[start:end]`` is its original surface form and
 ``text[start:end].lower()`` is the vocabulary entry it is looked up under.
+
+The Chinese segmentation runs in Python (about a million characters a second) on the cleaned text, and its
+pieces are looked up one by one, lowercased on their own; a word-level tokenizer's offsets are exact by
+construction because the segmenter only ever splits a Han run into pieces that concatenate back to it. The
+segmenter's dictionary is compiled into the ``rjieba`` wheel (pinned in ``pyproject.toml``): it writes no cache
+file and reads no state, so it segments identically across runs, processes and machines.
 
 Special tokens: ``[PAD]`` is id 0 and ``[UNK]`` id 1. They are ordinary vocabulary entries, not "added
 tokens", so text that happens to contain ``[PAD]`` is tokenized like any other text and id 0 only ever means
@@ -28,21 +41,28 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 from attnkit.data.errors import DataError
 
+if TYPE_CHECKING:
+    import rjieba
+
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
 PAD_ID = 0
 UNK_ID = 1
-#: ``auto`` picks ``char`` when at least this fraction of non-space sample characters are CJK.
+#: ``auto`` picks a CJK level when at least this fraction of non-space sample characters are CJK.
 CJK_THRESHOLD = 0.3
+#: ``auto`` segments CJK text into Chinese words when kana and Hangul are under this share of its CJK characters.
+KANA_HANGUL_SHARE = 0.1
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -50,11 +70,18 @@ _FORMAT = "attnkit-tokenizer"
 _FORMAT_VERSION = 1
 
 # Han (with extension A, compatibility ideographs and the supplementary planes), kana and Hangul syllables.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_KANA_HANGUL = "\u3040-\u30ff\uac00-\ud7af"
+# Both, in the order saved char-level tokenizers have in their pattern.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0003134f"
 _CJK_RE = re.compile(f"[{_CJK}]")
+_HAN_RE = re.compile(f"[{_HAN}]")
+_KANA_HANGUL_RE = re.compile(f"[{_KANA_HANGUL}]")
 # Oniguruma patterns for the Rust pre-tokenizer; each non-space character lands in exactly one token.
 _WORD_PATTERN = r"\w+|[^\w\s]"
 _CHAR_PATTERN = f"[{_CJK}]|(?:(?![{_CJK}])\\w)+|[^\\w\\s]"
+# As _CHAR_PATTERN, but a run of Han characters is one piece (then segmented into words in Python).
+_HAN_RUN_PATTERN = f"[{_HAN}]+|[{_KANA_HANGUL}]|(?:(?![{_CJK}])\\w)+|[^\\w\\s]"
 
 _BR_RE = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
 # C0/C1 controls except the whitespace ones (\t \n \v \f \r and NEL), zero-width space, word joiner, BOM and
@@ -63,7 +90,11 @@ _INVISIBLE_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u2060\uf
 # How far past ``max_length`` tokens' worth of characters a long text is cut before the Rust side sees it.
 _CHARS_PER_TOKEN_BOUND = 16
 
-Level = Literal["word", "char", "auto"]
+ResolvedLevel = Literal["word", "char", "word-zh", "word-zh+char"]
+Level = Literal["word", "char", "word-zh", "word-zh+char", "auto"]
+LEVELS: tuple[str, ...] = get_args(Level)
+#: Levels that segment Han runs into Chinese words.
+CHINESE_WORD_LEVELS: tuple[str, ...] = ("word-zh", "word-zh+char")
 
 
 @dataclass
@@ -71,7 +102,8 @@ class TokenizerConfig:
     """How to build a :class:`TextTokenizer`.
 
     Attributes:
-        level: ``word``, ``char`` (CJK characters as tokens) or ``auto`` (decided from the training texts).
+        level: ``word``, ``char`` (CJK characters as tokens), ``word-zh`` (Chinese words), ``word-zh+char``
+            (Chinese words, unknown ones as characters) or ``auto`` (decided from the training texts).
         vocab_size: maximum vocabulary size, including ``[PAD]`` and ``[UNK]``; the most frequent tokens win.
         min_freq: tokens seen fewer times in the training texts map to ``[UNK]``.
         lowercase: lowercase before lookup (offsets still point into the original text).
@@ -85,8 +117,8 @@ class TokenizerConfig:
     max_length: int = 500
 
     def __post_init__(self) -> None:
-        if self.level not in ("word", "char", "auto"):
-            raise ValueError(f"level must be 'word', 'char' or 'auto', got {self.level!r}")
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {self.level!r}")
         if not isinstance(self.vocab_size, int) or self.vocab_size < 3:
             raise ValueError(
                 f"vocab_size must be an integer >= 3 ([PAD], [UNK] and a token), got {self.vocab_size}"
@@ -124,6 +156,20 @@ class Encoding:
         return len(self.ids)
 
 
+def _script_counts(texts: Sequence[str], max_texts: int, max_chars: int) -> tuple[int, int, int]:
+    """(CJK, kana + Hangul, non-space) character counts over an evenly spaced sample of ``texts``."""
+    if not texts:
+        return 0, 0, 0
+    step = max(1, math.ceil(len(texts) / max_texts))
+    cjk = kana_hangul = visible = 0
+    for text in texts[::step]:
+        head = text[:max_chars]
+        cjk += len(_CJK_RE.findall(head))
+        kana_hangul += len(_KANA_HANGUL_RE.findall(head))
+        visible += sum(1 for c in head if not c.isspace())
+    return cjk, kana_hangul, visible
+
+
 def cjk_fraction(texts: Sequence[str], max_texts: int = 2000, max_chars: int = 2000) -> float:
     """Fraction of CJK characters among the non-space characters of an evenly spaced sample of ``texts``.
 
@@ -132,26 +178,49 @@ def cjk_fraction(texts: Sequence[str], max_texts: int = 2000, max_chars: int = 2
         max_texts: at most this many texts are looked at, evenly spaced through the corpus.
         max_chars: at most this many leading characters of each sampled text are looked at.
     """
-    if not texts:
-        return 0.0
-    step = max(1, math.ceil(len(texts) / max_texts))
-    cjk = visible = 0
-    for text in texts[::step]:
-        head = text[:max_chars]
-        cjk += len(_CJK_RE.findall(head))
-        visible += sum(1 for c in head if not c.isspace())
+    cjk, _, visible = _script_counts(texts, max_texts, max_chars)
     return cjk / visible if visible else 0.0
 
 
-def detect_level(texts: Sequence[str]) -> Literal["word", "char"]:
-    """``char`` if :func:`cjk_fraction` of ``texts`` is at least :data:`CJK_THRESHOLD`, else ``word``."""
-    return "char" if cjk_fraction(texts) >= CJK_THRESHOLD else "word"
+def detect_level(texts: Sequence[str]) -> ResolvedLevel:
+    """The level ``auto`` resolves to for these training texts.
+
+    ``word`` unless :func:`cjk_fraction` is at least :data:`CJK_THRESHOLD`; then ``word-zh+char`` for Chinese
+    (kana and Hangul under :data:`KANA_HANGUL_SHARE` of the CJK characters), else ``char``.
+    """
+    cjk, kana_hangul, visible = _script_counts(texts, 2000, 2000)
+    if not visible or cjk / visible < CJK_THRESHOLD:
+        return "word"
+    return "word-zh+char" if kana_hangul < KANA_HANGUL_SHARE * cjk else "char"
 
 
-def _pre_tokenizer(level: Literal["word", "char"]) -> pre_tokenizers.PreTokenizer:
-    pattern = _WORD_PATTERN if level == "word" else _CHAR_PATTERN
+def _pre_tokenizer(level: ResolvedLevel) -> pre_tokenizers.PreTokenizer:
+    if level == "word":
+        pattern = _WORD_PATTERN
+    elif level == "char":
+        pattern = _CHAR_PATTERN
+    else:
+        pattern = _HAN_RUN_PATTERN
     # invert=True: the pattern's matches are the tokens and everything between them (whitespace) is dropped.
     return pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
+
+
+@cache
+def _segmenter() -> rjieba.Jieba:
+    """A private jieba-rs instance: the module-level one of ``rjieba`` can be changed by ``rjieba.add_word``."""
+    import rjieba
+
+    return rjieba.Jieba()
+
+
+def segment_chinese(run: str) -> list[str]:
+    """jieba's words of ``run``, a string of Han characters (default dictionary, HMM for unknown words).
+
+    The words concatenate back to ``run``; should the segmenter ever return anything else, ``run`` is split
+    into its characters instead, so offsets computed from the word lengths stay exact.
+    """
+    words: list[str] = _segmenter().cut(run, True)
+    return words if "".join(words) == run else list(run)
 
 
 def clean_text(text: str) -> str:
@@ -168,12 +237,14 @@ class TextTokenizer:
     original text, which the explanation tools use to map attention back onto the words.
     """
 
-    def __init__(self, tokenizer: Tokenizer, config: TokenizerConfig, level: Literal["word", "char"]) -> None:
+    def __init__(self, tokenizer: Tokenizer, config: TokenizerConfig, level: ResolvedLevel) -> None:
         """Wrap a built Hugging Face ``tokenizer``; use :meth:`fit` or :meth:`load` rather than this."""
-        if level not in ("word", "char"):
-            raise ValueError(f"level must be resolved to 'word' or 'char', got {level!r}")
+        if level not in get_args(ResolvedLevel):
+            raise ValueError(
+                f"level must be resolved to one of {', '.join(get_args(ResolvedLevel))}, got {level!r}"
+            )
         self.config = config
-        self.level: Literal["word", "char"] = level
+        self.level: ResolvedLevel = level
         self._hf = tokenizer
         self._hf.no_padding()
         self._hf.enable_truncation(config.max_length)
@@ -211,8 +282,10 @@ class TextTokenizer:
             raise TypeError(
                 f"texts[{bad}] is {type(texts[bad]).__name__}; fit takes strings ([ex.text for ex in ...])"
             )
-        level: Literal["word", "char"] = detect_level(texts) if config.level == "auto" else config.level
+        level: ResolvedLevel = detect_level(texts) if config.level == "auto" else config.level
         pre = _pre_tokenizer(level)
+        if level in CHINESE_WORD_LEVELS:
+            return cls(_fit_chinese_words(texts, config, level, pre), config, level)
         counter = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
         counter.pre_tokenizer = pre
         trainer = trainers.WordLevelTrainer(
@@ -292,6 +365,8 @@ class TextTokenizer:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got one str; use encode() for a single text")
         max_length = self.config.max_length
+        if self.level in CHINESE_WORD_LEVELS:
+            return [self._encode_chinese(text, i) for i, text in enumerate(texts)]
         results: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(texts)
         fast_inputs: list[str] = []
         fast_index: list[tuple[int, bool]] = []  # (position, whether the text was cut)
@@ -328,6 +403,45 @@ class TextTokenizer:
             return self._encode_split(cleaned)
         enc = self._hf.encode(lowered, add_special_tokens=False)
         return enc.ids, enc.offsets
+
+    def _encode_chinese(self, text: str, position: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """Chinese word levels: segment in Python, look each piece up, stop at ``max_length`` tokens."""
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{position}] is {type(text).__name__}, expected str")
+        cleaned = clean_text(text)
+        max_length = self.config.max_length
+        cut = _cut_point(cleaned, max_length * _CHARS_PER_TOKEN_BOUND)
+        ids, offsets = self._chinese_tokens(cleaned[:cut])
+        if cut < len(cleaned) and len(ids) < max_length:
+            # The cut kept too few tokens (very long words); redo this one on the whole text.
+            ids, offsets = self._chinese_tokens(cleaned)
+        return ids, offsets
+
+    def _chinese_tokens(self, cleaned: str) -> tuple[list[int], list[tuple[int, int]]]:
+        max_length = self.config.max_length
+        fallback = self.level == "word-zh+char"
+        lower = self.config.lowercase
+        vocab = self._vocab
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        for piece, (start, end) in self._pre.pre_tokenize_str(cleaned):
+            if not _HAN_RE.match(piece):
+                ids.append(vocab.get(piece.lower() if lower else piece, UNK_ID))
+                offsets.append((start, end))
+            else:
+                for word in segment_chinese(piece):
+                    stop = start + len(word)
+                    index = vocab.get(word)  # Han characters have no case
+                    if index is not None or not fallback or len(word) == 1:
+                        ids.append(UNK_ID if index is None else index)
+                        offsets.append((start, stop))
+                    else:
+                        ids += [vocab.get(c, UNK_ID) for c in word]
+                        offsets += [(i, i + 1) for i in range(start, stop)]
+                    start = stop
+            if len(ids) >= max_length:
+                break
+        return ids[:max_length], offsets[:max_length]
 
     def _encode_split(self, cleaned: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Slow path: split the un-lowercased text, then lowercase and look up each piece on its own."""
@@ -409,6 +523,35 @@ def _cut_point(text: str, limit: int) -> int:
         return len(text)
     cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
     return cut if cut > 0 else len(text)
+
+
+def _fit_chinese_words(
+    texts: list[str], config: TokenizerConfig, level: ResolvedLevel, pre: pre_tokenizers.PreTokenizer
+) -> Tokenizer:
+    """The vocabulary of a Chinese word level: the most frequent pieces, ties broken by the piece itself.
+
+    ``word-zh+char`` also counts every character of each multi-character Han word, so that the characters an
+    unknown word falls back to are in the vocabulary too.
+    """
+    counts: Counter[str] = Counter()
+    with_chars = level == "word-zh+char"
+    for text in texts:
+        for piece, _ in pre.pre_tokenize_str(clean_text(text)):
+            if not _HAN_RE.match(piece):
+                counts[piece.lower() if config.lowercase else piece] += 1
+                continue
+            for word in segment_chinese(piece):
+                counts[word] += 1
+                if with_chars and len(word) > 1:
+                    counts.update(word)
+    kept = sorted((t for t, n in counts.items() if n >= config.min_freq), key=lambda t: (-counts[t], t))
+    vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}
+    for token in kept[: config.vocab_size - 2]:
+        vocab.setdefault(token, len(vocab))
+    hf = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    # Encoding segments in Python; on its own, tokenizer.json takes the pieces separated by spaces.
+    hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return hf
 
 
 def _training_form(text: str, lowercase: bool, pre: pre_tokenizers.PreTokenizer) -> str:

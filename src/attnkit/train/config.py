@@ -110,15 +110,17 @@ class DataConfig:
 class TokenizerSection:
     """Tokenizer settings (see :class:`attnkit.data.tokenizer.TokenizerConfig`)."""
 
-    level: Literal["word", "char", "auto"] = "auto"
+    level: Literal["word", "char", "word-zh", "word-zh+char", "auto"] = "auto"
     vocab_size: int = 10_000
     min_freq: int = 1
     lowercase: bool = True
     max_length: int = 500
 
     def __post_init__(self) -> None:
-        if self.level not in ("word", "char", "auto"):
-            raise ConfigError(f"tokenizer.level must be word, char or auto, got {self.level!r}")
+        if self.level not in ("word", "char", "word-zh", "word-zh+char", "auto"):
+            raise ConfigError(
+                f"tokenizer.level must be one of word, char, word-zh, word-zh+char, auto; got {self.level!r}"
+            )
         _check_range("tokenizer.vocab_size", self.vocab_size, 3, MAX_VOCAB_SIZE)
         _check_range("tokenizer.min_freq", self.min_freq, 1, math.inf)
         _check_range("tokenizer.max_length", self.max_length, 1, MAX_TOKENS)
