@@ -247,10 +247,12 @@ def test_metrics_damage_is_named(run: Path) -> None:
 
 
 def test_not_a_run_directory(tmp_path: Path) -> None:
-    with pytest.raises(RunNotFoundError, match=rf"{tmp_path / 'nope'}: no such run directory"):
+    with pytest.raises(
+        RunNotFoundError, match=rf"{tmp_path / 'nope'} is not an attnkit run directory \(no such directory\)"
+    ):
         load_run(tmp_path / "nope")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(RunError, match=r"is a file, not a run directory"):
+    with pytest.raises(RunError, match=r"is not an attnkit run directory \(it is a file\)"):
         load_run(tmp_path / "file")
     with pytest.raises(FileNotFoundError, match="run directory"):  # as it always was for an empty folder
         load_run(tmp_path)

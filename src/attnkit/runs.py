@@ -139,9 +139,9 @@ def check_run_dir(run_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise RunNotFoundError(f"{run_dir}: no such run directory")
+        raise RunNotFoundError(f"{run_dir} is not an attnkit run directory (no such directory)")
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: is a file, not a run directory")
+        raise RunError(f"{run_dir} is not an attnkit run directory (it is a file)")
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunNotFoundError(f"{run_dir} is not an attnkit run directory (no {CONFIG_FILE})")
     return run_dir
