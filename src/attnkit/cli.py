@@ -591,7 +591,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
             raise argparse.ArgumentTypeError(f"{port} is not a port: use 0..65535 (0: any free port)")
         return port
 
-    p = sub.add_parser("serve", help="REST API and web page for a trained run (FastAPI on uvicorn)")
+    p = sub.add_parser(
+        "serve",
+        help="REST API and web page for a trained run (FastAPI on uvicorn)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("run_dir")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"

@@ -224,3 +224,17 @@ def test_device_choice() -> None:
             resolve_device("cuda")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_serve_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    options = capsys.readouterr().out.split("options:", 1)[1]
+    for option, default in [
+        ("--header-timeout", "10.0"), ("--body-timeout", "30.0"), ("--keep-alive-timeout", "5.0"),
+        ("--max-connections", "1000"), ("--max-header-bytes", "65536"), ("--backlog", "2048"),
+        ("--explain-timeout", "30.0"), ("--explain-isolation", "process"), ("--explain-workers", "1"),
+        ("--max-pending-explains", "4"), ("--device", "auto"), ("--rate-burst", "20"),
+    ]:  # fmt: skip
+        paragraph = " ".join(options.split(option, 1)[1].split("\n  -", 1)[0].split())
+        assert f"default: {default}" in paragraph, (option, paragraph)

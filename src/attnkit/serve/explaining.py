@@ -150,8 +150,6 @@ def torch_threads_pool(workers: int, threads: int, name: str) -> ThreadPoolExecu
 
 def _worker_main(conn: Connection, run_dir: str, device: str, threads: int, nice: int) -> None:
     """A process worker: load the run, say ``ready``, then answer ``(status, payload)`` to each job."""
-    if nice and hasattr(os, "nice"):
-        os.nice(nice)
     torch.set_num_threads(threads)
     try:
         from attnkit.predictor import Predictor
@@ -160,6 +158,8 @@ def _worker_main(conn: Connection, run_dir: str, device: str, threads: int, nice
     except Exception as err:
         conn.send(("failed", f"{type(err).__name__}: {err}"))
         return
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)  # after loading: a worker (re)started on busy cores is ready as soon as it can be
     conn.send(("ready", None))
     while True:
         try:
