@@ -232,3 +232,29 @@ def test_remove_tree_never_leaves_a_half_deleted_folder_under_its_name(
     assert not folder.exists()  # renamed aside in one step before any file went
     assert atomic.clean_leftovers(tmp_path) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_checkpoint_is_not_resumed_but_the_run_starts_over(
+    tiny_data: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train, test = tiny_data
+    config = RunConfig.from_dict(
+        {
+            "data": {"train": str(train), "test": str(test)},
+            "tokenizer": {"level": "word", "vocab_size": 100, "max_length": 32},
+            "model": {"name": "bag-attn", "options": {"embed_dim": 8}},
+            "train": {"epochs": 2, "progress": False, "threads": 1, "calibrate": False},
+        }
+    )
+    fit(config, tmp_path / "reference")
+    fit(config, tmp_path / "run")
+    optimizer_file = tmp_path / "run" / "state" / "optimizer.safetensors"
+    optimizer_file.write_bytes(optimizer_file.read_bytes()[:-8])  # torn by something other than attnkit
+    assert not ckpt.has_training_state(tmp_path / "run")
+    with caplog.at_level("WARNING", logger="attnkit.train.loop"):
+        fit(RunConfig(), tmp_path / "run", resume=True)
+    assert "incomplete or damaged: starting the run over" in caplog.text
+    reference = load_file(str(tmp_path / "reference" / ckpt.WEIGHTS_FILE))
+    resumed = load_file(str(tmp_path / "run" / ckpt.WEIGHTS_FILE))
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert ckpt.has_training_state(tmp_path / "run")

@@ -552,7 +552,9 @@ def _fit_once(
             ckpt.recover(run_dir)
         barrier(ctx)
         resume = ckpt.has_training_state(run_dir)
-        if not resume:
+        if not resume and (run_dir / ckpt.STATE_DIR).exists():
+            log.warning("%s is incomplete or damaged: starting the run over", run_dir / ckpt.STATE_DIR)
+        elif not resume:
             log.info("%s stopped before its first checkpoint: starting it over", run_dir)
     if not resume and ctx.is_main:  # written first, so that --resume finds the run whenever it is stopped
         _clear_earlier_run(run_dir, keep_validated=refit_stage)
