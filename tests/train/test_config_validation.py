@@ -79,7 +79,9 @@ BAD_OVERRIDES = [
 
 @pytest.mark.parametrize(("override", "pattern"), BAD_OVERRIDES, ids=[o for o, _ in BAD_OVERRIDES])
 def test_bad_values_are_one_line_config_errors(override: str, pattern: str) -> None:
-    base = RunConfig().with_overrides(["optim.weight_decay=2"]) if override == "optim.lr=0.5" else RunConfig()
+    base = RunConfig().with_overrides(["model.name=bilstm-attn"])  # the messages name its config class
+    if override == "optim.lr=0.5":
+        base = base.with_overrides(["optim.weight_decay=2"])
     with pytest.raises(ConfigError, match=pattern) as info:
         base.with_overrides([override])
     assert "\n" not in str(info.value)
