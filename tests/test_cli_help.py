@@ -99,3 +99,24 @@ def test_train_refuses_out_that_is_a_file(tmp_path, capsys: pytest.CaptureFixtur
     (tmp_path / "taken").write_text("x")
     assert main(["train", "--out", str(tmp_path / "taken")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "RUN", "a text"],
+        ["explain", "RUN", "a text"],
+        ["evaluate", "RUN", "--data", "x.csv"],
+        ["calibrate", "RUN"],
+        ["faithfulness", "RUN", "--data", "x.csv"],
+    ],
+)
+def test_inference_commands_take_a_device(
+    command: list[str],
+    tmp_path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    argv = [str(tmp_path) if part == "RUN" else part for part in command]
+    assert build_parser().parse_args(argv).device == "auto"
+    assert main([*argv, "--device", "tpu"]) == 2
+    assert "device must be auto, cpu" in capsys.readouterr().err

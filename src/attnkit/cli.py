@@ -45,6 +45,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     pa.set_defaults(handler=bench_attention.main)
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda[:N] or mps (default: auto)",
+    )
+
+
 def _is_main_process() -> bool:
     """False in the non-zero ranks of a ``torchrun`` job: only rank 0 prints results."""
     import os
@@ -178,7 +186,7 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from attnkit.predictor import evaluate_run
 
-    report = evaluate_run(args.run_dir, args.data)
+    report = evaluate_run(args.run_dir, args.data, device=args.device)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -201,13 +209,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="labelled data: file, folder or built-in name[:split]")
     p.add_argument("--json", action="store_true")
+    _add_device(p)
     p.set_defaults(handler=_cmd_evaluate)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from attnkit.predictor import calibrate_run
 
-    calibration = calibrate_run(args.run_dir, args.data)
+    calibration = calibrate_run(args.run_dir, args.data, device=args.device)
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
         return 0
@@ -224,6 +233,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "--data", help="labelled data to fit on (default: the run's validation split); never the test data"
     )
     p.add_argument("--json", action="store_true")
+    _add_device(p)
     p.set_defaults(handler=_cmd_calibrate)
 
 
@@ -258,7 +268,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         check_output_path(args.out)
         if args.file and Path(args.out).expanduser().resolve() == Path(args.file).expanduser().resolve():
             raise UserError(f"--out {args.out} is the input file; write the predictions to another file")
-    predictor = Predictor(args.run_dir)
+    predictor = Predictor(args.run_dir, device=args.device)
     batch = predict_rows(predictor, _read_texts(args, predictor.config.data.text_field))
     if args.out is not None:
         path = write_predictions(batch, args.out)
@@ -289,6 +299,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="write the input rows, every column kept, plus predicted_label and one prob_<label> column per "
         "class, in input order, to .csv, .jsonl or .parquet (default: JSON lines on stdout)",
     )
+    _add_device(p)
     p.set_defaults(handler=_cmd_predict)
 
 
@@ -344,7 +355,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         args.out = (
             f"explanation.{suffix[args.format]}" if args.format in ("html", "png") else f"{args.format}.html"
         )
-    predictor = Predictor(args.run_dir)
+    predictor = Predictor(args.run_dir, device=args.device)
     texts = _read_texts(args, predictor.config.data.text_field).texts
     has_layers = has_self_attention(predictor.model, *predictor.encode(texts[:1])[1:])
     if args.format in ("head-view", "model-view") and not has_layers:
@@ -427,6 +438,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         "--layers", action="store_true", help="include every layer/head attention map (transformer)"
     )
     p.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
+    _add_device(p)
     p.set_defaults(handler=_cmd_explain)
 
 
@@ -438,7 +450,7 @@ def _cmd_faithfulness(args: argparse.Namespace) -> int:
     from attnkit.explain.synthetic import plausibility, read_cue_task
     from attnkit.predictor import Predictor
 
-    predictor = Predictor(args.run_dir)
+    predictor = Predictor(args.run_dir, device=args.device)
     examples = load_source(
         args.data, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
     )
@@ -486,6 +498,7 @@ def _add_faithfulness(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", help="write the AOPC curves to this PNG")
     p.add_argument("--no-progress", action="store_true")
+    _add_device(p)
     p.set_defaults(handler=_cmd_faithfulness)
 
 
@@ -638,7 +651,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "thread: in the server process",
     )
     g.add_argument(
-        "--explain-nice", type=int, default=10, help="CPU priority offset of process workers (0-19)"
+        "--explain-nice", type=int, default=5, help="CPU priority offset of process workers (0-19)"
     )
     g = p.add_argument_group("connections")
     g.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive a request head")

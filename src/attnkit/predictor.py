@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from attnkit.data import Encoding, TextExample, TextTokenizer, collate
+from attnkit.devices import resolve_device
 from attnkit.models.base import TextClassifier
 from attnkit.runs import LABELS_FILE, load_run, read_metrics
 from attnkit.train.calibration import Calibration, scaled_probabilities
@@ -44,12 +45,13 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
-        run = load_run(run_dir, device=device)
+        where = device if isinstance(device, torch.device) else resolve_device(device)
+        run = load_run(run_dir, device=where)
         self.run_dir: Path = run.run_dir
         self.config: RunConfig = run.config
         self.tokenizer: TextTokenizer = run.tokenizer
         self.labels: list[str] = run.labels
-        self.device = torch.device(device)
+        self.device = where
         self.model: TextClassifier = run.model
         #: Probabilities are ``softmax(logits / temperature)``; 1.0 for a run trained without calibration.
         self.temperature: float = run.temperature
@@ -119,7 +121,9 @@ def _check_labelled(
         )
 
 
-def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, source: str, *, batch_size: int = 256, device: str = "cpu"
+) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall, confusion matrix and ECE of a run on ``source``.
 
     Raises:
@@ -128,7 +132,7 @@ def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> 
     from attnkit.data import load_source
     from attnkit.train.loop import encode, evaluate_dataset
 
-    predictor = Predictor(run_dir)
+    predictor = Predictor(run_dir, device=device)
     examples = load_source(
         source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
     )
@@ -146,7 +150,9 @@ def evaluate_run(run_dir: str | Path, source: str, *, batch_size: int = 256) -> 
     return report
 
 
-def calibrate_run(run_dir: str | Path, source: str | None = None, *, batch_size: int = 256) -> Calibration:
+def calibrate_run(
+    run_dir: str | Path, source: str | None = None, *, batch_size: int = 256, device: str = "cpu"
+) -> Calibration:
     """Fit the run's temperature and write ``calibration.json``; later predictions use it.
 
     Args:
@@ -162,7 +168,7 @@ def calibrate_run(run_dir: str | Path, source: str | None = None, *, batch_size:
     from attnkit.data import load_source
     from attnkit.train.loop import encode, load_splits, predict_logits
 
-    run = load_run(run_dir, read_calibration=False)
+    run = load_run(run_dir, device=device, read_calibration=False)
     if source is None and (run.config.train.refit or not run.config.data.has_validation):
         raise ValueError(
             f"{run.run_dir} was trained on all of its training data (train.refit or data.val_fraction=0), "

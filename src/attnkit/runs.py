@@ -375,12 +375,10 @@ def _read_json(path: Path, *, required: bool) -> Any:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"{device!r} is not a device name such as cpu, cuda or cuda:1 ({_first_line(err)})"
-        ) from None
+    """``auto`` / ``cpu`` / ``cuda[:N]`` / ``mps`` (see :func:`attnkit.devices.resolve_device`) or a torch device."""
+    from attnkit.devices import resolve_device
+
+    return device if isinstance(device, torch.device) else resolve_device(str(device))
 
 
 def _first_line(err: BaseException) -> str:
