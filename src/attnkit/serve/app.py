@@ -113,7 +113,7 @@ class ServeConfig:
     explain_threads: int = 1
     explain_timeout_s: float = 30.0
     explain_isolation: str = "thread"
-    explain_nice: int = 10
+    explain_nice: int = 5
     predict_threads: int | None = None
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = field(default=None, repr=False)

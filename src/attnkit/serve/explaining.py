@@ -193,6 +193,7 @@ class ProcessWorker:
         )
         self.process.start()
         child.close()
+        self.broken = False  # its pipe failed or it was killed: never hand it another job
 
     def wait_ready(self) -> None:
         """Block until the worker has loaded the run; raises ``RuntimeError`` if it could not."""
@@ -209,13 +210,15 @@ class ProcessWorker:
             self.conn.send(job)
             reply: tuple[str, Any] = self.conn.recv()
         except (EOFError, OSError):
-            return ("killed", f"the explanation worker stopped (code {self.process.exitcode})")
+            self.broken = True
+            return ("killed", "the explanation worker stopped")
         return reply
 
     def alive(self) -> bool:
-        return self.process.is_alive() and not self.conn.closed
+        return not self.broken and not self.conn.closed and self.process.is_alive()
 
     def kill(self) -> None:
+        self.broken = True
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=2)
@@ -244,7 +247,7 @@ class ExplainPool:
         max_pending: int,
         timeout_s: float,
         isolation: str = "thread",
-        nice: int = 10,
+        nice: int = 5,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(
@@ -415,5 +418,6 @@ class ExplainPool:
 
     def _kill(self, worker: ProcessWorker) -> None:
         logger.warning("an explanation ran %g s past its time limit: restarting its worker", KILL_GRACE_S)
+        worker.broken = True
         if worker.process.is_alive():
             worker.process.kill()
