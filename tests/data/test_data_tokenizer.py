@@ -119,8 +119,8 @@ def test_lone_surrogates_do_not_crash() -> None:
 def test_auto_level_detection() -> None:
     chinese = ["这个手机很好用，电池也耐用", "质量太差了，不推荐", "还行吧 OK"]
     english = ["this phone works well", "terrible quality, avoid", "it is ok 好"]
-    assert detect_level(chinese) == "word-zh+char" and detect_level(english) == "word"
-    assert TextTokenizer.fit(chinese).level == "word-zh+char"  # more levels in test_tokenizer_zh.py
+    assert detect_level(chinese) == "word-zh" and detect_level(english) == "word"
+    assert TextTokenizer.fit(chinese).level == "word-zh"  # more levels in test_tokenizer_zh.py
     assert TextTokenizer.fit(english).level == "word"
 
 

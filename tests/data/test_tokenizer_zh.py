@@ -173,7 +173,7 @@ def test_auto_picks_chinese_words_only_for_chinese() -> None:
     japanese = ["この映画はとても面白かったです", "音楽も良かった"]
     korean = ["이 영화 정말 좋아요", "음악도 좋았어요"]
     english = ["this phone works well", "terrible quality, avoid", "it is ok 好"]
-    assert detect_level(chinese) == "word-zh+char" and TextTokenizer.fit(chinese).level == "word-zh+char"
+    assert detect_level(chinese) == "word-zh" and TextTokenizer.fit(chinese).level == "word-zh"
     assert detect_level(japanese) == "char" and detect_level(korean) == "char"
     assert detect_level(english) == "word"
 
@@ -234,7 +234,7 @@ def test_tiny_training_run_with_chinese_words(tmp_path: Path) -> None:
     config = RunConfig.from_dict(
         {
             "data": {"train": str(data)},
-            "tokenizer": {"level": "word-zh+char", "vocab_size": 200, "max_length": 32},
+            "tokenizer": {"level": "auto", "vocab_size": 200, "max_length": 32},
             "model": {"name": "bag-attn"},
             "optim": {"lr": 0.02, "batch_size": 16},
             "train": {"epochs": 2, "threads": 1, "seed": 0},
@@ -242,7 +242,7 @@ def test_tiny_training_run_with_chinese_words(tmp_path: Path) -> None:
     )
     result = fit_run(config, tmp_path / "run")
     predictor = Predictor(result.run_dir)
-    assert predictor.tokenizer.level == "word-zh+char"
+    assert predictor.tokenizer.level == "word-zh"
     text = "这本书写得很不错"
     (item,) = explain(predictor, [text], ["attention"])
     tokens = [t.text for t in item.tokens]

@@ -13,8 +13,10 @@ Levels:
 - ``word-zh+char``: ``word-zh``, but a Han word outside the vocabulary is split into its characters, which the
   vocabulary also holds (counted over every Han character of the training texts, inside words too).
 - ``auto``: when CJK characters are at least :data:`CJK_THRESHOLD` of the non-space characters in a sample of
-  the training texts, ``word-zh+char`` if they are Chinese (kana and Hangul under :data:`KANA_HANGUL_SHARE`
-  of them) and ``char`` otherwise (Japanese, Korean); else ``word``.
+  the training texts, ``word-zh`` if they are Chinese (kana and Hangul under :data:`KANA_HANGUL_SHARE` of
+  them) and ``char`` otherwise (Japanese, Korean); else ``word``. On the embedded Chinese review corpus the
+  demo model is most accurate with ``word-zh``, then ``word-zh+char``, then ``char``
+  (``benchmarks/chinese_tokenizers.py``).
 
 Normalization never moves characters, so offsets need no mapping: before the Rust tokenizer runs, HTML
 line breaks (``<br />``, ``<br/>``, ``<br>``, any case) and invisible characters (C0/C1 controls, zero-width
@@ -185,13 +187,13 @@ def cjk_fraction(texts: Sequence[str], max_texts: int = 2000, max_chars: int = 2
 def detect_level(texts: Sequence[str]) -> ResolvedLevel:
     """The level ``auto`` resolves to for these training texts.
 
-    ``word`` unless :func:`cjk_fraction` is at least :data:`CJK_THRESHOLD`; then ``word-zh+char`` for Chinese
-    (kana and Hangul under :data:`KANA_HANGUL_SHARE` of the CJK characters), else ``char``.
+    ``word`` unless :func:`cjk_fraction` is at least :data:`CJK_THRESHOLD`; then ``word-zh`` for Chinese (kana
+    and Hangul under :data:`KANA_HANGUL_SHARE` of the CJK characters), else ``char``.
     """
     cjk, kana_hangul, visible = _script_counts(texts, 2000, 2000)
     if not visible or cjk / visible < CJK_THRESHOLD:
         return "word"
-    return "word-zh+char" if kana_hangul < KANA_HANGUL_SHARE * cjk else "char"
+    return "word-zh" if kana_hangul < KANA_HANGUL_SHARE * cjk else "char"
 
 
 def _pre_tokenizer(level: ResolvedLevel) -> pre_tokenizers.PreTokenizer:
