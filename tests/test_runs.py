@@ -259,7 +259,7 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
 
 
 def test_bad_device_is_a_value_error(run: Path) -> None:
-    with pytest.raises(ValueError, match=r"'toaster' is not a device name"):
+    with pytest.raises(ValueError, match=r"device must be auto, cpu, cuda\[:N\] or mps, got 'toaster'"):
         load_run(run, device="toaster")
 
 

@@ -138,3 +138,35 @@ def test_legend_matches_the_scale_and_errors_clear_the_result(
             assert "could not reach the server" in page.inner_text("#error")
         finally:
             browser.close()
+
+
+def test_page_asks_for_the_api_key_of_a_guarded_server(
+    bag_run: Path, running_server: Callable[[FastAPI], AbstractContextManager[str]]
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from attnkit.serve import ServeConfig, check_exposure
+
+    key = "page-key-" + "y" * 24
+    predictor = Predictor(bag_run)
+    app = create_app(TorchBackend(predictor), check_exposure(ServeConfig(api_key=key), "127.0.0.1"))
+    expected = predictor.predict([FIRST])[0].label
+    with running_server(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector(
+                "#key-option:not([hidden])", timeout=15_000
+            )  # 401 on /model shows the field
+            assert "API key" in page.inner_text("#model-info")
+            page.fill("#api-key", "wrong-" + "z" * 20)
+            page.dispatch_event("#api-key", "change")
+            page.wait_for_function("document.querySelector('#model-info').textContent.includes('401')")
+            page.fill("#api-key", key)
+            page.dispatch_event("#api-key", "change")
+            page.wait_for_selector("body[data-state=ready]", timeout=15_000)
+            submit(page, FIRST, "done")
+            assert page.inner_text("#label") == expected
+        finally:
+            browser.close()

@@ -22,9 +22,13 @@
 
   async function call(path, body) {
     var response;
+    var headers = {};
+    var key = $("api-key").value.trim();
+    if (key) headers["X-API-Key"] = key;  // servers started with an API key answer 401 without it
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     try {
-      response = await fetch(path, body === undefined ? {} : {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      response = await fetch(path, body === undefined ? { headers: headers } : {
+        method: "POST", headers: headers, body: JSON.stringify(body),
       });
     } catch (err) {
       throw new Error("could not reach the server (" + err.message + ")");
@@ -34,6 +38,10 @@
       data = await response.json();
     } catch (err) {
       data = null;  // e.g. an HTML error page from a proxy
+    }
+    if (response.status === 401) {
+      $("key-option").hidden = false;
+      throw new Error("this server needs an API key: enter it above (HTTP 401)");
     }
     if (!response.ok) {
       var detail = data && (data.detail || data.error);
@@ -135,6 +143,9 @@
       model = await call("model");
     } catch (err) {
       $("model-info").textContent = "could not load the model: " + err.message;
+      if (!$("key-option").hidden) {  // retry once a key is entered
+        $("api-key").addEventListener("change", init, { once: true });
+      }
       return;
     }
     var acc = model.metrics && model.metrics.test ? ", test accuracy " + (100 * model.metrics.test.accuracy).toFixed(1) + "%" : "";
