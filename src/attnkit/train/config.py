@@ -137,7 +137,9 @@ class ModelSection:
             (:class:`attnkit.models.ensemble.EnsembleClassifier`). Training time grows ``M``-fold.
     """
 
-    name: str = "bilstm-attn"
+    #: ``nb-attn``: the most accurate model for a small time budget in BENCHMARKS.md ("Which model by default");
+    #: the article's BiLSTM + attention is ``bilstm-attn``.
+    name: str = "nb-attn"
     options: dict[str, Any] = field(default_factory=dict)
     ensemble: int = 1
 
