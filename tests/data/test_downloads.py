@@ -525,3 +525,29 @@ def test_builtin_parsers_refuse_unsafe_archives(tmp_path: Path) -> None:
         UnsafeArchiveError, match=r"member '20news-bydate-test/alt\.atheism/3': a symbolic link"
     ):
         parse_20newsgroups_archive(make_tar(tmp_path / "n.tar.gz", build))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_downloads_and_cached_splits_get_a_plain_writes_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
+) -> None:
+    import os
+
+    body = b"known-good bytes" * 100
+    remote = dl.RemoteFile(
+        url="https://example.org/data.bin",
+        filename="data.bin",
+        sha256=hashlib.sha256(body).hexdigest(),
+        max_bytes=len(body),
+    )
+    fake_network(monkeypatch, body)
+    old = os.umask(umask)
+    try:
+        path = dl.download(remote, tmp_path / "downloads", what="example")
+        builtin.write_jsonl_gz(tmp_path / "cache" / "train.jsonl.gz", [{"text": "t", "label": "a"}])
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == body
+    for written in (path, tmp_path / "cache" / "train.jsonl.gz"):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask  # mkstemp gave 0o600
+    assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == ["data.bin"]  # no temporary left

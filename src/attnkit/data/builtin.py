@@ -24,12 +24,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnkit.atomic import atomic_write
 from attnkit.data.download import (
     ArchiveLimits,
     GiB,
@@ -444,17 +444,14 @@ def split_filename(name: str, split: str) -> str:
 
 
 def write_jsonl_gz(path: Path, rows: Iterable[Row]) -> None:
-    """Write rows as gzip'd JSON Lines (ASCII-escaped, gzip mtime 0), atomically via a temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+    """Write rows as gzip'd JSON Lines (ASCII-escaped, gzip mtime 0), atomically, with a plain write's mode."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
             for row in rows:
                 gz.write(json.dumps(row, ensure_ascii=True).encode("ascii") + b"\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write)
 
 
 def _not_found_message(dataset: BuiltinDataset, split: str, roots: list[Path], cache: Path, why: str) -> str:

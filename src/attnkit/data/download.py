@@ -25,11 +25,9 @@ import http.client
 import io
 import logging
 import lzma
-import os
 import re
 import stat
 import tarfile
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -40,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from attnkit.atomic import atomic_write
 from attnkit.data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -245,16 +244,14 @@ def download(remote: RemoteFile, dest_dir: Path, *, what: str, fetch: Fetch = fe
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / remote.filename
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{remote.filename}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: Path) -> None:  # a mismatch raises here: the temporary file is removed, nothing is cached
         logger.info("downloading %s", remote.url)
         fetch(remote.url, tmp, max_bytes=remote.max_bytes, desc=remote.filename)
         verify_sha256(tmp, remote, what=what)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    # The cached file gets a plain write's mode (0666 & ~umask), not mkstemp's 0600.
+    atomic_write(final, write)
     return final
 
 
