@@ -8,6 +8,8 @@ One tiny run is trained (bag-attn on 160 synthetic texts, 1 epoch, ``train.threa
 ``labels.json``, ``config.yaml``, ``tokenizer/`` and ``calibration.json`` missing, empty, garbage or edited), a
 copy of the run is damaged and every command that reads it (``predict``, ``explain``, ``evaluate``,
 ``calibrate``, ``export``, ``serve``, ``train --resume``) runs through ``attnkit.cli.main``, in this process.
+:data:`ENSEMBLE_DAMAGES` damages a member of a tiny 2-member ensemble (weights truncated or of another
+vocabulary, labels or tokenizer damaged) and runs ``train --resume`` over it.
 :data:`INPUTS` adds the user-input cases (out-of-range ``--set`` values, an empty ``--config``, ``--out`` naming a
 file, evaluation data with unseen labels, calibration data of one class).
 
@@ -88,6 +90,25 @@ def train_tiny_run(work: Path) -> dict[str, Path]:
         code = main(argv)
     if code != 0:
         raise RuntimeError(f"training the tiny run failed with exit code {code}")
+    return {"run": run, "train": train, "test": test}
+
+
+def train_tiny_ensemble(work: Path) -> dict[str, Path]:
+    """Train a 2-member ensemble of the tiny run (one ``members/<m>`` run each); returns it and its data files."""
+    from attnkit.cli import main
+
+    work.mkdir(parents=True, exist_ok=True)
+    train, test = write_data(work, 160, seed=1), write_data(work, 40, seed=2)
+    run = work / "pristine-ensemble"
+    shutil.rmtree(run, ignore_errors=True)
+    argv = ["train", "--data", str(train), "--test", str(test), "--model", "bag-attn", "--out", str(run),
+            "--epochs", "1", "--no-progress", "--set", "tokenizer.vocab_size=100", "--set", "train.threads=1",
+            "--set", "model.options={embed_dim: 8, bigram_buckets: 31}", "--set", "optim.batch_size=16",
+            "--set", "model.ensemble=2"]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    if code != 0:
+        raise RuntimeError(f"training the tiny ensemble failed with exit code {code}")
     return {"run": run, "train": train, "test": test}
 
 
@@ -251,6 +272,20 @@ DAMAGES: list[Damage] = [
     Damage("calibration-negative", _write(K, '{"temperature": -2.0}'), (K,), NOT_CALIBRATE, ("calibrate",)),
     Damage("calibration-nan", _write(K, '{"temperature": NaN}'), (K,), NOT_CALIBRATE, ("calibrate",)),
     Damage("calibration-string", _write(K, '{"temperature": "1.5"}'), (K,), NOT_CALIBRATE, ("calibrate",)),
+]  # fmt: skip
+
+#: Damages of a finished member of an ensemble: ``train --resume`` reassembles the ensemble from every member's
+#: files, so it must refuse them in one line naming the member's file (the ensemble's own files are rewritten).
+M0, M1 = "members/0", "members/1"
+ENSEMBLE_DAMAGES: list[Damage] = [
+    Damage("ensemble-weights-truncated-half", _truncate(f"{M1}/{W}", 0.5), (f"{M1}/{W}",), ("resume",)),
+    Damage("ensemble-weights-header-only", _truncate(f"{M0}/{W}", 0.002), (f"{M0}/{W}",), ("resume",)),
+    Damage("ensemble-weights-other-vocabulary", lambda run: _edit_tensors(_grow_embedding)(run / M1),
+           (f"{M1}/{W}",), ("resume",)),
+    Damage("ensemble-labels-garbage", _write(f"{M1}/{L}", '["neg", "po'), (f"{M1}/{L}",), ("resume",)),
+    Damage("ensemble-labels-not-a-list", _write(f"{M0}/{L}", '{"neg": 0}'), (f"{M0}/{L}",), ("resume",)),
+    Damage("ensemble-labels-other-classes", _write(f"{M1}/{L}", '["neg", "so-so"]'), (f"{M1}/{L}",), ("resume",)),
+    Damage("ensemble-tokenizer-garbage", _write(f"{M1}/{T}/tokenizer.json", "{oops"), (f"{M1}/{T}",), ("resume",)),
 ]  # fmt: skip
 
 
@@ -424,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = train_tiny_run(args.work)
     outcomes = [run_damage(d, c, paths, args.work) for d in DAMAGES for c in (*d.commands, *d.accepted)]
     outcomes += [run_input(case, paths, args.work) for case in INPUTS]
+    ensemble = train_tiny_ensemble(args.work)
+    outcomes += [run_damage(d, "resume", ensemble, args.work) for d in ENSEMBLE_DAMAGES]
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
@@ -434,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "cases": len(outcomes),
         "damages": len(DAMAGES),
+        "ensemble_damages": len(ENSEMBLE_DAMAGES),
         "inputs": len(INPUTS),
         "counts": counts,
         "expected_accepted": expected_accepted,

@@ -10,6 +10,7 @@ command goes through a few damages; the full damages x commands matrix is the sl
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -83,6 +84,28 @@ def test_calibrate_replaces_a_damaged_calibration(trained: dict[str, Path]) -> N
 
     assert read_temperature(run) > 0
     _check(dr.run_cli(dr.fill(dr.LOAD_COMMANDS["predict"], run=run), (), damage.name, "predict"), "accepted")
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("damaged-ensemble")
+    return {**dr.train_tiny_ensemble(work), "work": work}
+
+
+def test_resuming_a_complete_ensemble_works(ensemble: dict[str, Path]) -> None:
+    """The reference for the damages below: the same command over an undamaged copy runs."""
+    copy = ensemble["work"] / "undamaged"
+    shutil.copytree(ensemble["run"], copy)
+    _check(dr.run_cli(dr.fill(dr.RESUME["resume"], run=copy), (), "undamaged", "resume"), "accepted")
+
+
+@pytest.mark.parametrize("damage", [d.name for d in dr.ENSEMBLE_DAMAGES])
+def test_resuming_an_ensemble_with_a_damaged_member_is_a_one_line_error(
+    ensemble: dict[str, Path], damage: str
+) -> None:
+    """A truncated member weights file raised SafetensorError and a damaged labels.json a JSONDecodeError."""
+    by_name = {d.name: d for d in dr.ENSEMBLE_DAMAGES}
+    _check(dr.run_damage(by_name[damage], "resume", ensemble, ensemble["work"]))
 
 
 @pytest.mark.slow

@@ -42,7 +42,10 @@ from attnkit.runs import (  # the run-directory layout and building a run's mode
     TOKENIZER_DIR,
     VALIDATED_DIR,
     build_classifier,
+    load_weights,
     read_labels,
+    read_metrics,
+    read_tokenizer,
     vocabulary_strings,
 )
 from attnkit.train import checkpoint as ckpt
@@ -366,7 +369,7 @@ def _fit_member(config: RunConfig, run_dir: Path, *, resume: bool) -> dict[str, 
                 "--resume (or --overwrite) to start over"
             )
         if (run_dir / METRICS_FILE).is_file():
-            metrics: dict[str, Any] = ckpt.read_json(run_dir / METRICS_FILE)
+            metrics = read_metrics(run_dir)  # checked: a JSON object (attnkit.runs)
             if not config.train.refit or "validated" in metrics:  # else stopped before the refit's last write
                 log.info("ensemble member %s is complete", run_dir)
                 return metrics
@@ -380,23 +383,28 @@ def load_ensemble(
 ) -> tuple[EnsembleClassifier, TextTokenizer, list[str]]:
     """The ensemble of trained member runs, with their (shared) tokenizer and labels.
 
+    Every member's files go through the checked readers of :mod:`attnkit.runs`, so that a damaged member
+    (resuming an ensemble reads them all) is a one-line error naming the file, not a traceback.
+
     Raises:
+        RunNotFoundError: a member's tokenizer, labels or weights are missing.
+        RunError: one of them is damaged, or the weights do not fit the model (names and shapes are checked).
         ValueError: the members' tokenizers or labels differ (they were trained on different data).
     """
-    tokenizer = TextTokenizer.load(member_dirs[0] / TOKENIZER_DIR)
-    labels: list[str] = ckpt.read_json(member_dirs[0] / LABELS_FILE)
+    tokenizer = read_tokenizer(member_dirs[0])
+    labels = read_labels(member_dirs[0])
     vocabulary = vocabulary_strings(tokenizer)
     for member_dir in member_dirs[1:]:
-        if ckpt.read_json(member_dir / LABELS_FILE) != labels:
-            raise ValueError(f"{member_dir}: its labels differ from {member_dirs[0]}'s")
-        if vocabulary_strings(TextTokenizer.load(member_dir / TOKENIZER_DIR)) != vocabulary:
-            raise ValueError(f"{member_dir}: its tokenizer differs from {member_dirs[0]}'s")
+        if read_labels(member_dir) != labels:
+            raise ValueError(f"{member_dir / LABELS_FILE}: its labels differ from {member_dirs[0]}'s")
+        if vocabulary_strings(read_tokenizer(member_dir)) != vocabulary:
+            raise ValueError(f"{member_dir / TOKENIZER_DIR}: its tokenizer differs from {member_dirs[0]}'s")
     model = build_classifier(
         config.with_overrides([f"model.ensemble={len(member_dirs)}"]), tokenizer, len(labels)
     )
     assert isinstance(model, EnsembleClassifier)
     for member, member_dir in zip(model.classifiers, member_dirs, strict=True):
-        ckpt.load_weights(member, member_dir / ckpt.WEIGHTS_FILE)
+        load_weights(member, member_dir / ckpt.WEIGHTS_FILE)
     return model.eval(), tokenizer, labels
 
 
@@ -507,7 +515,7 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
     # stopped before its first checkpoint, resuming it starts it over.
     refit_stage_started = resume and not RunConfig.from_yaml(run_dir / CONFIG_FILE).train.refit
     if resume and (validated_dir / METRICS_FILE).is_file():
-        validated_run: dict[str, Any] = ckpt.read_json(validated_dir / METRICS_FILE)
+        validated_run = read_metrics(validated_dir)  # checked: a JSON object (attnkit.runs)
     elif resume and (validated_dir / CONFIG_FILE).is_file():  # continued (or started over: no checkpoint yet)
         validated_run = _fit_once(config, validated_dir, resume=True).metrics
     else:
@@ -560,7 +568,7 @@ def _fit_once(
         _clear_earlier_run(run_dir, keep_validated=refit_stage)
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save_yaml(run_dir / CONFIG_FILE)
-    tokenizer = TextTokenizer.load(run_dir / TOKENIZER_DIR) if resume else None
+    tokenizer = read_tokenizer(run_dir) if resume else None  # checked (attnkit.runs)
     data = prepare_data(config, tokenizer)
     labels = data.labels
     if resume:
