@@ -193,13 +193,11 @@ def fit(
     Raises:
         ValueError: a config value, data or label problem, or ``out`` already holding a run.
     """
+    from attnkit.runs import check_new_run_dir
     from attnkit.train.loop import fit as fit_run
 
-    run_dir = Path(out)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"out={str(run_dir)!r} is a file, not a directory")
-    if (run_dir / "config.yaml").exists() and not overwrite:
-        raise ValueError(f"{run_dir} already holds a run; pass overwrite=True or resume it (attnkit.resume)")
+    # A folder holding only the data snapshot of an earlier attempt that failed counts as empty.
+    run_dir = check_new_run_dir(out, overwrite=overwrite, keep=(DATA_SNAPSHOT_DIR,))
     run_config = build_config(
         config=config, model=model, epochs=epochs, seed=seed, device=device, overrides=overrides
     )
@@ -346,7 +344,7 @@ class Classifier:
         if isinstance(data, (str, Path)):
             from attnkit.predictor import evaluate_run
 
-            return evaluate_run(self.run_dir, str(data))
+            return evaluate_run(self.run_dir, str(data), device=str(self.predictor.device))
         from attnkit.train.metrics import classification_report
 
         texts, values = _texts_and_labels(data, labels, text, label)

@@ -62,20 +62,29 @@ def _is_main_process() -> bool:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from attnkit.api import build_config
+    from attnkit.runs import check_new_run_dir
     from attnkit.train.loop import fit
 
     if args.resume:
-        if args.out is not None or args.config is not None:
-            raise UserError("--resume RUN_DIR continues a run with its own config; drop --out and --config")
+        given = [
+            flag
+            for flag, value in (
+                ("--out", args.out), ("--config", args.config), ("--data", args.data), ("--test", args.test),
+                ("--model", args.model), ("--epochs", args.epochs), ("--seed", args.seed),
+                ("--device", args.device), ("--set", args.set), ("--overwrite", args.overwrite or None),
+            )
+            if value is not None
+        ]  # fmt: skip
+        if given:
+            raise UserError(
+                f"--resume RUN_DIR continues a run with its own config; drop {', '.join(given)} (or train a new "
+                "run with --out)"
+            )
         result = fit(build_config(), args.resume, resume=True)
     else:
         if args.out is None:
             raise UserError("--out RUN_DIR is required (or --resume RUN_DIR)")
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out} is a file, not a directory")
-        if (out / "config.yaml").exists() and not args.overwrite:
-            raise UserError(f"{out} already holds a run; use --resume {out} or --overwrite")
+        out = check_new_run_dir(args.out, overwrite=args.overwrite)
         # Flags win over the YAML file; --set wins over both.
         flags = [("data.train", args.data), ("data.test", args.test)]
         flags += [("train.progress", False if args.no_progress else None)]

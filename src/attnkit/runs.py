@@ -130,6 +130,32 @@ def load_run(
 # -- one reader per file ----------------------------------------------------------------------------------
 
 
+def check_new_run_dir(run_dir: str | Path, *, overwrite: bool = False, keep: tuple[str, ...] = ()) -> Path:
+    """``run_dir`` as a path, if a new run may be trained there: it is missing, empty, or (with ``overwrite``) a
+    folder; ``keep`` names entries that do not count (``data``: the snapshot :func:`attnkit.fit` writes first).
+
+    Raises:
+        RunError: it is a file; it holds a run (``config.yaml``) and ``overwrite`` is false; it holds other files
+            and ``overwrite`` is false (a fresh run removes files with run names, so a folder of the user's own is
+            never trained into by mistake).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} is a file, not a directory: choose a new folder for the run")
+    if overwrite or not run_dir.exists():
+        return run_dir
+    if (run_dir / CONFIG_FILE).exists():
+        raise RunError(f"{run_dir} already holds a run; resume it (--resume {run_dir}) or pass --overwrite")
+    others = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in keep)
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise RunError(
+            f"{run_dir} is not empty ({shown}) and holds no attnkit run: choose a new or empty folder, or pass "
+            "--overwrite to train there anyway (files with run names would be replaced)"
+        )
+    return run_dir
+
+
 def check_run_dir(run_dir: str | Path) -> Path:
     """``run_dir`` as a path, if it is a directory holding a ``config.yaml``.
 

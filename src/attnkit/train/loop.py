@@ -438,6 +438,8 @@ def _fit_ensemble(config: RunConfig, run_dir: Path, *, resume: bool) -> FitResul
     ctx = init_distributed(config.train.device)
     count = config.model.ensemble
     member_dirs = [run_dir / MEMBERS_DIR / str(m) for m in range(count)]
+    if not resume:
+        load_splits(config)  # a data mistake is reported before an earlier run is cleared or a config written
     if ctx.is_main and not resume:  # a fresh start: nothing of an earlier run in RUN_DIR may be reused
         _clear_earlier_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -509,6 +511,12 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
     """
     if not config.data.has_validation:
         raise ConfigError("train.refit needs a validation split to select the epochs (data.val_fraction > 0)")
+    if config.data.val:
+        raise ConfigError(
+            f"train.refit retrains on the training data plus the validation split carved from it, but data.val "
+            f"names a separate file ({config.data.val}) that the refit would not see: merge it into data.train, or "
+            "drop train.refit"
+        )
     validated_dir = run_dir / VALIDATED_DIR
     ctx = init_distributed(config.train.device)
     # Decided before either stage runs (the refit stage rewrites RUN_DIR/config.yaml): did the refit start? If it
@@ -519,6 +527,7 @@ def _fit_with_refit(config: RunConfig, run_dir: Path, *, resume: bool = False) -
     elif resume and (validated_dir / CONFIG_FILE).is_file():  # continued (or started over: no checkpoint yet)
         validated_run = _fit_once(config, validated_dir, resume=True).metrics
     else:
+        load_splits(config)  # a data mistake is reported before an earlier run is cleared or a config written
         if ctx.is_main:  # so that --resume RUN_DIR finds the run while it is in its validated stage
             _clear_earlier_run(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -564,12 +573,14 @@ def _fit_once(
             log.warning("%s is incomplete or damaged: starting the run over", run_dir / ckpt.STATE_DIR)
         elif not resume:
             log.info("%s stopped before its first checkpoint: starting it over", run_dir)
+    tokenizer = read_tokenizer(run_dir) if resume else None  # checked (attnkit.runs)
+    # The data is read (and checked) before anything is cleared or written: a data mistake leaves no half-made
+    # run behind that would block the corrected retry, and never removes an earlier run's files.
+    data = prepare_data(config, tokenizer)
     if not resume and ctx.is_main:  # written first, so that --resume finds the run whenever it is stopped
         _clear_earlier_run(run_dir, keep_validated=refit_stage)
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save_yaml(run_dir / CONFIG_FILE)
-    tokenizer = read_tokenizer(run_dir) if resume else None  # checked (attnkit.runs)
-    data = prepare_data(config, tokenizer)
     labels = data.labels
     if resume:
         saved_labels = read_labels(run_dir)  # checked: a JSON list of unique names (attnkit.runs)
