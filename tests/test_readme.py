@@ -29,7 +29,17 @@ def test_readme_python_example_runs(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        exec(compile(python_blocks()[index], f"README.md python block {index}", "exec"), {"__name__": "readme"})
+        exec(
+            compile(python_blocks()[index], f"README.md python block {index}", "exec"), {"__name__": "readme"}
+        )
     finally:
         torch.set_num_threads(threads)
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    block = python_blocks()[index]
+    if "attnkit.fit(" in block:  # the API example trained, saved and reported a run that predicts its labels
+        import attnkit
+
+        clf = attnkit.load(tmp_path / "runs" / "quickstart", device="cpu")
+        assert (clf.run_dir / "model.safetensors").is_file()
+        assert set(clf.predict(["这本书写得很不错", "质量太差了"])) <= set(clf.labels)
+        assert str(clf.predict(["这本书写得很不错", "质量太差了"])) in printed
