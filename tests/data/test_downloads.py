@@ -8,11 +8,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
+import http.server
 import io
 import random
 import stat
 import struct
 import tarfile
+import threading
 import time
 import tracemalloc
 import urllib.request
@@ -551,3 +553,58 @@ def test_downloads_and_cached_splits_get_a_plain_writes_mode(
     for written in (path, tmp_path / "cache" / "train.jsonl.gz"):
         assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask  # mkstemp gave 0o600
     assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == ["data.bin"]  # no temporary left
+
+
+class _TrickleHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 1,000 bytes, then sends one byte every ``server.gap`` seconds (never, when it is None)."""
+
+    server: _TrickleServer
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            for _ in range(1000):
+                if self.server.stop.wait(self.server.gap if self.server.gap is not None else 30.0):
+                    return
+                self.wfile.write(b"x")
+                self.wfile.flush()
+        except OSError:  # the client gave up
+            return
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+class _TrickleServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, gap: float | None) -> None:
+        super().__init__(("127.0.0.1", 0), _TrickleHandler)
+        self.gap = gap
+        self.stop = threading.Event()
+
+
+@pytest.mark.parametrize(("gap", "max_seconds"), [(0.2, 1.0), (None, 0.5)])
+def test_time_limit_holds_against_a_trickling_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gap: float | None, max_seconds: float
+) -> None:
+    """A real local server: one byte per ``gap`` s (or none after the headers) never outlasts ``max_seconds``."""
+    monkeypatch.setattr(dl, "require_https", lambda url: None)  # the local server speaks plain http
+    server = _TrickleServer(gap)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/f"
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"not finished after"):
+            fetch_url(url, tmp_path / "out", max_bytes=10_000, timeout=20.0, max_seconds=max_seconds)
+        elapsed = time.monotonic() - start
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+    # Before read1 and the bounded socket timeout: 200 s (1,000 bytes at 0.2 s) or the 20 s socket timeout.
+    assert elapsed < max_seconds + 0.6

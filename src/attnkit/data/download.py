@@ -169,11 +169,27 @@ def fetch_url(
             with tqdm(
                 total=declared, unit="B", unit_scale=True, unit_divisor=1024, desc=desc or url, disable=None
             ) as bar:
-                while chunk := response.read(CHUNK_BYTES):
+                # read1: at most one recv per call, so a trickling server cannot hold a call for a whole
+                # chunk; the deadline is checked after every return and bounds each recv's timeout.
+                read = getattr(response, "read1", response.read)
+                deadline = start + max_seconds
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"{url}: not finished after {max_seconds:.0f} s")
+                    _limit_socket_timeout(response, min(timeout, left))
+                    try:
+                        chunk = read(CHUNK_BYTES)
+                    except TimeoutError:
+                        if time.monotonic() >= deadline:
+                            raise TimeoutError(f"{url}: not finished after {max_seconds:.0f} s") from None
+                        raise
+                    if not chunk:
+                        break
                     written += len(chunk)
                     if written > max_bytes:
                         raise DownloadError(f"{url}: more than the cap of {max_bytes:,} bytes; refusing it")
-                    if time.monotonic() - start > max_seconds:
+                    if time.monotonic() > deadline:
                         raise TimeoutError(f"{url}: not finished after {max_seconds:.0f} s")
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -182,6 +198,18 @@ def fetch_url(
     except http.client.HTTPException as e:  # e.g. IncompleteRead: not an OSError
         raise OSError(f"{url}: {type(e).__name__}: {e}") from None
     return written
+
+
+def _limit_socket_timeout(response: Any, seconds: float) -> None:
+    """Set the timeout of ``response``'s socket (an :class:`http.client.HTTPResponse`) where it can be reached.
+
+    ``urlopen``'s timeout applies to each recv; lowering it to the time left keeps a single blocking recv
+    from outlasting ``max_seconds``. Responses without a reachable socket (tests' fakes) are left alone.
+    """
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    settimeout = getattr(sock, "settimeout", None)
+    if callable(settimeout):
+        settimeout(max(seconds, 0.001))
 
 
 class Fetch(Protocol):
