@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 # Built-in datasets whose official held-out split is used as the test set when none is given.
 OFFICIAL_TEST_SPLITS = {"imdb": "test", "20newsgroups": "test", "sst2": "dev", "ag_news": "test"}
+#: Texts tokenized per step of the progress bar (large enough that the batch encoder stays fast).
+ENCODE_CHUNK = 4096
 
 
 @dataclass
@@ -106,7 +108,20 @@ def encode(tokenizer: TextTokenizer, examples: list[TextExample], labels: list[s
         raise ValueError(
             f"labels {', '.join(unknown[:5])} do not occur in the training data (known: {', '.join(labels)})"
         )
-    ids = tokenizer.encode_ids([ex.text for ex in examples])
+    texts = [ex.text for ex in examples]
+    ids: list[list[int]] = []
+    chunk = ENCODE_CHUNK
+    with tqdm(
+        total=len(texts),
+        desc="tokenizing",
+        unit="text",
+        disable=len(texts) <= chunk or not sys.stderr.isatty(),
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
+        for start in range(0, len(texts), chunk):  # chunked so that a large corpus shows its progress
+            ids += tokenizer.encode_ids(texts[start : start + chunk])
+            bar.update(min(chunk, len(texts) - start))
     # An empty encoding (text of only stripped markup) still needs one position to attend to.
     ids = [row if row else [tokenizer.unk_id] for row in ids]
     return EncodedDataset(ids, [label_ids[ex.label] for ex in examples])
