@@ -13,9 +13,22 @@ from safetensors.torch import load_file
 from attnkit.export import export_onnx
 from attnkit.predictor import Predictor, calibrate_run, evaluate_run
 from attnkit.train import checkpoint as ckpt
-from attnkit.train.calibration import Calibration
+from attnkit.train.calibration import MIN_EXAMPLES, fit_temperature
 from attnkit.train.config import ConfigError, RunConfig
 from attnkit.train.loop import fit, predict_logits, prepare_data
+
+#: Carves 120 validation examples from tiny_data's 400 rows: at least calibration's MIN_EXAMPLES, so that a
+#: temperature is fitted rather than skipped at T = 1 (with the default 0.1, 40 examples, every T would be 1).
+CALIBRATED_VAL = "data.val_fraction=0.3"
+
+
+def _fitted_temperature(run: Path) -> float:
+    """The run's calibration.json temperature, checked to be a real fit (not a T = 1 kept or skipped)."""
+    record = ckpt.read_json(run / "calibration.json")
+    assert record["n"] >= MIN_EXAMPLES
+    assert record["status"] in ("fitted", "clipped"), record["reason"]
+    assert record["temperature"] != 1.0
+    return float(record["temperature"])
 
 
 def tiny_config(train: Path, test: Path, model: str = "bag-attn", epochs: int = 3) -> RunConfig:
@@ -176,7 +189,7 @@ def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_pa
     """``train.refit``: a validated run in RUN_DIR/validated, then the same weights as training by hand on all of
     train for the epochs it selected."""
     train, test = tiny_data
-    config = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true"])
+    config = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true", CALIBRATED_VAL])
     result = fit(config, tmp_path / "run")
     run = tmp_path / "run"
     validated = ckpt.read_json(run / "validated" / "metrics.json")
@@ -187,10 +200,14 @@ def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_pa
     metrics = ckpt.read_json(run / "metrics.json")
     assert metrics["epochs_run"] == epochs and metrics["data_sizes"]["train"] == 400
     assert metrics["validated"]["best_epoch"] == epochs
-    assert metrics["validated"]["data_sizes"]["val"] == 40
+    assert metrics["validated"]["data_sizes"]["val"] == 120
     # The temperature is the validated run's (fitted on its validation split) and predictions use it.
-    temperature = ckpt.read_json(run / "validated" / "calibration.json")["temperature"]
-    assert ckpt.read_json(run / "calibration.json")["temperature"] == temperature
+    temperature = _fitted_temperature(run / "validated")
+    validated_predictor = Predictor(run / "validated")
+    val = prepare_data(validated_predictor.config, validated_predictor.tokenizer).val
+    val_logits = predict_logits(validated_predictor.model, val, 64, torch.device("cpu"))
+    assert temperature == pytest.approx(fit_temperature(val_logits, list(val.labels)), rel=1e-4)
+    assert _fitted_temperature(run) == temperature
     assert Predictor(run).temperature == temperature
     # The reference: the refit done by hand with the same seed.
     by_hand = fit(
@@ -284,7 +301,7 @@ def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_lo
     tiny_data: tuple[Path, Path], tmp_path: Path
 ) -> None:
     train, test = tiny_data
-    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2"])
+    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2", CALIBRATED_VAL])
     result = fit(config, tmp_path / "run")
     run = tmp_path / "run"
     # Member m is the same run as training alone with seed train.seed + m.
@@ -293,7 +310,7 @@ def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_lo
         seed = config.train.seed + member
         alone.append(
             fit(
-                tiny_config(train, test, epochs=2).with_overrides([f"train.seed={seed}"]),
+                tiny_config(train, test, epochs=2).with_overrides([f"train.seed={seed}", CALIBRATED_VAL]),
                 tmp_path / f"s{seed}",
             )
         )
@@ -310,8 +327,8 @@ def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_lo
     assert result.metrics["test"]["accuracy"] == metrics["test"]["accuracy"]
     # Its temperature is fitted on its own validation logits, and predictions use it.
     val_logits, val_labels = _mean_member_logits(run, [tmp_path / "s3", tmp_path / "s4"], "val")
-    temperature = ckpt.read_json(run / "calibration.json")["temperature"]
-    assert temperature == pytest.approx(Calibration.fit(val_logits, val_labels, "val").temperature, rel=1e-4)
+    temperature = _fitted_temperature(run)
+    assert temperature == pytest.approx(fit_temperature(val_logits, val_labels), rel=1e-4)
     predictor = Predictor(run)
     assert predictor.temperature == temperature
     texts = ["the movie was great and wonderful", "awful boring worst film"]
@@ -351,20 +368,22 @@ def test_interrupted_ensemble_resumes_to_the_same_weights(
 def test_ensemble_with_refit(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
     """Each member is refitted on all of train; the temperature comes from the validated members' ensemble."""
     train, test = tiny_data
-    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2", "train.refit=true"])
+    config = tiny_config(train, test, epochs=2).with_overrides(
+        ["model.ensemble=2", "train.refit=true", CALIBRATED_VAL]
+    )
     fit(config, tmp_path / "run")
     run = tmp_path / "run"
     metrics = ckpt.read_json(run / "metrics.json")
     assert metrics["data_sizes"]["train"] == 400 and "val" not in metrics
-    assert metrics["validated"]["val"]["n"] == 40
+    assert metrics["validated"]["val"]["n"] == 120
     for member in range(2):
         member_metrics = ckpt.read_json(run / "members" / str(member) / "metrics.json")
         assert member_metrics["data_sizes"]["train"] == 400
         assert (run / "members" / str(member) / "validated" / "model.safetensors").is_file()
     validated = [run / "members" / str(m) / "validated" for m in range(2)]
     val_logits, val_labels = _mean_member_logits(validated[0], validated, "val")
-    temperature = ckpt.read_json(run / "calibration.json")["temperature"]
-    assert temperature == pytest.approx(Calibration.fit(val_logits, val_labels, "val").temperature, rel=1e-4)
+    temperature = _fitted_temperature(run)
+    assert temperature == pytest.approx(fit_temperature(val_logits, val_labels), rel=1e-4)
     assert metrics["validated"]["val"]["accuracy"] == pytest.approx(
         float((val_logits.argmax(dim=1) == torch.tensor(val_labels)).float().mean())
     )
