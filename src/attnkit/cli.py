@@ -625,12 +625,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=port_number, default=8000, help="TCP port, 0..65535")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--onnx", help="ONNX file for --backend onnx (default RUN_DIR/model.onnx)")
-    p.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default="auto",
-        help="where the PyTorch model runs; auto: cuda when torch sees a GPU, else cpu",
-    )
+    _add_device(p)  # where the PyTorch model runs: the same names as predict/explain/evaluate
     p.add_argument(
         "--threads",
         type=int,

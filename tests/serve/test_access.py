@@ -215,15 +215,37 @@ def test_cli_rejects_a_short_key_file(
 
 
 def test_device_choice() -> None:
+    """``attnkit.serve.resolve_device`` is the one resolver of :mod:`attnkit.devices` (kept importable here)."""
     import torch
 
+    from attnkit import devices
+
+    assert resolve_device is devices.resolve_device
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
+        with pytest.raises(ValueError, match="no CUDA device is available"):
             resolve_device("cuda")
-    with pytest.raises(ValueError, match="unknown device"):
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda"):
         resolve_device("tpu")
+
+
+@pytest.mark.parametrize("name", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_serve_device_accepts_the_names_of_the_other_commands(name: str) -> None:
+    from attnkit.cli import build_parser
+
+    for command in (["serve", "runs/x"], ["predict", "runs/x", "t"]):
+        assert build_parser().parse_args([*command, "--device", name]).device == name
+
+
+def test_cli_serve_on_a_missing_gpu_is_one_line(bag_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the error on a machine without a GPU")
+    assert main(["serve", str(bag_run), "--device", "cuda:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device is available" in err[0] and "Traceback" not in err[0]
 
 
 def test_serve_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from attnkit.devices import resolve_device
 from attnkit.predictor import Predictor
+
+__all__ = ["BACKENDS", "Backend", "OnnxBackend", "TorchBackend", "load_backend", "resolve_device"]
 
 BACKENDS = ("torch", "onnx")
 
@@ -72,33 +75,6 @@ class OnnxBackend:
         return self.predictor.probabilities(torch.from_numpy(logits)).numpy()
 
 
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when a GPU is available, else ``cpu``; ``cpu``; ``cuda`` (or ``cuda:N``).
-
-    Raises:
-        ValueError: an unknown name, or ``cuda`` on a machine where torch sees no GPU.
-    """
-    name = device.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
-        try:
-            resolved = torch.device(name)
-        except RuntimeError:
-            raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}") from None
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-        return resolved
-    raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-
-
 def load_backend(
     run_dir: str | Path,
     backend: str = "torch",
@@ -114,8 +90,11 @@ def load_backend(
         backend: ``torch`` or ``onnx``.
         onnx_path: the ONNX file for the ``onnx`` backend (default ``RUN_DIR/model.onnx``).
         threads: compute threads (torch intra-op threads, or ONNX Runtime intra-op threads).
-        device: ``auto``, ``cpu`` or ``cuda``: where the PyTorch model runs (for ``onnx``, only the
-            explanations; ONNX Runtime runs on the CPU).
+        device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps`` (see :func:`attnkit.devices.resolve_device`): where
+            the PyTorch model runs (for ``onnx``, only the explanations; ONNX Runtime runs on the CPU).
+
+    Raises:
+        ValueError: an unknown backend, ``threads`` below 1, or a device this machine does not have.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
