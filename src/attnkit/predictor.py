@@ -8,7 +8,8 @@ Dimension legend: ``B`` batch, ``T`` tokens, ``C`` classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,18 @@ def calibrate_run(
 ) -> Calibration:
     """Fit the run's temperature and write ``calibration.json``; later predictions use it.
 
+    A fit that ends at ``T = 1`` without fitting (``skipped-too-few``: too few examples; ``kept-1-worse``)
+    never replaces a temperature fitted earlier: ``calibration.json`` is then kept as it was, and the returned
+    record's ``reason`` says so. It is written when the fit is ``fitted`` or ``clipped``, and when the file is
+    missing, damaged or holds ``T = 1`` (nothing to lose).
+
     Args:
         run_dir: a directory written by ``attnkit train``.
         source: labelled data to fit on; by default the run's own validation split, rebuilt from its config
             (same sources, fraction and split seed). Never fit on the test data you will report.
+
+    Returns:
+        This fit's decision and numbers on ``source`` (its ``temperature`` is the one in use only when written).
 
     Raises:
         ValueError: the run cannot be loaded; it has no validation split and no ``source`` is given; the data
@@ -188,5 +197,35 @@ def calibrate_run(
     logits = predict_logits(run.model, dataset, batch_size, next(run.model.parameters()).device)  # (N, C)
     assert dataset.labels is not None
     calibration = Calibration.fit(logits, dataset.labels, fitted_on=fitted_on)
-    calibration.save(run.run_dir)
-    return calibration
+    kept = _kept_calibration(run.run_dir, calibration)
+    if kept is None:
+        calibration.save(run.run_dir)
+        return calibration
+    return replace(calibration, reason=f"{calibration.reason}; {kept}")
+
+
+def _kept_calibration(run_dir: Path, new: Calibration) -> str | None:
+    """Why the run's ``calibration.json`` stays instead of ``new`` (for the record), or None to write ``new``."""
+    from attnkit.runs import RunError, read_temperature
+    from attnkit.train.calibration import CALIBRATION_FILE
+
+    path = run_dir / CALIBRATION_FILE
+    if new.status in ("fitted", "clipped") or not path.is_file():
+        return None
+    try:
+        temperature = read_temperature(run_dir)  # checked: a positive finite temperature
+    except RunError:
+        return None  # damaged: this replaces it (the error a damaged file gives says to run calibrate)
+    if temperature == 1.0:
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))  # a JSON object: read_temperature checked it
+    origin = ", ".join(
+        f"{label}{record[key]}"
+        for key, label in (("status", ""), ("fitted_on", "on "), ("n", "n="))
+        if key in record
+    )
+    return (
+        f"{CALIBRATION_FILE} kept as it was: the run still uses T = {temperature:.4g}"
+        + (f" ({origin})" if origin else "")
+        + f", since a {new.status} fit never replaces a fitted temperature"
+    )

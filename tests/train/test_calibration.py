@@ -275,6 +275,7 @@ def test_calibrate_command_refits_on_given_data(trained_run, tmp_path: Path, cap
     run = tmp_path / "run"
     shutil.copytree(trained_run("bag-attn"), run)
     test_file = trained_run("bag-attn").parent / "test.jsonl"
+    capsys.readouterr()  # what training the fixture's run printed, when this test is the first to need it
     assert main(["calibrate", str(run), "--data", str(test_file), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((run / CALIBRATION_FILE).read_text())
@@ -304,3 +305,39 @@ def test_calibrate_command_refits_on_given_data(trained_run, tmp_path: Path, cap
 def test_calibrate_command_errors_cleanly_on_a_missing_run(tmp_path: Path, capsys) -> None:
     assert main(["calibrate", str(tmp_path / "nope")]) != 0
     assert re.search(r"(not an attnkit run directory|no such run directory)", capsys.readouterr().err)
+
+
+def test_calibrate_never_replaces_a_fitted_temperature_with_one(trained_run, tmp_path: Path, capsys) -> None:
+    """``calibrate --data small.csv`` (too few examples: T = 1 unfitted) used to overwrite a fitted T with 1."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run("bag-attn", "--set", "data.val_fraction=0.3"), run)
+    before = (run / CALIBRATION_FILE).read_bytes()
+    saved = json.loads(before)
+    assert saved["status"] in ("fitted", "clipped") and saved["temperature"] != 1.0  # the premise
+    test_file = trained_run("bag-attn").parent / "test.jsonl"
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(test_file.read_text().splitlines(keepends=True)[:50]))
+    capsys.readouterr()  # what training the fixture's runs printed
+    assert main(["calibrate", str(run), "--data", str(small)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert (run / CALIBRATION_FILE).read_bytes() == before
+    assert Predictor(run).temperature == saved["temperature"]
+    assert "(skipped-too-few)" in line and "(n=50)" in line  # this fit's decision, then what happened
+    assert f"calibration.json kept as it was: the run still uses T = {saved['temperature']:.4g}" in line
+    record = calibrate_run(run, str(small))
+    assert (
+        record.status == "skipped-too-few" and record.temperature == 1.0 and "kept as it was" in record.reason
+    )
+    assert (run / CALIBRATION_FILE).read_bytes() == before
+    # A damaged file is replaced even by an unfitted T = 1 (its error says to run calibrate), and so is a T = 1.
+    (run / CALIBRATION_FILE).write_text('{"temperature": -2}')
+    record = calibrate_run(run, str(small))
+    assert json.loads((run / CALIBRATION_FILE).read_text()) == record.to_dict()
+    assert "kept" not in record.reason and read_temperature(run) == 1.0
+    # A fitted temperature replaces the file: the default, the run's validation split, gives its T back.
+    record = calibrate_run(run)
+    assert (
+        record.status == saved["status"]
+        and json.loads((run / CALIBRATION_FILE).read_text()) == record.to_dict()
+    )
+    assert record.temperature == pytest.approx(saved["temperature"], rel=1e-5)
