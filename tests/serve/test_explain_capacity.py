@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
@@ -229,3 +229,170 @@ def test_a_stuck_process_worker_is_killed_and_replaced(predictor: Predictor, mon
 
     seconds, again, restarts = asyncio.run(scenario())
     assert seconds < 3.0 and restarts == 1 and again[0]["methods"] == ["attention"]
+
+
+class FakeProcessWorker:
+    """Stands in for :class:`~attnkit.serve.explaining.ProcessWorker` without spawning a process.
+
+    ``boots`` scripts the starts (True: ready, False: the run cannot be loaded); each job waits for ``gate``
+    (so a test decides when the "process" stops), then answers like a worker that stopped at a unit boundary.
+    """
+
+    boots: ClassVar[list[bool]] = []
+    gate = threading.Event()
+    started: ClassVar[list[FakeProcessWorker]] = []
+
+    def __init__(self, run_dir: Path, device: str, threads: int, nice: int) -> None:
+        self.ok = self.boots.pop(0)
+        self.broken = False
+        self.jobs = 0
+        self.process = self  # _kill() reaches the process through this attribute
+        self.started.append(self)
+
+    def wait_ready(self) -> None:
+        if not self.ok:
+            raise RuntimeError("the explanation worker could not load the run: MemoryError")
+
+    def roundtrip(self, job: ExplainJob) -> tuple[str, Any]:
+        self.jobs += 1
+        self.gate.wait(10)
+        if self.broken:
+            return ("killed", "the explanation worker stopped")
+        if time.monotonic() > job.deadline:
+            return ("timeout", "over the limit")
+        return ("ok", [{"text": text} for text in job.texts])
+
+    def alive(self) -> bool:
+        return not self.broken
+
+    def is_alive(self) -> bool:
+        return not self.broken
+
+    def kill(self) -> None:
+        self.broken = True
+
+
+@pytest.fixture
+def fake_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeProcessWorker]]:
+    import attnkit.serve.explaining as explaining
+
+    monkeypatch.setattr(FakeProcessWorker, "boots", [])
+    monkeypatch.setattr(FakeProcessWorker, "gate", threading.Event())
+    monkeypatch.setattr(FakeProcessWorker, "started", [])
+    monkeypatch.setattr(explaining, "ProcessWorker", FakeProcessWorker)
+    yield FakeProcessWorker
+    FakeProcessWorker.gate.set()
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def test_process_slot_stays_taken_while_the_worker_still_runs(
+    predictor: Predictor, fake_workers: type[FakeProcessWorker]
+) -> None:
+    """After a 504 the process worker may go on (until it stops at a unit or is killed): its slot stays taken,
+    so no more than ``max_pending`` explanations are ever queued; it is freed when the worker stops."""
+    fake_workers.boots[:] = [True]
+
+    async def scenario() -> None:
+        pool = ExplainPool(predictor, workers=1, threads=1, max_pending=1, timeout_s=0.2, isolation="process")
+        pool.start()
+        try:
+            await _until(lambda: pool._idle is not None and pool._idle.qsize() == 1)
+            with pytest.raises(ExplainTimeout):
+                await pool.run(["a"], ["attention"], target=None, layers=False)
+            assert pool.stats()["pending"] == 1  # the worker has not stopped yet
+            with pytest.raises(Overloaded, match="1 explanations are already running"):
+                await pool.run(["b"], ["attention"], target=None, layers=False)
+            fake_workers.gate.set()  # it stops at its next unit and is kept
+            await _until(lambda: pool.pending == 0)
+            pool.timeout_s = 30
+            assert await pool.run(["c"], ["attention"], target=None, layers=False) == [{"text": "c"}]
+            assert pool.restarts == 0 and len(fake_workers.started) == 1
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())
+
+
+def test_process_job_dropped_while_queued_frees_its_slot(
+    predictor: Predictor, fake_workers: type[FakeProcessWorker]
+) -> None:
+    """A job that times out waiting for a busy worker never reaches one: its slot is freed at the 504."""
+    fake_workers.boots[:] = [True]
+
+    async def scenario() -> None:
+        pool = ExplainPool(predictor, workers=1, threads=1, max_pending=2, timeout_s=0.2, isolation="process")
+        pool.start()
+        try:
+            await _until(lambda: pool._idle is not None and pool._idle.qsize() == 1)
+            busy = asyncio.ensure_future(pool.run(["a"], ["attention"], target=None, layers=False))
+            await _until(lambda: fake_workers.started[0].jobs == 1)
+            with pytest.raises(ExplainTimeout):
+                await pool.run(["b"], ["attention"], target=None, layers=False)  # queued behind "a"
+            with pytest.raises(ExplainTimeout):
+                await busy
+            assert pool.pending == 1  # only "a", whose worker still runs
+            fake_workers.gate.set()
+            await _until(lambda: pool.pending == 0)
+            assert fake_workers.started[0].jobs == 1  # "b" was dropped, never sent
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_restart_heals_once_a_worker_starts_again(
+    predictor: Predictor, fake_workers: type[FakeProcessWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only worker dies, its restart fails (503 naming why), a later request starts one again: served."""
+    import attnkit.serve.explaining as explaining
+
+    monkeypatch.setattr(explaining, "RETRY_BOOT_S", 0.0)
+    fake_workers.boots[:] = [True, False, True]
+
+    async def scenario() -> None:
+        pool = ExplainPool(predictor, workers=1, threads=1, max_pending=2, timeout_s=30, isolation="process")
+        pool.start()
+        try:
+            await _until(lambda: pool._idle is not None and pool._idle.qsize() == 1)
+            fake_workers.started[0].kill()  # the process dies while idle
+            fake_workers.gate.set()
+            with pytest.raises(Overloaded, match="being restarted"):
+                await pool.run(["a"], ["attention"], target=None, layers=False)
+            await _until(lambda: len(fake_workers.started) == 2 and not pool._boots)
+            with pytest.raises(Overloaded, match=r"unavailable: .*MemoryError; retrying"):
+                await pool.run(["b"], ["attention"], target=None, layers=False)
+            await _until(lambda: pool._idle is not None and pool._idle.qsize() == 1)
+            assert pool._failure is None
+            assert await pool.run(["c"], ["attention"], target=None, layers=False) == [{"text": "c"}]
+            assert pool.restarts == 1 and len(fake_workers.started) == 3
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_start_is_not_retried_before_its_wait(
+    predictor: Predictor, fake_workers: type[FakeProcessWorker]
+) -> None:
+    """A run that cannot be loaded does not spawn a process per request: one retry per RETRY_BOOT_S at most."""
+    fake_workers.boots[:] = [False, True]
+
+    async def scenario() -> None:
+        pool = ExplainPool(predictor, workers=1, threads=1, max_pending=2, timeout_s=30, isolation="process")
+        pool.start()
+        try:
+            await _until(lambda: pool._failure is not None and not pool._boots)
+            for _ in range(3):
+                with pytest.raises(Overloaded, match="unavailable"):
+                    await pool.run(["a"], ["attention"], target=None, layers=False)
+            assert len(fake_workers.started) == 1
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())

@@ -17,6 +17,9 @@ Two isolations:
   has its own GIL, so its Python overhead never delays the event loop or the predict worker; it runs at a lower
   CPU priority (``nice``), so on busy cores the scheduler favours predictions; and a worker still busy
   ``KILL_GRACE_S`` after the limit is killed and replaced: a hard bound on the time an explanation can take.
+  Its slot stays taken until it stops or is killed. A worker that cannot start (again) makes ``/explain`` 503
+  while no other worker is left; a request ``RETRY_BOOT_S`` later tries another start, and a start that
+  succeeds ends it.
 - ``thread``: workers are threads of the server process (no start-up cost, the app's own predictor; the
   default of :func:`~attnkit.serve.app.create_app`). A thread cannot be stopped from outside: an explanation
   over its limit ends at its next unit, and its slot stays taken until then.
@@ -49,6 +52,8 @@ logger = logging.getLogger(__name__)
 ISOLATIONS = ("process", "thread")
 #: Seconds past its time limit after which a process worker still busy is killed (and replaced).
 KILL_GRACE_S = 5.0
+#: Seconds after a worker failed to start before a request may try to start one again.
+RETRY_BOOT_S = 30.0
 
 
 class ExplainTimeout(Exception):
@@ -269,6 +274,7 @@ class ExplainPool:
         self._processes: set[ProcessWorker] = set()
         self._boots: set[asyncio.Task[None]] = set()
         self._failure: str | None = None
+        self._failed_at = 0.0  # time.monotonic() of the last failed start
         self._stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -313,9 +319,11 @@ class ExplainPool:
         except RuntimeError as err:
             logger.error("%s", err)
             self._failure = str(err)
+            self._failed_at = time.monotonic()
             self._processes.discard(worker)
             worker.kill()
             return
+        self._failure = None  # a worker that boots again ends an earlier failure (e.g. a transient one)
         self._idle.put_nowait(worker)
 
     def stats(self) -> dict[str, Any]:
@@ -345,8 +353,11 @@ class ExplainPool:
         """
         if self._executor is None:
             raise Overloaded("the explanation workers are not running")
-        if self._failure is not None:
-            raise Overloaded(f"explanations are unavailable: {self._failure}")
+        if self._failure is not None and not self._processes:
+            # No worker left or starting: now and then try another start (a transient failure heals).
+            if not self._boots and time.monotonic() - self._failed_at >= RETRY_BOOT_S:
+                self._boot()
+            raise Overloaded(f"explanations are unavailable: {self._failure}; retrying to start a worker")
         if self.pending >= self.max_pending:
             self.rejected += 1
             raise Overloaded(f"{self.pending} explanations are already running or waiting; retry shortly")
@@ -355,14 +366,18 @@ class ExplainPool:
         )
         if self.isolation == "thread":
             return await self._run_in_thread(job)
+        # The slot is freed when the work really ends (a worker may go on up to KILL_GRACE_S past the 504):
+        # by the worker's callback once it has the job, here if the job is dropped before any worker took it.
         self.pending += 1
+        handed_over = asyncio.Event()
         try:
-            return await asyncio.wait_for(self._run_in_process(job), timeout=self.timeout_s)
+            return await asyncio.wait_for(self._run_in_process(job, handed_over), timeout=self.timeout_s)
         except asyncio.TimeoutError:
             self.timeouts += 1
             raise ExplainTimeout(_timeout_message(self.timeout_s)) from None
         finally:
-            self.pending -= 1
+            if not handed_over.is_set():
+                self._release()
 
     async def _run_in_thread(self, job: ExplainJob) -> list[dict[str, Any]]:
         assert self._executor is not None
@@ -384,16 +399,23 @@ class ExplainPool:
     def _release(self) -> None:
         self.pending -= 1
 
-    async def _run_in_process(self, job: ExplainJob) -> list[dict[str, Any]]:
+    async def _run_in_process(self, job: ExplainJob, handed_over: asyncio.Event) -> list[dict[str, Any]]:
+        """Run ``job`` on the next idle worker; sets ``handed_over`` once the worker's end frees the slot."""
         assert self._executor is not None and self._idle is not None
         worker = await self._idle.get()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, worker.roundtrip, job)
+        try:
+            work = loop.run_in_executor(self._executor, worker.roundtrip, job)
+        except RuntimeError:  # the executor is shut down (the pool is stopping)
+            self._idle.put_nowait(worker)
+            raise
+        handed_over.set()
         kill_at = loop.time() + max(0.0, job.deadline - time.monotonic()) + KILL_GRACE_S
         killer = loop.call_at(kill_at, self._kill, worker)
 
         def finished(_: object) -> None:
             killer.cancel()
+            self._release()
             if worker.alive():
                 self._idle.put_nowait(worker)  # type: ignore[union-attr]
             else:
