@@ -51,7 +51,7 @@ def measure(run_dir: str, data: str, threads: int) -> dict[str, Any]:
         "accuracy": float(np.mean(logits.argmax(dim=-1).numpy() == targets.numpy())),
         "calibration": record.to_dict(),
         "uncalibrated": scores(1.0),
-        "calibrated": scores(record.temperature),
+        "calibrated": scores(predictor.temperature),  # what the run uses (a skipped fit keeps the old one)
         "seconds": time.perf_counter() - began,
     }
 
