@@ -89,8 +89,6 @@ def _texts_and_labels(data: Data, labels: Sequence[Any] | None, text: str, label
 
 def _write_snapshot(path: Path, texts: list[Any], labels: list[Any]) -> None:
     """Write ``texts`` and ``labels`` as JSON Lines (``text``, ``label``): the file the run trains from."""
-    from attnkit.train import checkpoint as ckpt
-
     for i, value in enumerate(texts):
         if not isinstance(value, str):
             raise ValueError(f"text {i} is {type(value).__name__} ({value!r:.40}), expected a string")
@@ -98,8 +96,9 @@ def _write_snapshot(path: Path, texts: list[Any], labels: list[Any]) -> None:
         json.dumps({"text": t, "label": lab.item() if hasattr(lab, "item") else lab}, ensure_ascii=False)
         for t, lab in zip(texts, labels, strict=True)
     ]
-    payload = "\n".join(rows) + "\n"
-    ckpt.atomic_write(path, lambda tmp: tmp.write_text(payload, encoding="utf-8"))
+    from attnkit.atomic import write_text
+
+    write_text(path, "\n".join(rows) + "\n")
 
 
 def _source(
@@ -138,10 +137,11 @@ def build_config(
         base = config
     else:
         base = RunConfig.from_yaml(find_config(config))
-    items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()] if isinstance(overrides, Mapping) else []
-    if not isinstance(overrides, Mapping):
-        if isinstance(overrides, str):
-            raise TypeError("overrides must be a list of 'section.key=value' strings or a mapping")
+    if isinstance(overrides, str):
+        raise TypeError("overrides must be a list of 'section.key=value' strings or a mapping")
+    if isinstance(overrides, Mapping):
+        items = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    else:
         items = list(overrides)
     flags = [("model.name", model), ("train.epochs", epochs), ("train.seed", seed), ("train.device", device)]
     items = [f"{key}={json.dumps(value)}" for key, value in flags if value is not None] + items

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attnkit.atomic import atomic_write
 from attnkit.data.sources import InputRows, read_rows
-from attnkit.train.checkpoint import atomic_write
 
 if TYPE_CHECKING:
     from attnkit.predictor import Prediction, Predictor

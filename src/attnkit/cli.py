@@ -354,10 +354,10 @@ def _numbered_paths(out: Path, count: int) -> list[Path]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from attnkit.atomic import write_text
     from attnkit.explain import explain, render
     from attnkit.explain.methods import has_self_attention
     from attnkit.predictor import Predictor
-    from attnkit.train.checkpoint import atomic_write
 
     suffix = {"html": "html", "png": "png", "head-view": "html", "model-view": "html"}
     if args.format in suffix and args.out is None:
@@ -382,9 +382,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         ig_steps=args.ig_steps,
     )
     payload = [e.to_json_dict() for e in explanations]
-
-    def write_text(path: Path, text: str) -> None:
-        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     written: list[Path] = []
     if args.format == "terminal":

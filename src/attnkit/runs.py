@@ -41,6 +41,11 @@ from attnkit.data import DataError, TextTokenizer
 from attnkit.data import tokenizer as tokenizer_files
 from attnkit.models import TextClassifier, build_model
 from attnkit.models.ensemble import EnsembleClassifier
+
+# The layout's names that the checkpoint and calibration modules own, re-exported: one definition each.
+from attnkit.train.calibration import CALIBRATION_FILE as CALIBRATION_FILE
+from attnkit.train.checkpoint import STATE_DIR as STATE_DIR
+from attnkit.train.checkpoint import WEIGHTS_FILE as WEIGHTS_FILE
 from attnkit.train.config import ConfigError, RunConfig, check_model_memory, max_threads, read_yaml_mapping
 
 log = logging.getLogger(__name__)
@@ -48,10 +53,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 TOKENIZER_DIR = "tokenizer"
 LABELS_FILE = "labels.json"
-WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
-CALIBRATION_FILE = "calibration.json"
-STATE_DIR = "state"
 #: Where an ensemble run keeps its members' runs (``RUN_DIR/members/<m>``).
 MEMBERS_DIR = "members"
 #: Where a ``train.refit`` run keeps its validated run (``RUN_DIR/validated``).

@@ -17,7 +17,6 @@ from attnkit.train.calibration import (
     MIN_TEMPERATURE,
     Calibration,
     fit_temperature,
-    load_temperature,
     scaled_probabilities,
 )
 from attnkit.train.metrics import expected_calibration_error
@@ -208,7 +207,7 @@ def test_old_calibration_files_still_load(tmp_path: Path) -> None:
         "ece_after": 0.02,
     }
     (tmp_path / CALIBRATION_FILE).write_text(json.dumps(old))
-    assert load_temperature(tmp_path) == 1.7 and read_temperature(tmp_path) == 1.7
+    assert read_temperature(tmp_path) == 1.7
     record = Calibration.from_dict(old)
     assert record.status == "fitted" and record.temperature == 1.7 and record.reason == ""
     logits, targets = sample(200, 3, 2.0, seed=7)
@@ -251,7 +250,7 @@ def test_a_run_is_calibrated_on_validation_and_predictions_use_it(trained_run, t
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     (copy / CALIBRATION_FILE).unlink()
-    assert load_temperature(copy) == 1.0
+    assert read_temperature(copy) == 1.0
     torch.testing.assert_close(Predictor(copy).predict_proba(texts), torch.softmax(logits, dim=-1))
 
 

@@ -302,14 +302,3 @@ class Calibration:
 
 
 _REQUIRED = ("temperature", "fitted_on", "n", "nll_before", "nll_after", "ece_before", "ece_after")
-
-
-def load_temperature(run_dir: str | Path) -> float:
-    """The run's fitted temperature, or 1.0 (no scaling) for a run without ``calibration.json``."""
-    path = Path(run_dir) / CALIBRATION_FILE
-    if not path.is_file():
-        return 1.0
-    temperature = float(ckpt.read_json(path)["temperature"])
-    if not temperature > 0:
-        raise ValueError(f"{path}: temperature must be > 0, got {temperature}")
-    return temperature

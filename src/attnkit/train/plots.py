@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from attnkit.atomic import atomic_write
 from attnkit.fonts import font_context, quiet_matplotlib_logging
-from attnkit.train.checkpoint import atomic_write
 
 quiet_matplotlib_logging()
 
