@@ -37,10 +37,9 @@ import torch
 from torch import Tensor, nn
 
 from attnkit import __version__
-from attnkit.models.base import TextClassifier
-from attnkit.models.bilstm import BiLSTMAttnClassifier
-from attnkit.models.ensemble import EnsembleClassifier
-from attnkit.models.han import HANClassifier
+from attnkit.models.base import AttentionModel
+from attnkit.models.han import NOT_EXPORTABLE_REASON
+from attnkit.models.recurrent import UnpackedBiLSTM as UnpackedBiLSTM
 from attnkit.predictor import Predictor
 from attnkit.runs import RunError, RunNotFoundError
 
@@ -51,98 +50,12 @@ INT8_FILE = "model.int8.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("logits", "token_attention")
 #: Models whose graph cannot be exported, with the reason shown to the user.
-NOT_EXPORTABLE = {
-    "han": (
-        "HAN splits documents into sentences on the token ids, so its intermediate shapes (sentences per "
-        "document, longest sentence) depend on the token values; torch.export cannot trace that with dynamic "
-        "shapes. Serve it with the PyTorch backend (attnkit serve RUN_DIR --backend torch)."
-    )
-}
+NOT_EXPORTABLE = {"han": NOT_EXPORTABLE_REASON}
 
 
-class UnpackedBiLSTM(nn.Module):
-    """A trained bidirectional ``nn.LSTM`` (``batch_first``) run without packing, for tracing.
-
-    Each layer runs a forward LSTM over the inputs and a second LSTM (the reverse direction's weights) over
-    each row reversed within its own length, then restores the order. Outputs are zero on padding, as
-    :func:`attnkit.models.recurrent.run_packed` gives.
-
-    Args:
-        lstm: the trained bidirectional LSTM; its weights are copied.
-    """
-
-    def __init__(self, lstm: nn.LSTM) -> None:
-        super().__init__()
-        if not (lstm.bidirectional and lstm.batch_first) or lstm.proj_size:
-            raise ValueError("UnpackedBiLSTM needs a bidirectional, batch_first LSTM without projections")
-        self.forward_rnns = nn.ModuleList()
-        self.backward_rnns = nn.ModuleList()
-        for layer in range(lstm.num_layers):
-            input_size = lstm.input_size if layer == 0 else 2 * lstm.hidden_size
-            for suffix, rnns in (("", self.forward_rnns), ("_reverse", self.backward_rnns)):
-                rnn = nn.LSTM(input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
-                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    if hasattr(rnn, f"{kind}_l0"):
-                        getattr(rnn, f"{kind}_l0").data.copy_(getattr(lstm, f"{kind}_l{layer}{suffix}").data)
-                rnns.append(rnn)
-
-    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
-        """``inputs (B, T, I)``, ``lengths (B,)`` -> ``(B, T, 2H)``, zero at steps ``>= lengths[b]``."""
-        steps = torch.arange(inputs.shape[1], device=inputs.device)  # (T,)
-        lengths = lengths.unsqueeze(1)  # (B, 1)
-        real = steps < lengths  # (B, T)
-        # Reversal within the length is its own inverse; expand(-1, -1, n) keeps T symbolic when traced.
-        order = torch.where(real, lengths - 1 - steps, steps).unsqueeze(-1)  # (B, T, 1)
-        x = inputs
-        for ahead_rnn, behind_rnn in zip(self.forward_rnns, self.backward_rnns, strict=True):
-            ahead, _ = ahead_rnn(x)  # (B, T, H)
-            behind, _ = behind_rnn(x.gather(1, order.expand(-1, -1, x.shape[-1])))  # (B, T, H), reversed
-            behind = behind.gather(1, order.expand(-1, -1, behind.shape[-1]))  # (B, T, H)
-            x = torch.cat([ahead, behind], dim=-1) * real.unsqueeze(-1)  # (B, T, 2H)
-        return x
-
-
-class ExportableClassifier(nn.Module):
-    """The traceable inference graph of a classifier: ``(input_ids, attention_mask) -> (logits, attention)``.
-
-    It runs the model's ``embed -> forward_features -> pool -> forward_head`` without the input checks of
-    ``forward`` (they read tensor values, which tracing cannot do); the server checks inputs before they get
-    here, and :func:`check_onnx` compares the result with ``model.forward``.
-
-    Args:
-        model: a trained classifier in eval mode.
-
-    Raises:
-        ValueError: the model cannot be exported (see :data:`NOT_EXPORTABLE`).
-    """
-
-    def __init__(self, model: TextClassifier) -> None:
-        super().__init__()
-        if isinstance(model, HANClassifier):
-            raise ValueError(f"cannot export han to ONNX: {NOT_EXPORTABLE['han']}")
-        self.model = model
-        self.lstm = UnpackedBiLSTM(model.lstm) if isinstance(model, BiLSTMAttnClassifier) else None
-        # An ensemble exports each member's graph and averages them, as EnsembleClassifier.forward does.
-        self.members = (
-            nn.ModuleList(ExportableClassifier(member) for member in model.classifiers)
-            if isinstance(model, EnsembleClassifier)
-            else None
-        )
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        if self.members is not None:
-            outputs = [member(input_ids, attention_mask) for member in self.members]
-            logits = torch.stack([out[0] for out in outputs], dim=1).mean(dim=1)  # (B, C)
-            attention = torch.stack([out[1] for out in outputs], dim=1).mean(dim=1)  # (B, T)
-            return logits, attention
-        model = self.model
-        embeddings = model.embed(input_ids)  # (B, T, E)
-        if self.lstm is not None:
-            states = self.lstm(embeddings, attention_mask.sum(dim=1))  # (B, T, 2H)
-        else:
-            states, _ = model.forward_features(embeddings, attention_mask)  # (B, T, D)
-        pooled = model.pool(states, attention_mask)  # pooled (B, P), weights (B, [H,] R, T)
-        return model.forward_head(pooled.pooled), pooled.token_weights()  # (B, C), (B, T)
+def ExportableClassifier(model: AttentionModel) -> nn.Module:
+    """The traceable inference graph of a model: ``model.export_module()`` (see :class:`AttentionModel`)."""
+    return model.export_module()
 
 
 @dataclass
@@ -251,7 +164,7 @@ def export_onnx(
 
 
 def export_classifier(
-    model: TextClassifier,
+    model: AttentionModel,
     out: str | Path,
     example: tuple[Tensor, Tensor],
     *,
@@ -271,9 +184,9 @@ def export_classifier(
     Raises:
         ValueError: the model cannot be exported (see :data:`NOT_EXPORTABLE`).
     """
-    graph = ExportableClassifier(model.eval()).eval()
+    graph = model.eval().export_module().eval()
     batch = torch.export.Dim("batch")
-    tokens = torch.export.Dim("tokens", max=int(model.config.max_length))
+    tokens = torch.export.Dim("tokens", max=int(getattr(model.config, "max_length", 2**20)))
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporters(), torch.no_grad():

@@ -30,7 +30,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -374,7 +374,9 @@ def build_classifier(
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}" if where is not None else str(err)) from None
     options = model_options(config, tokenizer, num_classes)
-    members = [build_model(config.model.name, **options) for _ in range(config.model.ensemble)]
+    members = [
+        cast(TextClassifier, build_model(config.model.name, **options)) for _ in range(config.model.ensemble)
+    ]
     model = members[0] if len(members) == 1 else EnsembleClassifier(members)
     model.set_vocabulary(vocabulary_strings(tokenizer))
     return model

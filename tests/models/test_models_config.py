@@ -116,11 +116,13 @@ def test_configs_are_frozen_and_replace_validates() -> None:
 
 def test_registry_errors_and_builders() -> None:
     with pytest.raises(
-        ValueError, match="unknown model 'lstm'; available models: bag-attn, bilstm-attn, cnn-attn"
+        ValueError, match="unknown text model 'lstm'; available text models: bag-attn, bilstm-attn, cnn-attn"
     ):
         build_model("lstm")
-    with pytest.raises(ValueError, match="available models"):
+    with pytest.raises(ValueError, match="available text models"):
         model_config_from_dict("gpt", {})
+    with pytest.raises(ValueError, match="unknown modality 'smell'; choose one of text, image"):
+        build_model("bag-attn", modality="smell")
     for name in MODELS:
         config_cls, model_cls = MODEL_REGISTRY[name]
         assert issubclass(config_cls, ClassifierConfig)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attnkit.models.base import TextClassifier
+from attnkit.models.base import TextClassifier, delete_tokens
 
 METHODS: tuple[str, ...] = ("attention", "attention-value", "gradient", "grad-input", "ig", "loo")
 """Methods a user can ask for. ``rollout`` comes with ``attention`` for models with self-attention layers."""
@@ -254,33 +254,6 @@ def random_scores(attention_mask: Tensor, seed: int, first_index: int = 0) -> Te
         generator = torch.Generator().manual_seed(seed * 1_000_003 + first_index + row)
         rows.append(torch.rand(attention_mask.shape[1], generator=generator))
     return torch.stack(rows).to(attention_mask.device) * attention_mask
-
-
-def delete_tokens(
-    input_ids: Tensor, attention_mask: Tensor, keep: Tensor, *, pad_id: int, unk_id: int
-) -> tuple[Tensor, Tensor]:
-    """Keep only the tokens where ``keep (B, T)`` is True, in their order, re-packed to the left.
-
-    Deleting (rather than masking) keeps every row right-padded, which the models require. A row left with no
-    token gets a single ``[UNK]`` so the model still sees one position.
-
-    Returns:
-        ``input_ids (B, T')`` and ``attention_mask (B, T')`` with ``T' = max(1, most kept tokens)``.
-    """
-    keep = keep & attention_mask  # (B, T)
-    lengths = keep.sum(dim=1)  # (B,)
-    new_length = max(1, int(lengths.max()) if lengths.numel() else 1)
-    # A stable sort of "dropped" flags puts kept positions first, in their original order.
-    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :new_length]  # (B, T')
-    ids = input_ids.gather(1, order)  # (B, T')
-    positions = torch.arange(new_length, device=input_ids.device)  # (T',)
-    mask = positions[None, :] < lengths[:, None]  # (B, T')
-    ids = torch.where(mask, ids, torch.full_like(ids, pad_id))
-    empty = lengths == 0  # (B,)
-    if bool(empty.any()):
-        ids[empty, 0] = unk_id
-        mask[empty, 0] = True
-    return ids, mask
 
 
 @torch.no_grad()

@@ -1,10 +1,24 @@
-"""What every text classifier shares: the output contract, the config base and the model base.
+"""The model contract every attnkit model honours, whatever its input units, and the text classifier base.
 
-A classifier maps ``input_ids (B, T)`` and ``attention_mask (B, T)`` (bool, True = real token, right-padded)
-to logits plus the attention it used. It never computes the loss.
+A model maps a batch of inputs to logits plus the attention it used over its input *units*: tokens of a text,
+patches or feature-map cells of an image, frames of a recording, items of a history. It never computes the loss
+(a task does: :mod:`attnkit.tasks`). The contract (:class:`AttentionModel`) is what the training loop,
+explanations, faithfulness, serving and export rely on, so none of them names a model's class:
 
-Dimension legend: ``B`` batch, ``T`` tokens, ``E`` embedding size, ``D`` state size, ``C`` classes,
-``R`` pooling queries, ``H`` pooling heads.
+- ``forward(inputs, unit_mask)`` -> :class:`ModelOutput` (``logits (B, C)``, ``unit_attention (B, U)``);
+- ``embed(inputs) -> (B, U, E)``, the per-unit representations gradient methods differentiate, and
+  ``forward_from_embeddings(embeddings, unit_mask, inputs)``, the rest of the model from them;
+- ``remove_units(inputs, unit_mask, keep)``: the inputs with some units taken out (occlusion, leave-one-out,
+  deletion AOPC);
+- ``has_unit_contributions()`` / ``unit_contributions``: an exact per-unit decomposition of the logits, if any;
+- ``layer_attentions`` in the output when asked (self-attention models: rollout);
+- ``export_module()``: a traceable ``(inputs, unit_mask) -> (logits, unit_attention)`` graph for ONNX.
+
+A text classifier maps ``input_ids (B, T)`` and ``attention_mask (B, T)`` (bool, True = real token, right-padded):
+its units are tokens.
+
+Dimension legend: ``B`` batch, ``U`` units (``T`` tokens for text), ``E`` unit representation size, ``D`` state
+size, ``C`` classes, ``R`` pooling queries, ``H`` pooling heads.
 """
 
 from __future__ import annotations
@@ -12,36 +26,46 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from attnkit.data.tokenizer import UNK_ID
 from attnkit.layers.pooling import POOLING_SCORERS, AttentionPooling, PoolingOutput
 
-ConfigT = TypeVar("ConfigT", bound="ClassifierConfig")
+ConfigT = TypeVar("ConfigT", bound="ModelConfig")
 
 
 @dataclass
-class ClassifierOutput:
-    """What every classifier returns.
+class ModelOutput:
+    """What every model returns.
 
     Attributes:
-        logits: ``(B, C)`` unnormalized class scores.
-        token_attention: ``(B, T)`` one importance per input token from the model's own attention:
-            non-negative, summing to 1 over the real tokens of each row and exactly 0 on padding (a row
-            without real tokens is all zeros).
-        pooling_weights: ``(B, [H,] R, T)`` the raw weights of the attention pooling (0 on padding).
-        layer_attentions: per-layer self-attention weights ``(B, H, T, T)`` (the transformer, when called with
-            ``need_layer_attentions=True``), else ``None``.
+        logits: ``(B, C)`` unnormalized class scores (or ranking scores).
+        unit_attention: ``(B, U)`` one importance per input unit from the model's own attention: non-negative,
+            summing to 1 over the real units of each row and exactly 0 on padding (a row without real units is
+            all zeros).
+        pooling_weights: ``(B, [H,] R, U)`` the raw weights of the attention pooling (0 on padding).
+        layer_attentions: per-layer self-attention weights ``(B, H, U, U)`` (self-attention models, when called
+            with ``need_layer_attentions=True``), else ``None``.
         extras: model-specific intermediates (HAN: word- and sentence-level weights and the sentence split).
     """
 
     logits: Tensor
-    token_attention: Tensor
+    unit_attention: Tensor
     pooling_weights: Tensor
     layer_attentions: list[Tensor] | None = None
     extras: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def token_attention(self) -> Tensor:
+        """``unit_attention`` under its text name: ``(B, T)`` over tokens."""
+        return self.unit_attention
+
+
+#: The text classifiers' name for :class:`ModelOutput`.
+ClassifierOutput = ModelOutput
 
 
 def _is_int(value: object) -> bool:
@@ -49,43 +73,32 @@ def _is_int(value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
-    """Fields every classifier config has. Subclasses add their own and may change the defaults.
+class ModelConfig:
+    """Fields every model config has, whatever its inputs. Subclasses add their own and may change the defaults.
 
     Configs are frozen and validated on construction: change one with ``dataclasses.replace`` (which validates
     again). ``to_dict`` gives plain JSON/YAML-safe values; ``from_dict`` rejects unknown keys by name.
 
     Attributes:
-        vocab_size: number of token ids (ids must lie in ``[0, vocab_size)``).
         num_classes: number of logits ``C`` (1 for a single sigmoid logit, as in the seed).
-        embed_dim: word embedding size ``E``.
-        dropout: dropout probability on embeddings, hidden states and before the output layer.
+        dropout: dropout probability on unit representations, hidden states and before the output layer.
         pooling_scorer: score function of the attention pooling: ``dot``, ``scaled_dot``, ``general``,
             ``additive`` or ``multihead``.
         pooling_queries: number of learned pooling queries ``R``.
         pooling_heads: heads of the ``multihead`` pooling scorer (must divide the pooled state size).
-        max_length: longest input accepted, in tokens.
-        pad_id: id of the padding token (its embedding is zero and gets no gradient).
     """
 
-    vocab_size: int = 10_000
     num_classes: int = 2
-    embed_dim: int = 64
     dropout: float = 0.1
     pooling_scorer: str = "additive"
     pooling_queries: int = 1
     pooling_heads: int = 1
-    max_length: int = 500
-    pad_id: int = 0
 
     def __post_init__(self) -> None:
         self._coerce_types()
-        self._require_min("vocab_size", 2)
         self._require_min("num_classes", 1)
-        self._require_min("embed_dim", 1)
         self._require_min("pooling_queries", 1)
         self._require_min("pooling_heads", 1)
-        self._require_min("max_length", 1)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self._name}.dropout must be in [0, 1), got {self.dropout}")
         if self.pooling_scorer not in POOLING_SCORERS:
@@ -93,11 +106,7 @@ class ClassifierConfig:
                 f"{self._name}.pooling_scorer must be one of {', '.join(POOLING_SCORERS)}; "
                 f"got {self.pooling_scorer!r}"
             )
-        if not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(
-                f"{self._name}.pad_id must be a valid token id in [0, vocab_size={self.vocab_size}), "
-                f"got {self.pad_id}"
-            )
+        self._validate_inputs()
         self._validate_model()
         if self.pooling_scorer == "multihead":
             for dim in self.pooling_dims():
@@ -107,6 +116,9 @@ class ClassifierConfig:
                         f"{dim} for the multihead pooling scorer; pick a divisor of {dim}"
                     )
 
+    def _validate_inputs(self) -> None:
+        """Check the fields a modality's base config adds (raise ``ValueError``)."""
+
     # -- hooks for subclasses -------------------------------------------------------------------------------
 
     def _validate_model(self) -> None:
@@ -114,11 +126,11 @@ class ClassifierConfig:
 
     def pooling_dims(self) -> tuple[int, ...]:
         """State sizes the attention pooling layers run over (one per pooling layer)."""
-        return (self.embed_dim,)
+        raise NotImplementedError
 
-    def token_input_dim(self) -> int:
-        """Size of the per-token vectors ``embed`` returns and ``forward_from_embeddings`` takes."""
-        return self.embed_dim
+    def unit_input_dim(self) -> int:
+        """Size ``E`` of the per-unit vectors ``embed`` returns and ``forward_from_embeddings`` takes."""
+        raise NotImplementedError
 
     # -- serialization --------------------------------------------------------------------------------------
 
@@ -174,6 +186,47 @@ class ClassifierConfig:
                 object.__setattr__(self, f.name, tuple(value))
 
 
+@dataclass(frozen=True)
+class ClassifierConfig(ModelConfig):
+    """Fields every text classifier config has (on top of :class:`ModelConfig`).
+
+    Attributes:
+        vocab_size: number of token ids (ids must lie in ``[0, vocab_size)``).
+        embed_dim: word embedding size ``E``.
+        max_length: longest input accepted, in tokens.
+        pad_id: id of the padding token (its embedding is zero and gets no gradient).
+    """
+
+    vocab_size: int = 10_000
+    embed_dim: int = 64
+    max_length: int = 500
+    pad_id: int = 0
+
+    def _validate_inputs(self) -> None:
+        self._require_min("vocab_size", 2)
+        self._require_min("embed_dim", 1)
+        self._require_min("max_length", 1)
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(
+                f"{self._name}.pad_id must be a valid token id in [0, vocab_size={self.vocab_size}), "
+                f"got {self.pad_id}"
+            )
+
+    def pooling_dims(self) -> tuple[int, ...]:
+        return (self.embed_dim,)
+
+    def unit_input_dim(self) -> int:
+        return self.token_input_dim()
+
+    def token_input_dim(self) -> int:
+        """Size of the per-token vectors ``embed`` returns and ``forward_from_embeddings`` takes."""
+        return self.embed_dim
+
+
+#: Text model configs by their modality-explicit name.
+TextModelConfig = ClassifierConfig
+
+
 def check_right_padded(attention_mask: Tensor) -> None:
     """Raise ``ValueError`` unless ``attention_mask (B, T)`` is bool with each row's True entries first."""
     if attention_mask.dtype != torch.bool:
@@ -191,7 +244,94 @@ def check_right_padded(attention_mask: Tensor) -> None:
         )
 
 
-class TextClassifier(nn.Module):
+class AttentionModel(nn.Module):
+    """The contract of every model: inputs over units -> :class:`ModelOutput` with the attention it used.
+
+    A modality's base class (:class:`TextClassifier`, :class:`attnkit.models.vision.ImageClassifier`, ...)
+    implements it; code above the models (the loop, explanations, faithfulness, export, serving) calls only these
+    methods. ``inputs`` is the model's input tensor (token ids ``(B, T)``, pixels ``(B, C, H, W)``...) and
+    ``unit_mask (B, U)`` says which units are real (True) and which are padding.
+
+    Class attributes:
+        modality: ``"text"``, ``"image"``, ... (which task pipelines feed it).
+        unit_name: what one unit is called in explanations (``"token"``, ``"patch"``, ``"cell"``, ``"frame"``).
+    """
+
+    modality: ClassVar[str] = ""
+    unit_name: ClassVar[str] = "unit"
+    config: ModelConfig
+
+    def forward(
+        self, inputs: Tensor, unit_mask: Tensor | None = None, *, need_layer_attentions: bool = False
+    ) -> ModelOutput:
+        raise NotImplementedError
+
+    def unit_mask_of(self, inputs: Tensor) -> Tensor:
+        """``(B, U)`` bool: the units ``inputs`` holds (all True for inputs without padding)."""
+        raise NotImplementedError
+
+    def embed(self, inputs: Tensor) -> Tensor:
+        """``inputs`` -> ``(B, U, E)``: the per-unit representations gradients and IG are taken against."""
+        raise NotImplementedError
+
+    def forward_from_embeddings(
+        self,
+        embeddings: Tensor,
+        unit_mask: Tensor,
+        inputs: Tensor | None = None,
+        *,
+        need_layer_attentions: bool = False,
+    ) -> ModelOutput:
+        """The rest of the model from ``embeddings (B, U, E)`` (``self.embed(inputs)`` or an IG interpolation).
+
+        ``inputs`` are those the embeddings stand for; only models whose structure depends on them (HAN splits
+        sentences on token ids) read them. Passing them is always safe.
+        """
+        raise NotImplementedError
+
+    def remove_units(self, inputs: Tensor, unit_mask: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        """The inputs with the units where ``keep (B, U)`` is False taken out, and their unit mask.
+
+        How a unit is taken out belongs to the modality: tokens are deleted (the text re-packed), image units are
+        replaced by the baseline (0, the training mean after normalization). A row left with no unit still gets
+        one position, so the model always sees something.
+        """
+        raise NotImplementedError
+
+    def has_unit_contributions(self) -> bool:
+        """Whether :meth:`unit_contributions` is exact for this model."""
+        return False
+
+    def unit_contributions(self, inputs: Tensor, unit_mask: Tensor) -> Tensor:
+        """``(B, U, C)``: each unit's additive share of the logits (plus a constant from the biases)."""
+        raise NotImplementedError(f"{type(self).__name__} does not decompose its logits over units")
+
+    def has_layer_attentions(self) -> bool:
+        """Whether the model returns self-attention ``layer_attentions`` when asked (rollout applies)."""
+        return False
+
+    def export_module(self) -> nn.Module:
+        """A traceable ``(inputs, unit_mask) -> (logits (B, C), unit_attention (B, U))`` module for ONNX.
+
+        Raises:
+            ValueError: the model cannot be exported (the message says why).
+        """
+        return _ExportForward(self)
+
+
+class _ExportForward(nn.Module):
+    """``forward`` as a two-output graph; models whose ``forward`` does not trace override ``export_module``."""
+
+    def __init__(self, model: AttentionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Tensor, unit_mask: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.model.forward_from_embeddings(self.model.embed(inputs), unit_mask, inputs)
+        return out.logits, out.unit_attention  # (B, C), (B, U)
+
+
+class TextClassifier(AttentionModel):
     """Base of every classifier: ``embed`` -> ``forward_features`` -> ``pool`` -> ``forward_head``.
 
     Subclasses build ``self.pooling`` and ``self.head`` and implement :meth:`forward_features`; a model whose
@@ -201,6 +341,8 @@ class TextClassifier(nn.Module):
         config: the model's validated config.
     """
 
+    modality: ClassVar[str] = "text"
+    unit_name: ClassVar[str] = "token"
     config: ClassifierConfig
     pooling: AttentionPooling
     head: nn.Linear
@@ -274,8 +416,8 @@ class TextClassifier(nn.Module):
         self,
         embeddings: Tensor,
         attention_mask: Tensor,
-        *,
         input_ids: Tensor | None = None,
+        *,
         need_layer_attentions: bool = False,
     ) -> ClassifierOutput:
         """Classify from word embeddings, e.g. ``self.embed(input_ids)`` or an interpolation for IG.
@@ -295,18 +437,21 @@ class TextClassifier(nn.Module):
         logits = self.forward_head(pooled.pooled)  # (B, C)
         return ClassifierOutput(
             logits=logits,
-            token_attention=pooled.token_weights(),  # (B, T)
+            unit_attention=pooled.token_weights(),  # (B, T)
             pooling_weights=pooled.weights,
             layer_attentions=layer_attentions,
         )
 
     def forward(
-        self, input_ids: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, *, need_layer_attentions: bool = False
     ) -> ClassifierOutput:
         """Classify ``input_ids (B, T)`` (long) under ``attention_mask (B, T)`` (bool, True = real token).
 
-        Rows must be right-padded. Returns a :class:`ClassifierOutput`; ``logits`` are ``(B, C)``.
+        Rows must be right-padded; without a mask, every id other than ``pad_id`` is a real token. Returns a
+        :class:`ClassifierOutput`; ``logits`` are ``(B, C)``.
         """
+        if attention_mask is None:
+            attention_mask = self.unit_mask_of(input_ids)
         self._check_ids(input_ids, attention_mask)
         return self.forward_from_embeddings(
             self.embed(input_ids),
@@ -314,6 +459,27 @@ class TextClassifier(nn.Module):
             input_ids=input_ids,
             need_layer_attentions=need_layer_attentions,
         )
+
+    # -- the contract's unit operations ----------------------------------------------------------------------
+
+    def unit_mask_of(self, inputs: Tensor) -> Tensor:
+        """``(B, T)``: True where ``inputs`` is not the padding id."""
+        return inputs != self.config.pad_id
+
+    def remove_units(self, inputs: Tensor, unit_mask: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        """Delete the tokens where ``keep`` is False (:func:`delete_tokens`); rows stay right-padded."""
+        return delete_tokens(inputs, unit_mask, keep, pad_id=self.config.pad_id, unk_id=UNK_ID)
+
+    def has_unit_contributions(self) -> bool:
+        return self.has_token_contributions()
+
+    def unit_contributions(self, inputs: Tensor, unit_mask: Tensor) -> Tensor:
+        return self.token_contributions(inputs, unit_mask)
+
+    def export_module(self) -> nn.Module:
+        """``embed -> forward_features -> pool -> forward_head`` without ``forward``'s value checks (tracing
+        cannot read tensor values; the server checks inputs before they get here)."""
+        return _TextExportForward(self)
 
     # -- explanation hooks ----------------------------------------------------------------------------------
 
@@ -384,3 +550,44 @@ class TextClassifier(nn.Module):
                 f"inputs have {length} tokens but the model accepts at most max_length="
                 f"{self.config.max_length}; truncate the inputs or build the model with a larger max_length"
             )
+
+
+class _TextExportForward(nn.Module):
+    """The traceable ``(input_ids, attention_mask) -> (logits, token_attention)`` graph of a text classifier."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        model = self.model
+        states, _ = model.forward_features(model.embed(input_ids), attention_mask)  # (B, T, D)
+        pooled = model.pool(states, attention_mask)  # pooled (B, P), weights (B, [H,] R, T)
+        return model.forward_head(pooled.pooled), pooled.token_weights()  # (B, C), (B, T)
+
+
+def delete_tokens(
+    input_ids: Tensor, attention_mask: Tensor, keep: Tensor, *, pad_id: int, unk_id: int
+) -> tuple[Tensor, Tensor]:
+    """Keep only the tokens where ``keep (B, T)`` is True, in their order, re-packed to the left.
+
+    Deleting (rather than masking) keeps every row right-padded, which the models require. A row left with no
+    token gets a single ``[UNK]`` so the model still sees one position.
+
+    Returns:
+        ``input_ids (B, T')`` and ``attention_mask (B, T')`` with ``T' = max(1, most kept tokens)``.
+    """
+    keep = keep & attention_mask  # (B, T)
+    lengths = keep.sum(dim=1)  # (B,)
+    new_length = max(1, int(lengths.max()) if lengths.numel() else 1)
+    # A stable sort of "dropped" flags puts kept positions first, in their original order.
+    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :new_length]  # (B, T')
+    ids = input_ids.gather(1, order)  # (B, T')
+    positions = torch.arange(new_length, device=input_ids.device)  # (T',)
+    mask = positions[None, :] < lengths[:, None]  # (B, T')
+    ids = torch.where(mask, ids, torch.full_like(ids, pad_id))
+    empty = lengths == 0  # (B,)
+    if bool(empty.any()):
+        ids[empty, 0] = unk_id
+        mask[empty, 0] = True
+    return ids, mask

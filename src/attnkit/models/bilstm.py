@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from attnkit.models.base import ClassifierConfig, TextClassifier
-from attnkit.models.recurrent import init_recurrent_, run_packed
+from attnkit.models.recurrent import UnpackedBiLSTM, init_recurrent_, run_packed
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,20 @@ class BiLSTMAttnClassifier(TextClassifier):
         lengths = attention_mask.sum(dim=1)  # (B,)
         states = run_packed(self.lstm, self.dropout(embeddings), lengths)  # (B, T, 2 * Hd)
         return self.dropout(states), None
+
+    def export_module(self) -> nn.Module:
+        """The packed BiLSTM (lengths as Python ints) traced through :class:`UnpackedBiLSTM`, same outputs."""
+        return _BiLSTMExportForward(self)
+
+
+class _BiLSTMExportForward(nn.Module):
+    def __init__(self, model: BiLSTMAttnClassifier) -> None:
+        super().__init__()
+        self.model = model
+        self.lstm = UnpackedBiLSTM(model.lstm)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        model = self.model
+        states = self.lstm(model.embed(input_ids), attention_mask.sum(dim=1))  # (B, T, 2H)
+        pooled = model.pool(states, attention_mask)  # pooled (B, P), weights (B, [H,] R, T)
+        return model.forward_head(pooled.pooled), pooled.token_weights()  # (B, C), (B, T)

@@ -84,8 +84,8 @@ class EnsembleClassifier(TextClassifier):
         self,
         embeddings: Tensor,
         attention_mask: Tensor,
-        *,
         input_ids: Tensor | None = None,
+        *,
         need_layer_attentions: bool = False,
     ) -> ClassifierOutput:
         width = sum(self.input_widths)
@@ -105,7 +105,7 @@ class EnsembleClassifier(TextClassifier):
         member_attention = torch.stack([out.token_attention for out in outputs], dim=1)  # (B, M, T)
         return ClassifierOutput(
             logits=member_logits.mean(dim=1),  # (B, C)
-            token_attention=member_attention.mean(dim=1),  # (B, T)
+            unit_attention=member_attention.mean(dim=1),  # (B, T)
             pooling_weights=member_attention,  # (B, M, T): one row per member
             layer_attentions=None,  # separate stacks per member: see the module docstring
             extras={"member_logits": member_logits},
@@ -120,3 +120,19 @@ class EnsembleClassifier(TextClassifier):
             raise NotImplementedError("an ensemble member does not decompose its logits over tokens")
         parts = [member.token_contributions(input_ids, attention_mask) for member in self.classifiers]
         return torch.stack(parts, dim=0).mean(dim=0)  # (B, T, C)
+
+    def export_module(self) -> nn.Module:
+        """Each member's export graph, their outputs averaged as :meth:`forward_from_embeddings` does."""
+        return _EnsembleExportForward([member.export_module() for member in self.classifiers])
+
+
+class _EnsembleExportForward(nn.Module):
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        outputs = [member(input_ids, attention_mask) for member in self.members]
+        logits = torch.stack([out[0] for out in outputs], dim=1).mean(dim=1)  # (B, C)
+        attention = torch.stack([out[1] for out in outputs], dim=1).mean(dim=1)  # (B, T)
+        return logits, attention

@@ -19,6 +19,13 @@ from torch import Tensor, nn
 from attnkit.models.base import ClassifierConfig, ClassifierOutput, TextClassifier
 from attnkit.models.recurrent import BidirectionalRNN
 
+#: Why HAN has no ONNX export, shown to the user.
+NOT_EXPORTABLE_REASON = (
+    "HAN splits documents into sentences on the token ids, so its intermediate shapes (sentences per "
+    "document, longest sentence) depend on the token values; torch.export cannot trace that with dynamic "
+    "shapes. Serve it with the PyTorch backend (attnkit serve RUN_DIR --backend torch)."
+)
+
 
 @dataclass
 class SentenceSplit:
@@ -145,6 +152,9 @@ class HANClassifier(TextClassifier):
         self.head = nn.Linear(self.pooling.output_dim, config.num_classes)
         self._init_embedding(std=0.1)
 
+    def export_module(self) -> nn.Module:
+        raise ValueError(f"cannot export han to ONNX: {NOT_EXPORTABLE_REASON}")
+
     def split(self, input_ids: Tensor, attention_mask: Tensor) -> SentenceSplit:
         """:func:`split_sentences` with this model's settings."""
         cfg = self.config
@@ -160,8 +170,8 @@ class HANClassifier(TextClassifier):
         self,
         embeddings: Tensor,
         attention_mask: Tensor,
-        *,
         input_ids: Tensor | None = None,
+        *,
         need_layer_attentions: bool = False,
     ) -> ClassifierOutput:
         if input_ids is None or input_ids.shape != attention_mask.shape:
@@ -215,7 +225,7 @@ class HANClassifier(TextClassifier):
         raw_word[doc_of, slot_of] = word_pool.weights
         return ClassifierOutput(
             logits=logits,
-            token_attention=token_attention,
+            unit_attention=token_attention,
             pooling_weights=token_attention.unsqueeze(1),  # (B, 1, T)
             layer_attentions=None,
             extras={

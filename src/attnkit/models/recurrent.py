@@ -90,3 +90,45 @@ class BidirectionalRNN(nn.Module):
         behind, _ = self.backward_rnn(reversed_inputs)  # (N, L, H), in reversed order
         behind = behind.gather(1, order.unsqueeze(-1).expand_as(behind))  # (N, L, H)
         return torch.cat([ahead, behind], dim=-1) * real.unsqueeze(-1)  # (N, L, 2H)
+
+
+class UnpackedBiLSTM(nn.Module):
+    """A trained bidirectional ``nn.LSTM`` (``batch_first``) run without packing, for tracing.
+
+    Each layer runs a forward LSTM over the inputs and a second LSTM (the reverse direction's weights) over
+    each row reversed within its own length, then restores the order. Outputs are zero on padding, as
+    :func:`attnkit.models.recurrent.run_packed` gives.
+
+    Args:
+        lstm: the trained bidirectional LSTM; its weights are copied.
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        if not (lstm.bidirectional and lstm.batch_first) or lstm.proj_size:
+            raise ValueError("UnpackedBiLSTM needs a bidirectional, batch_first LSTM without projections")
+        self.forward_rnns = nn.ModuleList()
+        self.backward_rnns = nn.ModuleList()
+        for layer in range(lstm.num_layers):
+            input_size = lstm.input_size if layer == 0 else 2 * lstm.hidden_size
+            for suffix, rnns in (("", self.forward_rnns), ("_reverse", self.backward_rnns)):
+                rnn = nn.LSTM(input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    if hasattr(rnn, f"{kind}_l0"):
+                        getattr(rnn, f"{kind}_l0").data.copy_(getattr(lstm, f"{kind}_l{layer}{suffix}").data)
+                rnns.append(rnn)
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """``inputs (B, T, I)``, ``lengths (B,)`` -> ``(B, T, 2H)``, zero at steps ``>= lengths[b]``."""
+        steps = torch.arange(inputs.shape[1], device=inputs.device)  # (T,)
+        lengths = lengths.unsqueeze(1)  # (B, 1)
+        real = steps < lengths  # (B, T)
+        # Reversal within the length is its own inverse; expand(-1, -1, n) keeps T symbolic when traced.
+        order = torch.where(real, lengths - 1 - steps, steps).unsqueeze(-1)  # (B, T, 1)
+        x = inputs
+        for ahead_rnn, behind_rnn in zip(self.forward_rnns, self.backward_rnns, strict=True):
+            ahead, _ = ahead_rnn(x)  # (B, T, H)
+            behind, _ = behind_rnn(x.gather(1, order.expand(-1, -1, x.shape[-1])))  # (B, T, H), reversed
+            behind = behind.gather(1, order.expand(-1, -1, behind.shape[-1]))  # (B, T, H)
+            x = torch.cat([ahead, behind], dim=-1) * real.unsqueeze(-1)  # (B, T, 2H)
+        return x

@@ -92,6 +92,9 @@ class TransformerClassifier(TextClassifier):
 
     config: TransformerConfig
 
+    def has_layer_attentions(self) -> bool:
+        return True
+
     def __init__(self, config: TransformerConfig | None = None) -> None:
         config = config or TransformerConfig()
         super().__init__(config)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 import yaml
 
 if TYPE_CHECKING:
-    from attnkit.models.base import ClassifierConfig
+    from attnkit.models.base import ModelConfig
 
 T = TypeVar("T")
 
@@ -272,7 +272,7 @@ class RunConfig:
         # model is checked again with its real labels when it is built).
         check_model_memory(self, self.tokenizer.vocab_size, 2)
 
-    def model_config(self, vocab_size: int, num_classes: int) -> ClassifierConfig:
+    def model_config(self, vocab_size: int, num_classes: int) -> ModelConfig:
         """The validated config of the run's model (one member) for a vocabulary and a number of classes.
 
         Raises:
@@ -372,7 +372,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return raw
 
 
-def parameter_bound(model: ClassifierConfig) -> int:
+def parameter_bound(model: ModelConfig) -> int:
     """A cheap upper bound on the values (parameters and buffers) of the model ``model`` configures, unbuilt.
 
     Tables: ``vocab_size`` plus every ``*_buckets`` field rows of ``embed_dim + 2 * num_classes`` values (word
@@ -385,8 +385,10 @@ def parameter_bound(model: ClassifierConfig) -> int:
     """
     values = dataclasses.asdict(model)
     ints = {k: v for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool)}
-    rows = model.vocab_size + sum(v for k, v in ints.items() if k.endswith("_buckets"))
-    tables = rows * (model.embed_dim + 2 * model.num_classes) + model.max_length * model.embed_dim
+    # Text models' tables; a model without a vocabulary (images, audio) has none of these fields.
+    embed_dim, max_length = ints.get("embed_dim", 0), ints.get("max_length", 0)
+    rows = ints.get("vocab_size", 0) + sum(v for k, v in ints.items() if k.endswith("_buckets"))
+    tables = rows * (embed_dim + 2 * model.num_classes) + max_length * embed_dim
     widths = [v for k, v in ints.items() if k.endswith(("_dim", "_size")) and k != "vocab_size"]
     width = sum(widths) + ints.get("num_filters", 0) + model.num_classes
     kernels = sum(int(k) for k in values.get("kernel_sizes", ()) or ())
@@ -395,7 +397,7 @@ def parameter_bound(model: ClassifierConfig) -> int:
     return int(tables + dense + head)
 
 
-def count_parameters(model: ClassifierConfig) -> int | None:
+def count_parameters(model: ModelConfig) -> int | None:
     """The exact number of values (parameters and buffers) of the model, built on the ``meta`` device.
 
     Nothing is allocated, but the first random initialisation on ``meta`` imports ``torch._dynamo`` (seconds),
@@ -435,8 +437,8 @@ def check_model_memory(config: RunConfig, vocab_size: int, num_classes: int) -> 
     """
     model = config.model_config(vocab_size, num_classes)
     members, have = config.model.ensemble, physical_memory_bytes()
-    # Every TextClassifier holds nn.Embedding(vocab_size, embed_dim).
-    embedding = model.vocab_size * model.embed_dim
+    # Every TextClassifier holds nn.Embedding(vocab_size, embed_dim); other modalities have no such table.
+    embedding = getattr(model, "vocab_size", 0) * getattr(model, "embed_dim", 0)
     count: int | None = embedding
     if 4 * embedding * members <= have:
         if 4 * parameter_bound(model) * members <= have:
