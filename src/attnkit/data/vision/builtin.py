@@ -1,0 +1,128 @@
+"""Built-in image datasets by name: ``fashion-mnist``, ``fashion-mnist:train``, ``fashion-mnist:test``.
+
+The same ``<name>[:<split>]`` spelling as the text built-ins (:mod:`attnkit.data.builtin`); a name without a
+split means the dataset's first split (``train``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from attnkit.data.errors import DataError
+from attnkit.data.vision import fashion_mnist
+from attnkit.data.vision.images import ImageSet
+
+
+class SplitLoader(Protocol):
+    """Loads one split of a built-in image dataset (e.g. :func:`~attnkit.data.vision.load_fashion_mnist`)."""
+
+    def __call__(
+        self,
+        split: Any,
+        *,
+        data_dir: str | os.PathLike[str] | None = ...,
+        allow_download: bool = ...,
+        cache_dir: str | os.PathLike[str] | None = ...,
+    ) -> ImageSet: ...
+
+
+@dataclass(frozen=True)
+class VisionDataset:
+    """One built-in image dataset.
+
+    Attributes:
+        name: registry name (``fashion-mnist``).
+        splits: the official split names; the first is the default.
+        classes: class names in label-id order.
+        image_shape: ``(H, W, C)`` of every image.
+        loader: loads one split.
+        description: one line for listings and errors.
+    """
+
+    name: str
+    splits: tuple[str, ...]
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    loader: SplitLoader
+    description: str
+
+    @property
+    def default_split(self) -> str:
+        return self.splits[0]
+
+    def load(
+        self,
+        split: str | None = None,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        allow_download: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> ImageSet:
+        """Load ``split`` (``None``: :attr:`default_split`); see the loader for where files are found.
+
+        Raises:
+            DataError: an unknown split (listing the valid ones), or the loader's errors.
+        """
+        split = self.default_split if split is None else split
+        if split not in self.splits:
+            raise DataError(f"{self.name}: unknown split {split!r}; valid splits: {', '.join(self.splits)}")
+        return self.loader(split, data_dir=data_dir, allow_download=allow_download, cache_dir=cache_dir)
+
+
+VISION_DATASETS: dict[str, VisionDataset] = {
+    "fashion-mnist": VisionDataset(
+        name=fashion_mnist.NAME,
+        splits=fashion_mnist.SPLITS,
+        classes=fashion_mnist.CLASSES,
+        image_shape=(*fashion_mnist.IMAGE_SHAPE, 1),
+        loader=fashion_mnist.load_fashion_mnist,
+        description="Fashion-MNIST (Zalando): 10 clothing classes, 28x28 grayscale, 60,000 train, 10,000 test",
+    ),
+}
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def parse_vision_name(source: str) -> tuple[str, str | None] | None:
+    """``"fashion-mnist:test"`` -> ``("fashion-mnist", "test")``, ``"Fashion_MNIST"`` -> ``("fashion-mnist",
+    None)``; ``None`` when the name before ``:`` is not a built-in image dataset (the split is not checked)."""
+    name, sep, split = str(source).partition(":")
+    key = _key(name)
+    if key not in VISION_DATASETS:
+        return None
+    return key, (split.strip() if sep else None)
+
+
+def get_vision_dataset(name: str) -> VisionDataset:
+    """The registry entry for ``name`` (case-insensitive, ``_`` read as ``-``).
+
+    Raises:
+        DataError: an unknown name, listing the known ones.
+    """
+    key = _key(name)
+    if key not in VISION_DATASETS:
+        raise DataError(f"unknown built-in image dataset {name!r}; choose from {', '.join(VISION_DATASETS)}")
+    return VISION_DATASETS[key]
+
+
+def load_vision_dataset(
+    source: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    allow_download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> ImageSet:
+    """Load ``<name>[:<split>]`` (``fashion-mnist:test``).
+
+    Raises:
+        DataError: unknown name or split, and the dataset loader's errors.
+    """
+    name, sep, split = str(source).partition(":")
+    dataset = get_vision_dataset(name)
+    return dataset.load(
+        split.strip() if sep else None, data_dir=data_dir, allow_download=allow_download, cache_dir=cache_dir
+    )
