@@ -25,16 +25,18 @@ from attnkit.bench.machine import machine_info
 
 def measure(run_dir: str, data: str, threads: int) -> dict[str, Any]:
     from attnkit.data import load_source
+    from attnkit.inference.evaluation import predict_logits
     from attnkit.predictor import Predictor, calibrate_run
-    from attnkit.train.loop import encode, predict_logits
     from attnkit.train.metrics import expected_calibration_error
 
     torch.set_num_threads(threads)
     began = time.perf_counter()
     record = calibrate_run(run_dir)
     predictor = Predictor(run_dir)
-    dataset = encode(predictor.tokenizer, load_source(data), predictor.labels)
-    logits = predict_logits(predictor.model, dataset, 256, predictor.device).double()  # (N, C)
+    dataset = predictor.task.encode(load_source(data), predictor.labels)
+    logits = predict_logits(
+        predictor.model, predictor.task, dataset, 256, predictor.device
+    ).double()  # (N, C)
     targets = torch.as_tensor(dataset.labels)
 
     def scores(temperature: float) -> dict[str, float]:

@@ -23,9 +23,10 @@ import numpy as np
 
 from attnkit.bench.machine import machine_info
 from attnkit.data import load_source
+from attnkit.inference.evaluation import predict_dataset
 from attnkit.predictor import Predictor
 from attnkit.train.config import RunConfig
-from attnkit.train.loop import fit, predict_dataset, refit_config
+from attnkit.train.loop import fit, refit_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SPLIT = {"imdb": "test", "20newsgroups": "test", "sst2": "dev"}
@@ -104,7 +105,7 @@ def run_model(
         predictor = Predictor(result.run_dir)
         assert result.data.test is not None
         start = time.perf_counter()
-        predict_dataset(predictor.model, result.data.test, 256, predictor.device)
+        predict_dataset(predictor.model, predictor.task, result.data.test, 256, predictor.device)
         infer_seconds = time.perf_counter() - start
         test_texts = [ex.text for ex in load_source(f"{dataset}:{TEST_SPLIT[dataset]}")[:: max(1, 25)]]
         latency = single_text_latency_ms(predictor, test_texts)

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from attnkit.data import Encoding, TextExample, TextTokenizer, collate
+from attnkit.data import Encoding, TextTokenizer, collate
 from attnkit.devices import resolve_device
-from attnkit.models.base import TextClassifier
+from attnkit.inference.evaluation import evaluate_dataset, predict_logits
 from attnkit.runs import LABELS_FILE, load_run, read_metrics
+from attnkit.tasks.base import Task
 from attnkit.train.calibration import Calibration, scaled_probabilities
 from attnkit.train.config import RunConfig
 
@@ -50,12 +51,25 @@ class Predictor:
         run = load_run(run_dir, device=where)
         self.run_dir: Path = run.run_dir
         self.config: RunConfig = run.config
-        self.tokenizer: TextTokenizer = run.tokenizer
+        self.task: Task = run.task
         self.labels: list[str] = run.labels
         self.device = where
-        self.model: TextClassifier = run.model
+        self.model: Any = run.model
         #: Probabilities are ``softmax(logits / temperature)``; 1.0 for a run trained without calibration.
         self.temperature: float = run.temperature
+
+    @property
+    def modality(self) -> str:
+        """``text`` or ``image``: what the run classifies."""
+        return self.task.modality
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The tokenizer of a text run (a ``ValueError`` for other modalities)."""
+        tokenizer = getattr(self.task, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(f"{self.run_dir} is a {self.modality} run: it has no tokenizer")
+        return tokenizer
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -72,13 +86,20 @@ class Predictor:
         batch = collate(ids, [0] * len(ids))
         return encodings, batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
 
+    def encode_inputs(self, items: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw inputs (texts; images as bytes or ``(H, W, C)`` uint8 arrays) -> ``(inputs, unit_mask)`` on the
+        device."""
+        inputs, mask = self.task.encode_inputs(items)
+        inputs = inputs.to(self.device)
+        return inputs, (self.model.unit_mask_of(inputs) if mask is None else mask.to(self.device))
+
     @torch.no_grad()
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """``(N, C)`` class probabilities."""
+    def predict_proba(self, texts: list[Any], batch_size: int = 64) -> torch.Tensor:
+        """``(N, C)`` class probabilities of texts (or images, for an image run)."""
         out = []
         for start in range(0, len(texts), batch_size):
-            _, input_ids, mask = self.encode(texts[start : start + batch_size])
-            logits = self.model(input_ids, mask).logits  # (B, C)
+            inputs, mask = self.encode_inputs(texts[start : start + batch_size])
+            logits = self.model(inputs, mask).logits  # (B, C)
             out.append(self.probabilities(logits).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
@@ -97,17 +118,17 @@ class Predictor:
 
 
 def _check_labelled(
-    examples: list[TextExample], source: str, labels: list[str], run_dir: Path, *, min_classes: int = 1
+    found_labels: list[str], source: str, labels: list[str], run_dir: Path, *, min_classes: int = 1
 ) -> None:
-    """Check that labelled ``examples`` read from ``source`` can be scored by the run with ``labels``.
+    """Check that examples with ``found_labels`` read from ``source`` can be scored by the run with ``labels``.
 
     Raises:
         ValueError: there are no examples, a label is not one of the run's (the message names ``source`` and the
             run's ``labels.json``), or fewer than ``min_classes`` distinct labels occur.
     """
-    if not examples:
+    if not found_labels:
         raise ValueError(f"{source}: no labelled examples")
-    found = {ex.label for ex in examples}
+    found = set(found_labels)
     unseen = sorted(found - set(labels))
     if unseen:
         shown = ", ".join(map(repr, unseen[:5])) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
@@ -117,7 +138,7 @@ def _check_labelled(
         )
     if len(found) < min_classes:
         raise ValueError(
-            f"{source}: all {len(examples)} examples have the label {next(iter(found))!r}; fitting a temperature "
+            f"{source}: all {len(found_labels)} examples have the label {next(iter(found))!r}; fitting a temperature "
             f"needs examples of at least {min_classes} classes"
         )
 
@@ -130,17 +151,14 @@ def evaluate_run(
     Raises:
         ValueError: the run cannot be loaded, or ``source`` has no examples or labels the run does not know.
     """
-    from attnkit.data import load_source
-    from attnkit.train.loop import encode, evaluate_dataset
-
     predictor = Predictor(run_dir, device=device)
-    examples = load_source(
-        source, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
-    )
-    _check_labelled(examples, source, predictor.labels, predictor.run_dir)
-    dataset = encode(predictor.tokenizer, examples, predictor.labels)
+    task = predictor.task
+    examples = task.read_source(source)
+    _check_labelled(task.labels_in(examples), source, predictor.labels, predictor.run_dir)
+    dataset = task.encode(examples, predictor.labels)
     report = evaluate_dataset(
         predictor.model,
+        task,
         dataset,
         predictor.labels,
         batch_size,
@@ -174,27 +192,25 @@ def calibrate_run(
             has no examples, labels the run does not know, or a single class. A damaged ``calibration.json`` is
             not an error here: it is what this replaces.
     """
-    from attnkit.data import load_source
-    from attnkit.train.loop import encode, load_splits, predict_logits
-
     run = load_run(run_dir, device=device, read_calibration=False)
     if source is None and (run.config.train.refit or not run.config.data.has_validation):
         raise ValueError(
             f"{run.run_dir} was trained on all of its training data (train.refit or data.val_fraction=0), "
             "so it has no held-out validation split to calibrate on: pass held-out labelled data (--data)"
         )
+    task = run.task
     if source is None:
-        _, examples, _ = load_splits(run.config)
+        _, examples, _ = task.read_splits()
         fitted_on = "validation split"
     else:
-        examples = load_source(
-            source, text_field=run.config.data.text_field, label_field=run.config.data.label_field
-        )
+        examples = task.read_source(source)
         fitted_on = source
     where = source or f"{run.run_dir}: its validation split"
-    _check_labelled(examples, where, run.labels, run.run_dir, min_classes=2)
-    dataset = encode(run.tokenizer, examples, run.labels)
-    logits = predict_logits(run.model, dataset, batch_size, next(run.model.parameters()).device)  # (N, C)
+    _check_labelled(task.labels_in(examples), where, run.labels, run.run_dir, min_classes=2)
+    dataset = task.encode(examples, run.labels)
+    logits = predict_logits(
+        run.model, task, dataset, batch_size, next(run.model.parameters()).device
+    )  # (N, C)
     assert dataset.labels is not None
     calibration = Calibration.fit(logits, dataset.labels, fitted_on=fitted_on)
     kept = _kept_calibration(run.run_dir, calibration)

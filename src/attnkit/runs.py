@@ -30,7 +30,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -39,14 +39,21 @@ from torch import nn
 
 from attnkit.data import DataError, TextTokenizer
 from attnkit.data import tokenizer as tokenizer_files
-from attnkit.models import TextClassifier, build_model
+from attnkit.models import build_model
+from attnkit.models.base import AttentionModel
 from attnkit.models.ensemble import EnsembleClassifier
+from attnkit.tasks import task_for
+from attnkit.tasks.text import SENTENCE_END_TOKENS as SENTENCE_END_TOKENS
+from attnkit.tasks.text import vocabulary_strings as vocabulary_strings
 
 # The layout's names that the checkpoint and calibration modules own, re-exported: one definition each.
 from attnkit.train.calibration import CALIBRATION_FILE as CALIBRATION_FILE
 from attnkit.train.checkpoint import STATE_DIR as STATE_DIR
 from attnkit.train.checkpoint import WEIGHTS_FILE as WEIGHTS_FILE
 from attnkit.train.config import ConfigError, RunConfig, check_model_memory, max_threads, read_yaml_mapping
+
+if TYPE_CHECKING:
+    from attnkit.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +65,6 @@ METRICS_FILE = "metrics.json"
 MEMBERS_DIR = "members"
 #: Where a ``train.refit`` run keeps its validated run (``RUN_DIR/validated``).
 VALIDATED_DIR = "validated"
-#: Tokens that end a sentence, for HAN's sentence split (their ids in the run's tokenizer).
-SENTENCE_END_TOKENS = (".", "!", "?", "。", "！", "？", "…")
 
 _EDITED = (
     "the weights are from another run, or config.yaml, labels.json or tokenizer/ were edited after training"
@@ -81,7 +86,7 @@ class LoadedRun:
     Attributes:
         run_dir: the run directory.
         config: its validated config.
-        tokenizer: its tokenizer.
+        task: its task, with the preparation the run saved (a text run's tokenizer, an image run's statistics).
         labels: label names in class-id order (``labels[c]`` is class ``c``).
         model: the classifier with the run's weights, in eval mode, on the requested device.
         temperature: probabilities are ``softmax(logits / temperature)``; 1.0 without ``calibration.json``.
@@ -89,10 +94,18 @@ class LoadedRun:
 
     run_dir: Path
     config: RunConfig
-    tokenizer: TextTokenizer
+    task: Task
     labels: list[str]
-    model: TextClassifier
+    model: AttentionModel
     temperature: float
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The tokenizer of a text run."""
+        tokenizer = getattr(self.task, "tokenizer", None)
+        if tokenizer is None:
+            raise RunError(f"{self.run_dir}: a {self.config.modality} run has no tokenizer")
+        return tokenizer
 
 
 def load_run(
@@ -114,11 +127,12 @@ def load_run(
     run_dir = Path(run_dir)
     target = _device(device)
     config = read_config(run_dir)
-    tokenizer = read_tokenizer(run_dir)
+    task = task_for(config)
+    task.load_preparation(run_dir)  # checked: a one-line RunError naming the file
     labels = read_labels(run_dir)
     temperature = read_temperature(run_dir) if read_calibration else 1.0
     try:
-        model = build_classifier(config, tokenizer, len(labels), where=run_dir / CONFIG_FILE)
+        model = build_run_model(config, task, len(labels), where=run_dir / CONFIG_FILE)
     except ConfigError as err:  # too large for this machine with the run's real vocabulary and labels
         raise RunError(str(err)) from None
     load_weights(model, run_dir / WEIGHTS_FILE)
@@ -126,7 +140,7 @@ def load_run(
         model = model.to(target)
     except (RuntimeError, AssertionError) as err:  # e.g. "Torch not compiled with CUDA enabled"
         raise ValueError(f"device {str(target)!r} is not available here ({_first_line(err)})") from None
-    return LoadedRun(run_dir, config, tokenizer, labels, model.eval(), temperature)
+    return LoadedRun(run_dir, config, task, labels, model.eval(), temperature)
 
 
 # -- one reader per file ----------------------------------------------------------------------------------
@@ -335,33 +349,21 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def model_options(config: RunConfig, tokenizer: TextTokenizer, num_classes: int) -> dict[str, Any]:
-    """The model config fields of a run: vocabulary and classes from the data, the rest from ``model.options``."""
-    options: dict[str, Any] = {
-        "vocab_size": tokenizer.vocab_size,
-        "num_classes": num_classes,
-        "max_length": config.tokenizer.max_length,
-    }
-    if config.model.name == "han" and "sentence_end_ids" not in config.model.options:
-        ids = {tokenizer.token_to_id(tok) for tok in SENTENCE_END_TOKENS} - {tokenizer.unk_id}
-        options["sentence_end_ids"] = tuple(sorted(ids))
-    options.update(config.model.options)
-    return options
+    """The model config fields of a text run: vocabulary and classes from the data, the rest from ``model.options``."""
+    from attnkit.tasks.text import TextClassificationTask
+
+    return {**TextClassificationTask(config, tokenizer).model_fields(num_classes), **config.model.options}
 
 
-def vocabulary_strings(tokenizer: TextTokenizer) -> list[str]:
-    """The vocabulary entry of every id, in id order, with "" for ``[PAD]`` and ``[UNK]``."""
-    special = {tokenizer.pad_id, tokenizer.unk_id}
-    return ["" if i in special else tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
-
-
-def build_classifier(
-    config: RunConfig, tokenizer: TextTokenizer, num_classes: int, *, where: Path | None = None
-) -> TextClassifier:
-    """The run's model, with the tokenizer's vocabulary given to it (:meth:`TextClassifier.set_vocabulary`).
+def build_run_model(
+    config: RunConfig, task: Task, num_classes: int, *, where: Path | None = None
+) -> AttentionModel:
+    """The run's model for its task (fields from the data, the rest from ``model.options``), unfitted.
 
     With ``model.ensemble = M > 1``, an :class:`EnsembleClassifier` of ``M`` such models. The size is checked
-    against this machine's memory first, with the real vocabulary and number of classes
-    (:func:`attnkit.train.config.check_model_memory`).
+    against this machine's memory first, with the data's real fields (vocabulary, image size) and classes
+    (:func:`attnkit.train.config.check_model_memory`). The task then gives the model what it derives from the
+    preparation (a text model's vocabulary strings).
 
     Args:
         where: the file the config came from, named in errors.
@@ -369,17 +371,28 @@ def build_classifier(
     Raises:
         ConfigError: the model would not fit in memory, or an option is invalid.
     """
+    fields = task.model_fields(num_classes)
     try:
-        check_model_memory(config, tokenizer.vocab_size, num_classes)
+        check_model_memory(config, fields=fields)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}" if where is not None else str(err)) from None
-    options = model_options(config, tokenizer, num_classes)
+    options = {**fields, **config.model.options}
     members = [
-        cast(TextClassifier, build_model(config.model.name, **options)) for _ in range(config.model.ensemble)
+        build_model(config.model.name, modality=config.modality, **options)
+        for _ in range(config.model.ensemble)
     ]
     model = members[0] if len(members) == 1 else EnsembleClassifier(members)
-    model.set_vocabulary(vocabulary_strings(tokenizer))
+    task.attach(model)
     return model
+
+
+def build_classifier(
+    config: RunConfig, tokenizer: TextTokenizer, num_classes: int, *, where: Path | None = None
+) -> AttentionModel:
+    """:func:`build_run_model` of a text run with this tokenizer."""
+    from attnkit.tasks.text import TextClassificationTask
+
+    return build_run_model(config, TextClassificationTask(config, tokenizer), num_classes, where=where)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------

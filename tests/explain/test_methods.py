@@ -26,7 +26,7 @@ ModelFactory = Callable[..., TextClassifier]
 BatchFactory = Callable[..., tuple[Tensor, Tensor]]
 PAD, UNK = 0, 1
 LENGTHS = [7, 3, 11, 1]
-MODELS = available_models()
+MODELS = available_models("text")
 
 
 def scores_of(method: str, model: TextClassifier, ids: Tensor, mask: Tensor, targets: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from attnkit.models import (
     model_name_of,
 )
 
-MODELS = available_models()
+MODELS = available_models("text")
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -15,7 +15,7 @@ from attnkit.models import MODEL_REGISTRY, TextClassifier, available_models
 ModelFactory = Callable[..., TextClassifier]
 BatchFactory = Callable[..., tuple[Tensor, Tensor]]
 
-MODELS = available_models()
+MODELS = available_models("text")
 # The registered models plus variants with their own code paths (tests/conftest.py: TINY_VARIANTS).
 VARIANTS = ["nb-attn+chars"]
 CHECKED = [*MODELS, *VARIANTS]

@@ -250,8 +250,9 @@ def test_fit_and_predictor_rebuild_the_rows_from_the_tokenizer(
     tiny_data: tuple[Path, Path], tmp_path: Path
 ) -> None:
     from attnkit.predictor import Predictor
+    from attnkit.tasks.text import vocabulary_strings
     from attnkit.train.config import RunConfig
-    from attnkit.train.loop import fit, vocabulary_strings
+    from attnkit.train.loop import fit
 
     train, test = tiny_data
     config = RunConfig.from_dict(
@@ -270,9 +271,10 @@ def test_fit_and_predictor_rebuild_the_rows_from_the_tokenizer(
     assert result.metrics["test"]["accuracy"] >= 0.9
     model = result.model
     assert isinstance(model, NBAttnClassifier)
-    words = vocabulary_strings(result.data.tokenizer)
+    tokenizer = result.task.tokenizer  # type: ignore[union-attr]
+    words = vocabulary_strings(tokenizer)
     assert words[:2] == ["", ""]
-    great = result.data.tokenizer.token_to_id("great")
+    great = tokenizer.token_to_id("great")
     rows, _ = model.char_rows_of(torch.tensor([great]))
     expected = [
         model.config.word_rows + char_ngram_bucket(g, 211) for g in char_ngrams("great", min_n=2, max_n=5)

@@ -142,7 +142,7 @@ def _real_count(name: str, fields: dict[str, Any]) -> int:
 
 def _sizes(tiny: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     cases: list[tuple[str, dict[str, Any]]] = []
-    for name in available_models():
+    for name in available_models("text"):
         cases.append((name, {"vocab_size": 3000, "num_classes": 2}))
         cases.append((name, {**COMMON, **tiny[name]}))
         wide = {"num_classes": 20, "pooling_queries": 3, "pooling_scorer": "multihead", "pooling_heads": 2}
@@ -176,7 +176,7 @@ def test_parameter_bound_bounds_the_real_count(tiny_configs: dict[str, dict[str,
 
 @pytest.mark.slow  # building on the meta device imports torch._dynamo once (seconds)
 def test_count_parameters_is_exact(tiny_configs: dict[str, dict[str, Any]]) -> None:
-    for name in available_models():
+    for name in available_models("text"):
         fields = {**COMMON, **tiny_configs[name]}
         assert count_parameters(model_config_from_dict(name, fields)) == _real_count(name, fields), name
 

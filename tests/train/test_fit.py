@@ -11,11 +11,13 @@ import torch
 from safetensors.torch import load_file
 
 from attnkit.export import export_onnx
+from attnkit.inference.evaluation import predict_logits
 from attnkit.predictor import Predictor, calibrate_run, evaluate_run
+from attnkit.tasks.text import TextClassificationTask
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.calibration import MIN_EXAMPLES, fit_temperature
 from attnkit.train.config import ConfigError, RunConfig
-from attnkit.train.loop import fit, predict_logits, prepare_data
+from attnkit.train.loop import fit
 
 #: Carves 120 validation examples from tiny_data's 400 rows: at least calibration's MIN_EXAMPLES, so that a
 #: temperature is fitted rather than skipped at T = 1 (with the default 0.1, 40 examples, every T would be 1).
@@ -204,8 +206,9 @@ def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_pa
     # The temperature is the validated run's (fitted on its validation split) and predictions use it.
     temperature = _fitted_temperature(run / "validated")
     validated_predictor = Predictor(run / "validated")
-    val = prepare_data(validated_predictor.config, validated_predictor.tokenizer).val
-    val_logits = predict_logits(validated_predictor.model, val, 64, torch.device("cpu"))
+    task = TextClassificationTask(validated_predictor.config, validated_predictor.tokenizer)
+    val = task.prepare(fitted=True).val
+    val_logits = predict_logits(validated_predictor.model, task, val, 64, torch.device("cpu"))
     assert temperature == pytest.approx(fit_temperature(val_logits, list(val.labels)), rel=1e-4)
     assert _fitted_temperature(run) == temperature
     assert Predictor(run).temperature == temperature
@@ -290,10 +293,11 @@ def _same_weights(a: Path, b: Path, prefix: str = "") -> None:
 def _mean_member_logits(run: Path, members: list[Path], split: str) -> tuple[torch.Tensor, list[int]]:
     """The mean logits of the standalone member runs on the ensemble run's ``split`` (rebuilt from its config)."""
     predictor = Predictor(run)
-    data = prepare_data(predictor.config, predictor.tokenizer)
+    task = TextClassificationTask(predictor.config, predictor.tokenizer)
+    data = task.prepare(fitted=True)
     dataset = data.val if split == "val" else data.test
     assert dataset is not None
-    logits = [predict_logits(Predictor(m).model, dataset, 64, torch.device("cpu")) for m in members]
+    logits = [predict_logits(Predictor(m).model, task, dataset, 64, torch.device("cpu")) for m in members]
     return torch.stack(logits).mean(dim=0), list(dataset.labels)
 
 

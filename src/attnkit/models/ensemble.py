@@ -31,50 +31,87 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from attnkit.models.base import ClassifierConfig, ClassifierOutput, TextClassifier
+from attnkit.models.base import AttentionModel, ClassifierOutput
+
+#: The config fields members must share, by modality: what makes their inputs and units the same.
+SHARED_FIELDS = {
+    "text": ("vocab_size", "num_classes", "pad_id"),
+    "image": ("image_size", "channels", "unit_size", "num_classes"),
+}
 
 
-def _check_compatible(members: Sequence[TextClassifier]) -> None:
-    first = members[0].config
+def _check_compatible(members: Sequence[AttentionModel]) -> None:
+    first = members[0]
     for index, member in enumerate(members[1:], start=1):
-        cfg = member.config
-        for name in ("vocab_size", "num_classes", "pad_id"):
-            if getattr(cfg, name) != getattr(first, name):
+        if member.modality != first.modality:
+            raise ValueError(
+                f"ensemble member {index} is a {member.modality} model but member 0 is a {first.modality} model"
+            )
+        for name in SHARED_FIELDS.get(first.modality, ("num_classes",)):
+            if getattr(member.config, name) != getattr(first.config, name):
                 raise ValueError(
-                    f"ensemble member {index} has {name}={getattr(cfg, name)} but member 0 has "
-                    f"{getattr(first, name)}: members must share the tokenizer and the classes"
+                    f"ensemble member {index} has {name}={getattr(member.config, name)} but member 0 has "
+                    f"{getattr(first.config, name)}: members must share their inputs, units and classes"
                 )
 
 
-class EnsembleClassifier(TextClassifier):
-    """The mean of ``M`` classifiers' logits, with their averaged attention.
+class EnsembleClassifier(AttentionModel):
+    """The mean of ``M`` models' logits, with their averaged attention, for any modality.
 
     Args:
-        members: at least one classifier; all share ``vocab_size``, ``num_classes`` and ``pad_id``.
+        members: at least one model; all of one modality, sharing their inputs and classes (text:
+            ``vocab_size``, ``num_classes``, ``pad_id``; images: size, channels, unit size, classes).
             ``config`` (the first member's) describes the ensemble's inputs and outputs.
     """
 
-    def __init__(self, members: Sequence[TextClassifier]) -> None:
+    def __init__(self, members: Sequence[AttentionModel]) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
         _check_compatible(members)
-        nn.Module.__init__(self)  # no embedding or head of its own: the members have them
-        self.config: ClassifierConfig = members[0].config
+        super().__init__()
+        self.config = members[0].config
+        self.modality = members[0].modality  # type: ignore[misc]
+        self.unit_name = members[0].unit_name  # type: ignore[misc]
         self.members = nn.ModuleList(members)
-        self.input_widths = [member.config.token_input_dim() for member in members]
+        self.input_widths = [member.config.unit_input_dim() for member in members]
 
     @property
-    def classifiers(self) -> list[TextClassifier]:
+    def classifiers(self) -> list[AttentionModel]:
         """The members, typed (iterating ``self.members`` gives plain modules)."""
-        return [cast(TextClassifier, member) for member in self.members]
+        return [cast(AttentionModel, member) for member in self.members]
 
     def set_vocabulary(self, tokens: Sequence[str]) -> None:
         for member in self.classifiers:
-            member.set_vocabulary(tokens)
+            member.set_vocabulary(tokens)  # type: ignore[operator]
 
     def init_from_data(self, ids: Sequence[Sequence[int]], labels: Sequence[int]) -> None:
         for member in self.classifiers:
-            member.init_from_data(ids, labels)
+            init = getattr(member, "init_from_data", None)
+            if init is not None:
+                init(ids, labels)
+
+    def forward(
+        self, inputs: Tensor, unit_mask: Tensor | None = None, *, need_layer_attentions: bool = False
+    ) -> ClassifierOutput:
+        first = self.classifiers[0]
+        if unit_mask is None:
+            unit_mask = first.unit_mask_of(inputs)
+        check = getattr(first, "_check_ids", None) or getattr(first, "_check_pixels", None)
+        if check is not None:  # the members' own input checks (ids in range, pixel shape)
+            check(inputs, unit_mask) if first.modality == "text" else check(inputs)
+        return self.forward_from_embeddings(self.embed(inputs), unit_mask, inputs)
+
+    def unit_mask_of(self, inputs: Tensor) -> Tensor:
+        return self.classifiers[0].unit_mask_of(inputs)
+
+    def remove_units(self, inputs: Tensor, unit_mask: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        return self.classifiers[0].remove_units(inputs, unit_mask, keep)
+
+    def has_unit_contributions(self) -> bool:
+        return self.has_token_contributions()
+
+    def unit_contributions(self, inputs: Tensor, unit_mask: Tensor) -> Tensor:
+        return self.token_contributions(inputs, unit_mask)
 
     def embed(self, input_ids: Tensor) -> Tensor:
         """``input_ids (B, T)`` -> ``(B, T, E_1 + ... + E_M)``: every member's token inputs, side by side."""
@@ -94,9 +131,7 @@ class EnsembleClassifier(TextClassifier):
                 f"embeddings must have shape (batch, tokens, {width}), got {tuple(embeddings.shape)}"
             )
         outputs = [
-            member.forward_from_embeddings(
-                part, attention_mask, input_ids=input_ids, need_layer_attentions=False
-            )
+            member.forward_from_embeddings(part, attention_mask, input_ids, need_layer_attentions=False)
             for member, part in zip(
                 self.classifiers, embeddings.split(self.input_widths, dim=-1), strict=True
             )
@@ -112,13 +147,13 @@ class EnsembleClassifier(TextClassifier):
         )
 
     def has_token_contributions(self) -> bool:
-        return all(member.has_token_contributions() for member in self.classifiers)
+        return all(member.has_unit_contributions() for member in self.classifiers)
 
     def token_contributions(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """``(B, T, C)``: the mean of the members' token contributions (the logits are their mean)."""
         if not self.has_token_contributions():
             raise NotImplementedError("an ensemble member does not decompose its logits over tokens")
-        parts = [member.token_contributions(input_ids, attention_mask) for member in self.classifiers]
+        parts = [member.unit_contributions(input_ids, attention_mask) for member in self.classifiers]
         return torch.stack(parts, dim=0).mean(dim=0)  # (B, T, C)
 
     def export_module(self) -> nn.Module:

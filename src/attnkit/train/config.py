@@ -33,12 +33,16 @@ MAX_EPOCHS = 100_000
 MAX_ENSEMBLE = 256
 MAX_SEED = 2**32 - 1
 MAX_WEIGHT_DECAY = 10.0
+MAX_IMAGE_SIDE = 8192
+MODALITY_CHOICES = ("auto", "text", "image")
 #: Model options that come from the data and the tokenizer, never from ``model.options``.
 DERIVED_MODEL_FIELDS = {
     "vocab_size": "it is the tokenizer's vocabulary size (set tokenizer.vocab_size)",
     "num_classes": "it is the number of labels in the training data",
     "max_length": "it is tokenizer.max_length",
     "pad_id": "it is the tokenizer's padding id",
+    "image_size": "it is the images' size (set image.size)",
+    "channels": "it is the images' channel count (set image.mode)",
 }
 #: The memory assumed where the machine's cannot be read: a cap of 1 TiB.
 _FALLBACK_MEMORY_BYTES = 2**40
@@ -84,6 +88,9 @@ class DataConfig:
             temperature is fitted (use it to refit for the number of epochs a validated run selected).
         text_field: text column/field name (auto-detected when empty).
         label_field: label column/field name (auto-detected when empty).
+        modality: what the examples are: ``text`` or ``image``. ``auto`` decides from the data (a built-in's
+            modality, a folder of image folders) or else the model (``vit`` is an image model); the saved config
+            records the decision, so a run loads without its training data.
     """
 
     train: str = "embedded"
@@ -93,10 +100,15 @@ class DataConfig:
     label_field: str | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    modality: Literal["auto", "text", "image"] = "auto"
 
     def __post_init__(self) -> None:
         if not self.train.strip():
             raise ConfigError("data.train must name the training data (a file, a folder or a built-in name)")
+        if self.modality not in MODALITY_CHOICES:
+            raise ConfigError(
+                f"data.modality must be one of {', '.join(MODALITY_CHOICES)}; got {self.modality!r}"
+            )
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"data.val_fraction must be in [0, 0.5), got {self.val_fraction}")
 
@@ -124,6 +136,39 @@ class TokenizerSection:
         _check_range("tokenizer.vocab_size", self.vocab_size, 3, MAX_VOCAB_SIZE)
         _check_range("tokenizer.min_freq", self.min_freq, 1, math.inf)
         _check_range("tokenizer.max_length", self.max_length, 1, MAX_TOKENS)
+
+
+@dataclass
+class ImageSection:
+    """How images are read and augmented (image runs only).
+
+    Attributes:
+        size: ``[height, width]`` every image is resized to; null keeps the data's own size (a built-in's, or
+            the one size every image of a folder has).
+        mode: ``L`` (grayscale, 1 channel) or ``RGB`` (3 channels); ``auto``: the built-in's, RGB for folders.
+        random_crop_padding: training-time augmentation: pad each image by this many pixels (with the mean) and
+            crop it back at a random offset; 0 = off.
+        horizontal_flip: training-time augmentation: mirror each image left-right with probability 0.5.
+    """
+
+    size: list[int] | None = None
+    mode: Literal["auto", "L", "RGB"] = "auto"
+    random_crop_padding: int = 0
+    horizontal_flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            if len(self.size) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in self.size
+            ):
+                raise ConfigError(
+                    f"image.size must be [height, width] (two integers) or null, got {self.size!r}"
+                )
+            for side in self.size:
+                _check_range("image.size", side, 1, MAX_IMAGE_SIDE)
+        if self.mode not in ("auto", "L", "RGB"):
+            raise ConfigError(f"image.mode must be auto, L or RGB; got {self.mode!r}")
+        _check_range("image.random_crop_padding", self.random_crop_padding, 0, 256)
 
 
 @dataclass
@@ -262,31 +307,70 @@ class RunConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    image: ImageSection = field(default_factory=ImageSection)
     model: ModelSection = field(default_factory=ModelSection)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        from attnkit.models.registry import available_models, modalities_of
+
+        modality = self.modality
+        if modality not in modalities_of(self.model.name):
+            raise ConfigError(
+                f"model.name {self.model.name!r} is not a {modality} model; {modality} models are "
+                f"{', '.join(available_models(modality))}"
+            )
         # The model's options against its own config (names, types, ranges), and its size against the memory,
         # at the largest vocabulary the tokenizer may produce; 2 classes (the data may have more: the run's
         # model is checked again with its real labels when it is built).
         check_model_memory(self, self.tokenizer.vocab_size, 2)
 
-    def model_config(self, vocab_size: int, num_classes: int) -> ModelConfig:
-        """The validated config of the run's model (one member) for a vocabulary and a number of classes.
+    @property
+    def modality(self) -> str:
+        """``text`` or ``image``: what the run's examples are (``data.modality``, or decided for ``auto``)."""
+        if self.data.modality != "auto":
+            return self.data.modality
+        return resolve_modality(self.data, self.model.name)
+
+    def resolved(self) -> RunConfig:
+        """This config with ``data.modality`` decided: what a run saves, so that it loads without its data."""
+        if self.data.modality != "auto":
+            return self
+        return self.with_overrides([f"data.modality={self.modality}"])
+
+    def default_model_fields(self, num_classes: int, vocab_size: int | None = None) -> dict[str, Any]:
+        """The data-derived model fields as far as the config alone knows them (the task knows the real ones)."""
+        if self.modality == "image":
+            size = self.image.size or [28, 28]
+            return {
+                "num_classes": num_classes,
+                "image_size": tuple(size),
+                "channels": 3 if self.image.mode == "RGB" else 1,
+            }
+        return {
+            "vocab_size": self.tokenizer.vocab_size if vocab_size is None else vocab_size,
+            "num_classes": num_classes,
+            "max_length": self.tokenizer.max_length,
+        }
+
+    def model_config(
+        self, vocab_size: int | None = None, num_classes: int = 2, *, fields: dict[str, Any] | None = None
+    ) -> ModelConfig:
+        """The validated config of the run's model (one member) from its data-derived ``fields`` (by default
+        :meth:`default_model_fields` with ``vocab_size`` and ``num_classes``) and ``model.options``.
 
         Raises:
             ConfigError: an unknown option or a value the model refuses (the message names it).
         """
         from attnkit.models.registry import model_config_from_dict
 
-        fields = {
-            "vocab_size": vocab_size,
-            "num_classes": num_classes,
-            "max_length": self.tokenizer.max_length,
-        }
+        if fields is None:
+            fields = self.default_model_fields(num_classes, vocab_size)
         try:
-            return model_config_from_dict(self.model.name, {**fields, **self.model.options})
+            return model_config_from_dict(
+                self.model.name, {**fields, **self.model.options}, modality=self.modality
+            )
         except ValueError as err:
             raise ConfigError(f"model.options: {err}") from None
 
@@ -424,7 +508,13 @@ def physical_memory_bytes() -> int:
         return _FALLBACK_MEMORY_BYTES
 
 
-def check_model_memory(config: RunConfig, vocab_size: int, num_classes: int) -> None:
+def check_model_memory(
+    config: RunConfig,
+    vocab_size: int | None = None,
+    num_classes: int = 2,
+    *,
+    fields: dict[str, Any] | None = None,
+) -> None:
     """Refuse a model whose float32 weights (every ensemble member) would not fit in this machine's memory.
 
     Three steps, cheapest first: the word embedding every classifier has (``vocab_size * embed_dim`` values, a
@@ -435,7 +525,7 @@ def check_model_memory(config: RunConfig, vocab_size: int, num_classes: int) -> 
         ConfigError: an invalid model option, or weights larger than the physical memory. Training needs about
             four times the weights (gradients and AdamW's two moments), so this only refuses what can never run.
     """
-    model = config.model_config(vocab_size, num_classes)
+    model = config.model_config(vocab_size, num_classes, fields=fields)
     members, have = config.model.ensemble, physical_memory_bytes()
     # Every TextClassifier holds nn.Embedding(vocab_size, embed_dim); other modalities have no such table.
     embedding = getattr(model, "vocab_size", 0) * getattr(model, "embed_dim", 0)
@@ -449,9 +539,31 @@ def check_model_memory(config: RunConfig, vocab_size: int, num_classes: int) -> 
     total = (parameter_bound(model) if count is None else count) * members
     raise ConfigError(
         f"model: {config.model.label} would hold about {total:.3g} parameters ({_bytes(4 * total)} of float32 "
-        f"weights, from model.options and tokenizer.vocab_size={vocab_size}), more than this machine's "
+        f"weights, from model.options and {_size_source(config, model)}), more than this machine's "
         f"{_bytes(have)} of memory; make it smaller (embed_dim, hidden sizes, *_buckets, tokenizer.vocab_size)"
     )
+
+
+def _size_source(config: RunConfig, model: ModelConfig) -> str:
+    if config.modality == "image":
+        return f"image_size={list(getattr(model, 'image_size', ()))}"
+    return f"tokenizer.vocab_size={getattr(model, 'vocab_size', None)}"
+
+
+def resolve_modality(data: DataConfig, model_name: str) -> str:
+    """``text`` or ``image`` for ``data.modality: auto``: the data's (a built-in image dataset, a folder of image
+    folders), else the model's when only one modality has it, else ``text``."""
+    from attnkit.data.vision import VISION_DATASETS, is_image_folder
+    from attnkit.models.registry import modalities_of
+
+    name = data.train.split(":")[0]
+    path = Path(data.train)
+    if name in VISION_DATASETS and not path.exists():
+        return "image"
+    if path.is_dir() and is_image_folder(path):
+        return "image"
+    owners = modalities_of(model_name)
+    return owners[0] if len(owners) == 1 else "text"
 
 
 def _bytes(size: float) -> str:
