@@ -34,7 +34,7 @@ import torch
 
 from attnkit.bench.machine import machine_info
 from attnkit.data import TextTokenizer, TokenizerConfig, load_embedded
-from attnkit.data.embedded import read_embedded_corpus
+from attnkit.data.text.embedded import read_embedded_corpus
 from attnkit.demo import demo_config
 from attnkit.train.loop import fit
 

@@ -157,7 +157,7 @@ def test_data_inspect_offline_never_downloads(
     """Only AG News test is present locally: --offline lists train as missing instead of fetching it."""
     import gzip
 
-    from attnkit.data import builtin
+    from attnkit.data.text import builtin
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("tried to download")

@@ -298,3 +298,20 @@ def test_inference_does_not_import_the_training_loop() -> None:
             todo += sorted(_module_imports(module))
     assert "attnkit.runs" in seen and "attnkit.train.config" in seen
     assert "attnkit.train.loop" not in seen
+
+
+def test_a_run_written_before_modalities_loads_as_a_text_run(run: Path, pristine: Path) -> None:
+    """Configs saved before ``data.modality`` and the ``image`` section existed still load, as text runs."""
+    import yaml
+
+    path = run / runs.CONFIG_FILE
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    del raw["image"]
+    del raw["data"]["modality"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    loaded = load_run(run)
+    assert loaded.config.modality == "text" and loaded.task.modality == "text"
+    expected = load_run(pristine)  # the same run with today's config.yaml
+    ids = torch.tensor([[2, 3, 4]])
+    torch.testing.assert_close(loaded.model(ids).logits, expected.model(ids).logits)
+    assert loaded.tokenizer.vocab_size == expected.tokenizer.vocab_size

@@ -272,14 +272,41 @@ class Classifier:
                 raise TypeError(f"text {i} is {type(item).__name__}, expected a string")
         return items
 
-    def predict(self, texts: str | Sequence[str], *, batch_size: int = 64) -> list[str]:
-        """The predicted label of each text (a single string counts as one text)."""
+    def _inputs(self, items: Any) -> list[Any]:
+        """Texts for a text run; for an image run, images: file paths, encoded bytes, PIL images or uint8 arrays
+        (one ``(H, W[, C])`` array is one image, an ``(N, H, W, C)`` array is ``N``)."""
+        if self.predictor.modality != "image":
+            return self._texts(items)
+        if isinstance(items, np.ndarray):
+            return list(items) if items.ndim == 4 else [items]
+        single = isinstance(items, (str, Path, bytes, bytearray)) or hasattr(items, "getbands")
+        images: list[Any] = []
+        for i, item in enumerate([items] if single else list(items)):
+            if isinstance(item, (str, Path)):
+                path = Path(item).expanduser()
+                if not path.is_file():
+                    raise ValueError(f"image {i}: {path} is not a file")
+                images.append(path.read_bytes())
+            elif hasattr(item, "getbands"):  # a PIL image: its pixels, converted like the training images
+                images.append(np.asarray(item.convert("RGB")))
+            elif isinstance(item, (bytes, bytearray, np.ndarray)):
+                images.append(item)
+            else:
+                raise TypeError(
+                    f"image {i} is {type(item).__name__}: give a path, bytes, a PIL image or an array"
+                )
+        return images
+
+    def predict(self, texts: Any, *, batch_size: int = 64) -> list[str]:
+        """The predicted label of each text (a single string counts as one text), or of each image of an image
+        run (paths, bytes, PIL images or uint8 arrays; one of them counts as one image)."""
         probabilities = self.predict_proba(texts, batch_size=batch_size)
         return [self.labels[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
 
-    def predict_proba(self, texts: str | Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """``(N, C)`` calibrated class probabilities (``softmax(logits / T)``), columns in :attr:`labels` order."""
-        return self.predictor.predict_proba(self._texts(texts), batch_size=batch_size).numpy()
+    def predict_proba(self, texts: Any, *, batch_size: int = 64) -> np.ndarray:
+        """``(N, C)`` calibrated class probabilities (``softmax(logits / T)``), columns in :attr:`labels` order;
+        texts, or images for an image run (as :meth:`predict` takes them)."""
+        return self.predictor.predict_proba(self._inputs(texts), batch_size=batch_size).numpy()
 
     @overload
     def explain(  # type: ignore[overload-overlap]  # a str is one text, any other sequence several
@@ -348,7 +375,7 @@ class Classifier:
         from attnkit.train.metrics import classification_report
 
         texts, values = _texts_and_labels(data, labels, text, label)
-        from attnkit.data.sources import label_name
+        from attnkit.data.text.sources import label_name
 
         truth = [label_name(v, f"label {i}") or "" for i, v in enumerate(values)]
         unknown = sorted(set(truth) - set(self.labels))

@@ -1,6 +1,6 @@
 """Predict every row of a file and write the rows back with their predictions (``attnkit predict --file``).
 
-The input is read by :func:`attnkit.data.sources.read_rows` (the parsers ``train`` and ``evaluate`` use), so a
+The input is read by :func:`attnkit.data.text.sources.read_rows` (the parsers ``train`` and ``evaluate`` use), so a
 CSV header is a header, a quoted multi-line field is one text and a label column is kept but never classified.
 The output keeps every input column and adds ``predicted_label`` and one ``prob_<label>`` column per class
 (in the run's label order), one row per readable input row, in input order.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attnkit.atomic import atomic_write
-from attnkit.data.sources import InputRows, read_rows
+from attnkit.data.text.sources import InputRows, read_rows
 
 if TYPE_CHECKING:
     from attnkit.predictor import Prediction, Predictor
@@ -210,3 +210,69 @@ def predict_file(
     if out is not None:
         write_predictions(batch, out)
     return batch
+
+
+#: The column that names each image file in image predictions.
+FILE_COLUMN = "file"
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    """The image files of ``paths``: files as given, folders searched recursively (image suffixes, natural order).
+
+    Raises:
+        ValueError: a path does not exist, or a folder holds no image file.
+    """
+    from attnkit.data.vision import IMAGE_SUFFIXES
+    from attnkit.data.vision.folder import natural_key
+
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            inside = sorted(
+                (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                key=lambda p: natural_key(str(p.relative_to(path))),
+            )
+            if not inside:
+                raise ValueError(
+                    f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder"
+                )
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    return found
+
+
+def predict_images(predictor: Predictor, paths: list[str], *, batch_size: int = 64) -> BatchPredictions:
+    """Predict every image file of ``paths`` (see :func:`image_files`); unreadable images are skipped and listed.
+
+    Each image is decoded and resized as the run's training images were (:meth:`ImageClassificationTask.to_array`);
+    the rows have one column, ``file``.
+    """
+    from attnkit.data.errors import DataError
+    from attnkit.data.text.files import SkippedRow
+
+    files = image_files(paths)
+    to_array = getattr(predictor.task, "to_array")  # noqa: B009 - image tasks only
+    rows: list[dict[str, Any]] = []
+    arrays = []
+    skipped: list[SkippedRow] = []
+    for path in files:
+        try:
+            arrays.append(to_array(path.read_bytes()))
+        except (DataError, OSError) as err:
+            skipped.append(SkippedRow(str(path), str(err).split(": ", 1)[-1]))
+            continue
+        rows.append({FILE_COLUMN: str(path)})
+    source = paths[0] if len(paths) == 1 else "<arguments>"
+    inputs = InputRows(source, FILE_COLUMN, rows, [row[FILE_COLUMN] for row in rows], [], skipped)
+    label_column, probability_columns = output_columns(
+        inputs.columns or [FILE_COLUMN], list(predictor.labels)
+    )
+    probabilities = predictor.predict_proba(arrays, batch_size=batch_size)  # (N, C)
+    predictions = [
+        predictor.prediction(row[FILE_COLUMN], p) for row, p in zip(rows, probabilities, strict=True)
+    ]
+    return BatchPredictions(inputs, predictions, label_column, probability_columns)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from attnkit import __version__
 
 if TYPE_CHECKING:
-    from attnkit.data.sources import InputRows
+    from attnkit.data.text.sources import InputRows
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -251,7 +251,7 @@ def _read_texts(args: argparse.Namespace, text_field: str | None = None) -> Inpu
 
     Rows that cannot be read (empty text, invalid JSON, a ragged CSV row) are reported on stderr and left out.
     """
-    from attnkit.data.sources import InputRows, read_rows
+    from attnkit.data.text.sources import InputRows, read_rows
 
     if args.file and args.texts:
         raise UserError("give texts as arguments or with --file F, not both")
@@ -270,7 +270,7 @@ def _read_texts(args: argparse.Namespace, text_field: str | None = None) -> Inpu
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from attnkit.batch_predict import check_output_path, predict_rows, write_predictions
+    from attnkit.batch_predict import check_output_path, predict_images, predict_rows, write_predictions
     from attnkit.predictor import Predictor
 
     if args.out is not None:
@@ -278,13 +278,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if args.file and Path(args.out).expanduser().resolve() == Path(args.file).expanduser().resolve():
             raise UserError(f"--out {args.out} is the input file; write the predictions to another file")
     predictor = Predictor(args.run_dir, device=args.device)
-    batch = predict_rows(predictor, _read_texts(args, predictor.config.data.text_field))
+    if predictor.modality == "image":
+        batch = predict_images(predictor, [*args.texts, *([args.file] if args.file else [])])
+        if batch.inputs.skipped:
+            print(f"attnkit predict: {batch.inputs.skipped_summary()}", file=sys.stderr)
+        if not batch.predictions:
+            raise UserError("no readable image to predict")
+    else:
+        batch = predict_rows(predictor, _read_texts(args, predictor.config.data.text_field))
     if args.out is not None:
         path = write_predictions(batch, args.out)
         print(f"wrote {path} ({len(batch.predictions)} rows)", file=sys.stderr)
         return 0
     for prediction in batch.predictions:
-        print(json.dumps({"text": prediction.text, **prediction.to_json_dict()}, ensure_ascii=False))
+        key = "file" if predictor.modality == "image" else "text"
+        print(json.dumps({key: prediction.text, **prediction.to_json_dict()}, ensure_ascii=False))
     return 0
 
 
@@ -300,8 +308,13 @@ _TEXT_FIELD_HELP = (
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict labels: JSON lines, or the rows with predictions (--out)")
     p.add_argument("run_dir")
-    p.add_argument("texts", nargs="*", help="texts to classify (else --file or standard input, one per line)")
-    p.add_argument("--file", help=_FILE_HELP)
+    p.add_argument(
+        "texts",
+        nargs="*",
+        help="texts to classify (else --file or standard input, one per line); for an image run, image files or "
+        "folders of them",
+    )
+    p.add_argument("--file", help=_FILE_HELP + "; for an image run, an image file or a folder of images")
     p.add_argument("--text-field", help=_TEXT_FIELD_HELP)
     p.add_argument(
         "--out",

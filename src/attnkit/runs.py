@@ -38,7 +38,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from attnkit.data import DataError, TextTokenizer
-from attnkit.data import tokenizer as tokenizer_files
+from attnkit.data.text import tokenizer as tokenizer_files
 from attnkit.models import build_model
 from attnkit.models.base import AttentionModel
 from attnkit.models.ensemble import EnsembleClassifier

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.data import builtin
+from attnkit.data.text import builtin
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,6 @@ from attnkit.data import (
     DataError,
     DatasetNotFoundError,
     TextExample,
-    builtin,
     load_builtin,
     load_source,
     parse_20newsgroups_archive,
@@ -28,6 +27,7 @@ from attnkit.data import (
     parse_sst2_archive,
 )
 from attnkit.data.download import ChecksumError
+from attnkit.data.text import builtin
 
 
 def make_tar(path: Path, files: dict[str, bytes]) -> Path:

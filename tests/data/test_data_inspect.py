@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attnkit.data import DataError, TextExample, format_report, inspect_examples, inspect_source
-from attnkit.data.inspect import duplicate_stats, length_stats
+from attnkit.data.text.inspect import duplicate_stats, length_stats
 
 TRAIN = [
     TextExample("a b c", "pos"),  # 5 chars, 3 tokens

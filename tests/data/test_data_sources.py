@@ -240,7 +240,7 @@ def test_skips_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         {"text": "", "label": None},  # both problems: counted once, as empty text
     ]
     path = write(tmp_path / "s.jsonl", jsonl(rows))
-    with caplog.at_level(logging.WARNING, logger="attnkit.data.sources"):
+    with caplog.at_level(logging.WARNING, logger="attnkit.data.text.sources"):
         examples, report = load_source_with_report(path)
     assert examples == [TextExample("kept", "a"), TextExample("also kept", "b")]
     assert (report.kept, report.empty_text, report.missing_label, report.skipped) == (2, 4, 3, 7)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attnkit.data import DataError, TextTokenizer, TokenizerConfig, detect_level
-from attnkit.data.tokenizer import PAD_ID, UNK_ID, clean_text
+from attnkit.data.text.tokenizer import PAD_ID, UNK_ID, clean_text
 
 BIG = 100_000
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from attnkit.data import DataError, builtin, load_builtin, parse_20newsgroups_archive
+from attnkit.data import DataError, load_builtin, parse_20newsgroups_archive
 from attnkit.data import download as dl
 from attnkit.data.download import (
     ArchiveLimits,
@@ -36,6 +36,7 @@ from attnkit.data.download import (
     fetch_url,
     iter_archive,
 )
+from attnkit.data.text import builtin
 
 MiB = 1 << 20
 SHA = "0" * 64

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from attnkit.data import DataError, load_source
-from attnkit.data.sources import InputRows, SkippedRow, read_rows
+from attnkit.data.text.sources import InputRows, SkippedRow, read_rows
 
 
 def write(path: Path, content: str | bytes) -> Path:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attnkit.data import TextTokenizer, TokenizerConfig, detect_level
-from attnkit.data.tokenizer import _HAN_RE, UNK_ID, clean_text, segment_chinese
+from attnkit.data.text.tokenizer import _HAN_RE, UNK_ID, clean_text, segment_chinese
 from attnkit.train.config import ConfigError, RunConfig, TokenizerSection
 
 BIG = 100_000

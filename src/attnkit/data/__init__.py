@@ -1,7 +1,13 @@
-"""Data layer: sources (files, built-in datasets, downloads), tokenization, splits, batching, inspection."""
+"""Data layer. Shared by every task: splits, errors, verified downloads, batch sampling. Per modality:
+:mod:`attnkit.data.text` (sources, built-in corpora, tokenizers) and :mod:`attnkit.data.vision` (images).
 
-from attnkit.data.batching import Batch, BucketBatchSampler, EncodedDataset, collate
-from attnkit.data.builtin import (
+The text names are re-exported here, as they were before the modalities were split."""
+
+from attnkit.data.errors import DataError, DatasetNotFoundError
+from attnkit.data.sampling import BucketBatchSampler
+from attnkit.data.splits import Splits, label_vocab, make_splits, stratified_partition
+from attnkit.data.text.batching import Batch, EncodedDataset, collate
+from attnkit.data.text.builtin import (
     DATASETS,
     BuiltinDataset,
     RemoteFile,
@@ -16,10 +22,9 @@ from attnkit.data.builtin import (
     parse_mr_archive,
     parse_sst2_archive,
 )
-from attnkit.data.embedded import EMBEDDED_SPLITS, EmbeddedStats, load_embedded, read_embedded_corpus
-from attnkit.data.errors import DataError, DatasetNotFoundError
-from attnkit.data.inspect import format_report, inspect_examples, inspect_source
-from attnkit.data.sources import (
+from attnkit.data.text.embedded import EMBEDDED_SPLITS, EmbeddedStats, load_embedded, read_embedded_corpus
+from attnkit.data.text.inspect import format_report, inspect_examples, inspect_source
+from attnkit.data.text.sources import (
     LoadReport,
     TextExample,
     check_trainable,
@@ -27,8 +32,7 @@ from attnkit.data.sources import (
     load_source,
     load_source_with_report,
 )
-from attnkit.data.splits import Splits, label_vocab, make_splits, stratified_partition
-from attnkit.data.tokenizer import (
+from attnkit.data.text.tokenizer import (
     PAD_ID,
     PAD_TOKEN,
     UNK_ID,

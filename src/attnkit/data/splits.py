@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from attnkit.data.errors import DataError
-from attnkit.data.sources import TextExample
+
+if TYPE_CHECKING:  # for annotations only: the splits serve every task, text examples are one kind
+    from attnkit.data.text.files import TextExample
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from attnkit.data.tokenizer import clean_text
+from attnkit.data.text.tokenizer import clean_text
 from attnkit.explain.methods import SIGNED, check_methods, compute_scores, has_self_attention
 from attnkit.explain.scale import scales_json
 from attnkit.predictor import Prediction, Predictor

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-from attnkit.data.tokenizer import UNK_ID
+from attnkit.data.text.tokenizer import UNK_ID
 from attnkit.layers.pooling import POOLING_SCORERS, AttentionPooling, PoolingOutput
 
 ConfigT = TypeVar("ConfigT", bound="ModelConfig")
@@ -371,7 +371,7 @@ class TextClassifier(AttentionModel):
     def set_vocabulary(self, tokens: Sequence[str]) -> None:
         """Give the model its vocabulary's strings (default: ignored; models that read the words override it).
 
-        :func:`attnkit.train.loop.build_classifier` calls this right after construction, for new and loaded
+        :func:`attnkit.runs.build_run_model` (through the text task) calls this right after construction, for new and loaded
         runs alike, so whatever a model derives from the strings is rebuilt from the tokenizer, not saved.
 
         Args:

@@ -22,7 +22,7 @@ fastText), hashed into ``char_buckets`` further rows of the same table with thei
 word's sub-word evidence ``sum_g r_g * w_g`` over its character n-grams depends on the word id only, so it is
 computed once per distinct id of the batch and added to the word's evidence at its first occurrence (every
 occurrence without ``binary``). The model needs the vocabulary's strings for this: :meth:`set_vocabulary`
-(which :func:`attnkit.train.loop.build_classifier` calls with the tokenizer's vocabulary) builds the
+(which :func:`attnkit.runs.build_run_model` calls with the tokenizer's vocabulary) builds the
 word -> character-n-gram rows, a buffer that is not saved with the weights since the tokenizer determines it.
 
 Why scores from keys only: on IMDb, scoring from the full state (evidence included) let the attention latch
@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit.data.batching import collate
+from attnkit.data.text.batching import collate
 from attnkit.layers.pooling import AttentionPooling, PoolingOutput
 from attnkit.models.base import ClassifierConfig, TextClassifier
 
@@ -410,7 +410,7 @@ class NBAttnClassifier(TextClassifier):
         if not self._has_vocabulary:
             raise ValueError(
                 "nb-attn with char_buckets > 0 needs the vocabulary's strings: call "
-                "model.set_vocabulary(tokens) first (attnkit.train.loop.build_classifier does)"
+                "model.set_vocabulary(tokens) first (attnkit.runs.build_run_model does)"
             )
 
     def char_rows_of(self, words: Tensor) -> tuple[Tensor, Tensor]:

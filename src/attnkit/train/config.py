@@ -120,7 +120,7 @@ class DataConfig:
 
 @dataclass
 class TokenizerSection:
-    """Tokenizer settings (see :class:`attnkit.data.tokenizer.TokenizerConfig`)."""
+    """Tokenizer settings (see :class:`attnkit.data.text.tokenizer.TokenizerConfig`)."""
 
     level: Literal["word", "char", "word-zh", "word-zh+char", "auto"] = "auto"
     vocab_size: int = 10_000
@@ -318,7 +318,8 @@ class RunConfig:
         modality = self.modality
         if modality not in modalities_of(self.model.name):
             raise ConfigError(
-                f"model.name {self.model.name!r} is not a {modality} model; {modality} models are "
+                f"model.name {self.model.name!r} is not {'an' if modality[0] in 'aeiou' else 'a'} {modality} model; "
+                f"{modality} models are "
                 f"{', '.join(available_models(modality))}"
             )
         # The model's options against its own config (names, types, ranges), and its size against the memory,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.data import builtin
+from attnkit.data.text import builtin
 from attnkit.data.vision import fashion_mnist
 
 REPO = Path(__file__).resolve().parents[3]

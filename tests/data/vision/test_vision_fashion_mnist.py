@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnkit.data import builtin
 from attnkit.data.download import ChecksumError, DownloadError, RemoteFile
 from attnkit.data.errors import DataError, DatasetNotFoundError
+from attnkit.data.text import builtin
 from attnkit.data.vision import (
     VISION_DATASETS,
     fashion_mnist,

@@ -1,6 +1,6 @@
 """Built-in image datasets by name: ``fashion-mnist``, ``fashion-mnist:train``, ``fashion-mnist:test``.
 
-The same ``<name>[:<split>]`` spelling as the text built-ins (:mod:`attnkit.data.builtin`); a name without a
+The same ``<name>[:<split>]`` spelling as the text built-ins (:mod:`attnkit.data.text.builtin`); a name without a
 split means the dataset's first split (``train``).
 """
 

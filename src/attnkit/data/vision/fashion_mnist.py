@@ -31,9 +31,9 @@ from typing import Literal
 
 import numpy as np
 
-from attnkit.data.builtin import DATA_ENV, cache_root, data_root
 from attnkit.data.download import ChecksumError, RemoteFile, download, fetch_url
 from attnkit.data.errors import DataError, DatasetNotFoundError
+from attnkit.data.text.builtin import DATA_ENV, cache_root, data_root
 from attnkit.data.vision.idx import parse_idx
 from attnkit.data.vision.images import ImageSet
 

@@ -41,7 +41,7 @@ from attnkit.data.download import (
     verify_sha256,
 )
 from attnkit.data.errors import DataError, DatasetNotFoundError
-from attnkit.data.sources import LoadReport, TextExample, load_jsonl
+from attnkit.data.text.files import LoadReport, TextExample, load_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from attnkit.data.errors import DataError, DatasetNotFoundError
-from attnkit.data.sources import LoadReport, TextExample, load_source_with_report, parse_source_name
+from attnkit.data.text.sources import LoadReport, TextExample, load_source_with_report, parse_source_name
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +112,12 @@ def inspect_source(
     missing: dict[str, str] = {}
     parsed = parse_source_name(source)
     if parsed is not None and parsed[1] is None and parsed[0] == "embedded":
-        from attnkit.data.embedded import load_embedded
+        from attnkit.data.text.embedded import load_embedded
 
         for name, examples in load_embedded().as_dict().items():
             loaded[name] = (examples, LoadReport(source=f"embedded:{name}", kept=len(examples)))
     elif parsed is not None and parsed[1] is None:
-        from attnkit.data.builtin import get_dataset
+        from attnkit.data.text.builtin import get_dataset
 
         for split in get_dataset(parsed[0]).splits:
             try:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from attnkit.data.errors import DataError
-from attnkit.data.sources import TextExample, decode_utf8
 from attnkit.data.splits import Splits, stratified_partition
+from attnkit.data.text.files import TextExample, decode_utf8
 
 logger = logging.getLogger(__name__)
 
