@@ -16,6 +16,10 @@ from attnkit.models.cnn import CNNAttnClassifier, CNNAttnConfig
 from attnkit.models.han import HANClassifier, HANConfig
 from attnkit.models.nb import NBAttnClassifier, NBAttnConfig
 from attnkit.models.transformer import TransformerClassifier, TransformerConfig
+from attnkit.models.vision.cbam import CBAMAttnClassifier, CBAMAttnConfig
+from attnkit.models.vision.cnn import ImageCNNAttnClassifier, ImageCNNAttnConfig
+from attnkit.models.vision.hybrid import HybridViTClassifier, HybridViTConfig
+from attnkit.models.vision.vit import ViTClassifier, ViTConfig
 
 ModelEntry = tuple[type[ModelConfig], type[AttentionModel]]
 
@@ -29,7 +33,12 @@ REGISTRY: dict[str, dict[str, ModelEntry]] = {
         "han": (HANConfig, HANClassifier),
         "nb-attn": (NBAttnConfig, NBAttnClassifier),
     },
-    "image": {},
+    "image": {
+        "vit": (ViTConfig, ViTClassifier),
+        "cnn-attn": (ImageCNNAttnConfig, ImageCNNAttnClassifier),
+        "cbam-attn": (CBAMAttnConfig, CBAMAttnClassifier),
+        "hybrid-vit": (HybridViTConfig, HybridViTClassifier),
+    },
 }
 #: The text models (the registry before other modalities existed).
 MODEL_REGISTRY: dict[str, ModelEntry] = REGISTRY["text"]
