@@ -577,6 +577,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_chars=args.max_chars,
         max_body_bytes=args.max_body_bytes,
         max_explain_texts=args.max_explain_texts,
+        max_images=args.max_images,
+        max_explain_images=args.max_explain_images,
+        max_image_body_bytes=args.max_image_body_bytes,
+        max_image_pixels=args.max_image_pixels,
     )
     connections = ConnectionLimits(
         header_timeout_s=args.header_timeout,
@@ -648,6 +652,21 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-explain-texts", type=int, default=8, help="texts per /explain request")
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body limit in bytes")
+    g = p.add_argument_group("images (image runs: multipart uploads or base64 JSON)")
+    g.add_argument("--max-images", type=int, default=16, help="images per /predict request")
+    g.add_argument("--max-explain-images", type=int, default=2, help="images per /explain request")
+    g.add_argument(
+        "--max-image-body-bytes",
+        type=int,
+        default=20_000_000,
+        help="request body limit of an image run in bytes (also the most one image file may have)",
+    )
+    g.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=40_000_000,
+        help="pixels (width x height) an image may declare; larger ones get 413 before decoding",
+    )
     g = p.add_argument_group("explanations (their own workers, apart from /predict)")
     g.add_argument("--explain-workers", type=int, default=1, help="explanations computed at once")
     g.add_argument("--explain-threads", type=int, default=1, help="compute threads per explain worker")

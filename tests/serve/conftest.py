@@ -1,4 +1,5 @@
-"""Run directories trained once per session on a planted-cue sentiment task, and a server on a free port."""
+"""Run directories trained once per session (a planted-cue sentiment task; a tiny image folder), and a server on a
+free port."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from PIL import Image
 
 from attnkit.cli import main
 from attnkit.serve import ServeConfig, server_config
@@ -65,6 +70,64 @@ def transformer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--set",
         "model.options={embed_dim: 16, num_heads: 2, ff_dim: 32, num_layers: 2}",
     )
+
+
+#: The image run's classes: mostly dark, mostly light, or vertical stripes, on 28x28 RGB noise.
+IMAGE_CLASSES = ("dark", "light", "stripes")
+
+
+def image_array(kind: str, rng: np.random.Generator, size: tuple[int, int] = (28, 28)) -> np.ndarray:
+    """One ``(H, W, 3)`` uint8 image of class ``kind``."""
+    noise = rng.integers(0, 50, size=(*size, 3))
+    if kind == "dark":
+        pixels = noise + 20
+    elif kind == "light":
+        pixels = noise + 190
+    else:
+        pixels = noise + np.where((np.arange(size[1]) // 4) % 2 == 0, 200, 10)[None, :, None]
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray, format: str = "PNG") -> bytes:
+    buffer = BytesIO()
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def train_image_run(root: Path, model: str = "cnn-attn", options: dict[str, object] | None = None) -> Path:
+    """Train ``model`` for one epoch on a folder of 60 tiny PNGs (3 classes); returns the run directory."""
+    from attnkit.train.config import RunConfig
+    from attnkit.train.loop import fit
+
+    rng = np.random.default_rng(0)
+    for kind in IMAGE_CLASSES:
+        folder = root / "images" / kind
+        folder.mkdir(parents=True)
+        for i in range(20):
+            (folder / f"{i}.png").write_bytes(png_bytes(image_array(kind, rng)))
+    config = RunConfig.from_dict(
+        {
+            "data": {"train": str(root / "images")},
+            "model": {"name": model, "options": options or {"widths": [4, 8], "strides": [2, 2]}},
+            "train": {"epochs": 1, "progress": False, "threads": 1},
+        }
+    )
+    run = root / "run"
+    fit(config, run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def image_tools() -> SimpleNamespace:
+    """The image helpers for test modules (conftest is not importable): ``array(kind, rng, size)``,
+    ``png(array, format)``, ``classes``."""
+    return SimpleNamespace(array=image_array, png=png_bytes, classes=IMAGE_CLASSES)
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cnn-attn image run (28x28 RGB, 4-pixel cells: a 7x7 grid, classes dark/light/stripes)."""
+    return train_image_run(tmp_path_factory.mktemp("image"))
 
 
 def free_port() -> int:

@@ -1,5 +1,8 @@
 """Serve a trained run over HTTP: REST API, a web page that highlights what the model attends to, ONNX.
 
+A text run takes JSON texts; an image run takes image files (multipart ``file`` uploads or base64 JSON, see
+:mod:`attnkit.serve.images`) and its page shows a heatmap per method over the image.
+
 - :func:`create_app`: the FastAPI app (``/predict``, ``/explain``, ``/health``, ``/model``, ``/docs``, ``/``).
 - :func:`run_server`: the app on uvicorn with the connection limits of :mod:`attnkit.serve.protocol`.
 - :func:`load_backend`: a run on PyTorch or on ONNX Runtime (an exported graph, see :mod:`attnkit.export`).

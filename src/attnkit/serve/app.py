@@ -1,13 +1,17 @@
-"""The HTTP server: a thin adapter from JSON requests to a backend's predictions and :func:`attnkit.explain`.
+"""The HTTP server: a thin adapter from requests to a backend's predictions and :func:`attnkit.explain` (texts)
+or :func:`attnkit.explain.images.explain_images` (images).
 
 Endpoints: ``POST /predict``, ``POST /explain``, ``GET /health``, ``GET /model``, the OpenAPI docs at
 ``/docs`` (Swagger UI, its assets served from the package: no CDN) and ``/openapi.json``, and
-the web page at ``/`` (static files shipped in the package).
+the web page at ``/`` (static files shipped in the package). A text run takes JSON (``text`` / ``texts``); an
+image run takes image files as a ``multipart/form-data`` upload (field ``file``, repeated for several) or JSON
+with base64 (``image`` / ``images``), see :mod:`attnkit.serve.images`.
 
 Every error is JSON ``{"error": kind, "detail": message}``: bad input is a 4xx (413 for a body over the limit,
 400 for a body that is not UTF-8 or a ``Host`` not served here, 401 without the API key when one is set, 422 for
-anything the schema or the limits reject, 429 over the rate limit), a full queue is 503, an explanation over its
-time limit 504. ``/predict`` runs through the :class:`MicroBatcher` on its own worker thread; ``/explain`` on the
+anything the schema or the limits reject, 429 over the rate limit; for images also 415 not an image, 400
+truncated, corrupt or not base64, 413 too many pixels), a full queue is 503, an explanation over its time limit
+504. ``/predict`` runs through the :class:`MicroBatcher` on its own worker thread; ``/explain`` on the
 :class:`~attnkit.serve.explaining.ExplainPool`'s threads, bounded in number, queue and time, so explanations
 cannot starve predictions. :func:`run_server` adds the connection limits of :mod:`attnkit.serve.protocol`.
 """
@@ -31,12 +35,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from attnkit import __version__
 from attnkit.serve.backends import Backend
 from attnkit.serve.batching import MicroBatcher, Overloaded
+from attnkit.serve.errors import RequestError, error_response
 from attnkit.serve.explaining import (
     ISOLATIONS,
     ExplainPool,
@@ -44,11 +50,15 @@ from attnkit.serve.explaining import (
     thread_budget,
     torch_threads_pool,
 )
+from attnkit.serve.images import FILE_FIELD, ImageDecoder, Upload, check_count, decode_base64, parse_multipart
 from attnkit.serve.protocol import ConnectionLimits, fit_to_descriptor_limit, guarded_protocol
 from attnkit.serve.schemas import (
+    MULTIPART_SCHEMA,
     Error,
     ExplainRequest,
     Explanations,
+    ImageExplainRequest,
+    ImagePredictRequest,
     Limits,
     ModelInfo,
     Prediction,
@@ -95,7 +105,7 @@ class ServeConfig:
         explain_nice: CPU priority offset (0-19) of ``process`` workers.
         predict_threads: torch intra-op threads of the predict worker; ``None``: the cores the explanation
             workers leave (see :func:`~attnkit.serve.explaining.thread_budget`).
-        limits: per-request limits (texts, characters, body bytes).
+        limits: per-request limits (texts, characters, images, pixels, body bytes).
         api_key: when set, every path but ``/health``, the page and the docs needs it (never logged).
         allowed_hosts: ``Host`` names served (``*``: any). ``None``: :func:`run_server` derives them from the
             bind address (the loopback names on loopback); :func:`create_app` alone then checks nothing.
@@ -103,6 +113,7 @@ class ServeConfig:
         rate_burst: requests a client may make at once before the rate applies.
         allow_unauthenticated: let :func:`run_server` bind beyond loopback without an API key.
         connections: connection timeouts and caps (used by :func:`run_server`).
+        decode_workers: image runs: images decoded at once (each decode of a large image holds its pixels).
     """
 
     max_batch_size: int = 32
@@ -122,9 +133,16 @@ class ServeConfig:
     rate_burst: int = 20
     allow_unauthenticated: bool = False
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    decode_workers: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("max_pending_explains", "explain_workers", "explain_threads", "rate_burst"):
+        for name in (
+            "max_pending_explains",
+            "explain_workers",
+            "explain_threads",
+            "rate_burst",
+            "decode_workers",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.explain_isolation not in ISOLATIONS:
@@ -151,33 +169,19 @@ class ServeConfig:
         return out
 
 
-class RequestError(Exception):
-    """A request the server refuses: answered with ``status`` and ``{"error": kind, "detail": detail}``."""
-
-    def __init__(self, status: int, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.kind = kind
-        self.detail = detail
-
-
-def error_response(
-    status: int, kind: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
-
-
 class BodyGuard:
     """ASGI middleware: refuse request bodies that are not JSON (415), over ``max_bytes`` (413) or not UTF-8
-    (400), before anything parses them.
+    (400), before anything parses them. With ``allow_multipart`` (image runs), ``multipart/form-data`` bodies
+    are let through too (binary: not checked for UTF-8).
 
     The ``Content-Length`` header is checked first, so an announced oversized body is refused without being
     read; a chunked body is counted as it arrives and refused once it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, allow_multipart: bool = False) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.allow_multipart = allow_multipart
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -191,8 +195,16 @@ class BodyGuard:
         )
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
-        if content_type != b"application/json" and not content_type.endswith(b"+json"):
-            detail = f"the body must be JSON sent with Content-Type: application/json, got {content_type.decode('latin-1')!r}"
+        multipart = self.allow_multipart and content_type == b"multipart/form-data"
+        if content_type != b"application/json" and not content_type.endswith(b"+json") and not multipart:
+            shown = content_type.decode("latin-1")
+            if self.allow_multipart:
+                detail = (
+                    "the body must be JSON sent with Content-Type: application/json, or image files as "
+                    f"multipart/form-data, got {shown!r}"
+                )
+            else:
+                detail = f"the body must be JSON sent with Content-Type: application/json, got {shown!r}"
             await error_response(415, "unsupported_media_type", detail)(scope, receive, send)
             return
         length = headers.get(b"content-length")
@@ -221,7 +233,8 @@ class BodyGuard:
                 break
         body = b"".join(chunks)
         try:
-            body.decode("utf-8")
+            if not multipart:
+                body.decode("utf-8")
         except UnicodeDecodeError as err:
             detail = (
                 f"the request body is not valid UTF-8 (byte 0x{body[err.start]:02x} at offset {err.start})"
@@ -248,17 +261,26 @@ def _location(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, str]:
+#: What the body of a request looks like, by modality (for messages).
+BODY_EXAMPLES = {
+    "text": '{"text": "..."} or {"texts": ["...", "..."]}',
+    "image": '{"image": "<base64>"} or {"images": ["<base64>", ...]} (or a multipart upload, field "file")',
+}
+#: Keys that belong to the other modality's requests: sent to the wrong kind of run, they get a plain hint.
+_OTHER_MODALITY_KEYS = {"text": ("image", "images"), "image": ("text", "texts")}
+
+
+def _validation_detail(errors: list[dict[str, Any]], modality: str = "text") -> tuple[str, str]:
     if any(e.get("type") == "json_invalid" for e in errors):
         message = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
         return "invalid_json", f"the request body is not valid JSON ({message})".replace(" ()", "")
     lines = []
     for e in errors[:10]:
         where = _location(tuple(e.get("loc", ())))
-        if where == "body" and e.get("type") in ("model_attributes_type", "dict_type"):
-            lines.append(
-                'the body must be a JSON object such as {"text": "..."} or {"texts": ["...", "..."]}'
-            )
+        if where == "body" and e.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+            lines.append(f"the body must be a JSON object such as {BODY_EXAMPLES[modality]}")
+        elif e.get("type") == "extra_forbidden" and where in _OTHER_MODALITY_KEYS[modality]:
+            lines.append(f"{where}: this run classifies {modality}s; send {BODY_EXAMPLES[modality]}")
         else:
             lines.append(f"{where}: {e.get('msg', 'invalid')}")
     return "validation_error", "; ".join(lines)
@@ -309,7 +331,7 @@ def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
-    """The FastAPI app serving ``backend``'s run.
+    """The FastAPI app serving ``backend``'s run (a text or an image run: the endpoints take its inputs).
 
     Args:
         backend: a loaded :class:`~attnkit.serve.backends.Backend` (its predictor also serves ``/explain``).
@@ -320,13 +342,14 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     config = config or ServeConfig()
     limits = config.limits
     predictor = backend.predictor
+    modality = predictor.modality
     predict_threads = thread_budget(config.predict_threads, config.explain_workers, config.explain_threads)
     executor = torch_threads_pool(1, predict_threads, "attnkit-model")
 
-    def predict_batch(texts: list[str]) -> list[np.ndarray]:
-        return list(backend.predict_proba(texts))  # (C,) per text
+    def predict_batch(items: list[Any]) -> list[np.ndarray]:
+        return list(backend.predict_proba(items))  # (C,) per text or image
 
-    batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
+    batcher: MicroBatcher[Any, np.ndarray] = MicroBatcher(
         predict_batch,
         executor,
         max_batch_size=config.max_batch_size,
@@ -344,6 +367,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     )
     self_attention = _has_self_attention(predictor)
     methods_available = check_methods(["all"], predictor.model, has_layers=self_attention)
+    decoder = _image_decoder(predictor, config) if modality == "image" else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -362,6 +386,8 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             await batcher.stop()
             explainer.stop()
             executor.shutdown(wait=False, cancel_futures=True)
+            if decoder is not None:
+                decoder.shutdown()
 
     # Swagger UI from the fastapi-offline package's files: /docs works without the network. (No ReDoc: its
     # page fetches a logo from a CDN.)
@@ -371,7 +397,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
         static_url=DOCS_ASSETS_URL,
         title="attnkit",
         version=__version__,
-        summary=f"Classify texts with a trained {predictor.config.model.label} and see what it attends to.",
+        summary=f"Classify {modality}s with a trained {predictor.config.model.label} and see what it attends to.",
         lifespan=lifespan,
         responses={422: {"model": Error}, 503: {"model": Error}},
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
@@ -381,7 +407,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     app.state.backend = backend
     app.state.config = config
     # Added innermost first: a request meets the Host check, then the rate limit, the key, the body guard.
-    app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=limits.body_bytes(modality), allow_multipart=modality == "image")
     if config.api_key is not None:
         app.add_middleware(ApiKeyGuard, key=config.api_key)
         _document_api_key(app)
@@ -398,7 +424,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        kind, detail = _validation_detail(list(exc.errors()))
+        kind, detail = _validation_detail(list(exc.errors()), modality)
         return error_response(422, kind, detail)
 
     @app.exception_handler(StarletteHTTPException)
@@ -448,7 +474,9 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             "device": str(predictor.device),
             "labels": list(predictor.labels),
             "temperature": predictor.temperature,
-            "max_length": predictor.tokenizer.config.max_length,
+            "modality": modality,
+            "max_length": predictor.tokenizer.config.max_length if modality == "text" else None,
+            "image": image_description(predictor) if modality == "image" else None,
             "methods": methods_available,
             "self_attention": self_attention,
             "limits": asdict(limits),
@@ -466,6 +494,33 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             "metrics": metrics_summary(predictor.metrics),
             "version": __version__,
         }
+
+    if decoder is not None:
+        _add_image_routes(app, predictor, batcher, explainer, decoder, limits, self_attention)
+    else:
+        _add_text_routes(app, predictor, batcher, explainer, limits, self_attention)
+
+    # -- the web page -----------------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/assets", StaticFiles(directory=VIZ_ASSETS_DIR), name="assets")
+    return app
+
+
+def _add_text_routes(
+    app: FastAPI,
+    predictor: Any,
+    batcher: MicroBatcher[Any, np.ndarray],
+    explainer: ExplainPool,
+    limits: Limits,
+    self_attention: bool,
+) -> None:
+    """``POST /predict`` and ``POST /explain`` of a text run (JSON ``text`` / ``texts``)."""
+    from attnkit.explain import check_methods
 
     @app.post(
         "/predict",
@@ -525,16 +580,6 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             raise RequestError(422, "unsupported_method", str(err)) from None
         return items[0] if body.text is not None else {"explanations": items}
 
-    # -- the web page -----------------------------------------------------------------------------------------
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/assets", StaticFiles(directory=VIZ_ASSETS_DIR), name="assets")
-    return app
-
 
 def _document_api_key(app: FastAPI) -> None:
     """Declare the API key in the OpenAPI schema, so that Swagger UI offers "Authorize" and sends it."""
@@ -560,8 +605,177 @@ def _document_api_key(app: FastAPI) -> None:
 def _has_self_attention(predictor: Any) -> bool:
     from attnkit.explain.methods import has_self_attention
 
+    if predictor.modality != "text":
+        return bool(predictor.model.has_layer_attentions())
     _, input_ids, mask = predictor.encode(["a b"])
     return bool(has_self_attention(predictor.model, input_ids, mask))
+
+
+def image_description(predictor: Any) -> dict[str, Any]:
+    """An image run's input size and mode, normalization and unit grid (see :func:`attnkit.export.image_description`)."""
+    from attnkit.export import image_description as describe
+
+    return describe(predictor)
+
+
+def _image_decoder(predictor: Any, config: ServeConfig) -> ImageDecoder:
+    prep = predictor.task.preparation
+    return ImageDecoder(
+        tuple(prep.size),
+        prep.mode,
+        max_pixels=config.limits.max_image_pixels,
+        max_bytes=config.limits.max_image_body_bytes,
+        workers=config.decode_workers,
+    )
+
+
+# -- image runs ---------------------------------------------------------------------------------------------
+
+#: The multipart fields each endpoint of an image run reads besides ``file``.
+FORM_FIELDS = {"/predict": (), "/explain": ("method", "target")}
+
+
+def _image_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of an image endpoint: base64 JSON or a multipart upload."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": model.model_json_schema()},
+                "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            },
+        }
+    }
+
+
+@dataclass
+class ImageRequest:
+    """The images of one request, still encoded, and its options (from the JSON body or the form fields).
+
+    Attributes:
+        uploads: the images, in order.
+        single: the JSON body gave one ``image`` (the response is one object, not a list).
+        methods: ``/explain``'s methods as given (None: the default).
+        target: ``/explain``'s target label.
+    """
+
+    uploads: list[Upload]
+    single: bool
+    methods: list[str] | None = None
+    target: str | None = None
+
+
+async def read_image_request(
+    request: Request, body_model: type[ImagePredictRequest] | type[ImageExplainRequest], *, max_images: int
+) -> ImageRequest:
+    """The images and options of an image-run request, multipart or JSON.
+
+    Raises:
+        RequestError: a malformed body (400), bad base64 (400), a schema or form mistake (422).
+    """
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    endpoint = request.url.path
+    if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+        form = parse_multipart(body, content_type, max_parts=max_images + 16)
+        allowed = FORM_FIELDS.get(endpoint, ())
+        unknown = sorted(set(form.fields) - set(allowed))
+        if unknown:
+            accepted = ", ".join((FILE_FIELD, *allowed))
+            raise RequestError(
+                422,
+                "validation_error",
+                f"unknown form field(s) {', '.join(map(repr, unknown))}; {endpoint} takes {accepted}",
+            )
+        methods = [
+            m.strip() for value in form.fields.get("method", []) for m in value.split(",") if m.strip()
+        ]
+        targets = form.fields.get("target", [])
+        if len(targets) > 1:
+            raise RequestError(422, "validation_error", "give one target, not several")
+        return ImageRequest(form.files, False, methods or None, targets[0] if targets else None)
+    try:
+        parsed = body_model.model_validate_json(body)
+    except ValidationError as err:
+        kind, detail = _validation_detail(list(err.errors()), "image")  # type: ignore[arg-type]
+        raise RequestError(422, kind, detail) from None
+    if parsed.image is not None and parsed.images is not None:
+        raise RequestError(422, "validation_error", "give either 'image' or 'images', not both")
+    encoded = parsed.all_images()
+    single = parsed.image is not None
+    if len(encoded) > max_images:  # before decoding any of them
+        raise RequestError(
+            422, "too_many_images", f"{len(encoded)} images in one request; the limit is {max_images}"
+        )
+    wheres = ["image"] if single else [f"images[{i}]" for i in range(len(encoded))]
+    uploads = [Upload(where, decode_base64(text, where)) for where, text in zip(wheres, encoded, strict=True)]
+    if isinstance(parsed, ImageExplainRequest):
+        if parsed.method is not None and parsed.methods is not None:
+            raise RequestError(422, "validation_error", "give either 'method' or 'methods', not both")
+        asked = None if parsed.method is None and parsed.methods is None else parsed.all_methods()
+        return ImageRequest(uploads, single, asked, parsed.target)
+    return ImageRequest(uploads, single)
+
+
+def _add_image_routes(
+    app: FastAPI,
+    predictor: Any,
+    batcher: MicroBatcher[Any, np.ndarray],
+    explainer: ExplainPool,
+    decoder: ImageDecoder,
+    limits: Limits,
+    self_attention: bool,
+) -> None:
+    """``POST /predict`` and ``POST /explain`` of an image run."""
+    from attnkit.explain import check_methods
+
+    @app.post(
+        "/predict",
+        response_model=Prediction | Predictions,
+        summary="label and class probabilities of one image or several (multipart `file`, or base64 JSON)",
+        openapi_extra=_image_request_body(ImagePredictRequest),
+    )
+    async def predict_images(request: Request) -> dict[str, Any]:
+        parsed = await read_image_request(request, ImagePredictRequest, max_images=limits.max_images)
+        uploads = check_count(parsed.uploads, limit=limits.max_images)
+        arrays = await decoder.decode(uploads)
+        rows = await batcher.submit(arrays)
+        predictions = [
+            predictor.prediction(upload.where, torch.from_numpy(row)).to_json_dict()
+            for upload, row in zip(uploads, rows, strict=True)
+        ]
+        return predictions[0] if parsed.single else {"predictions": predictions}
+
+    @app.post(
+        "/explain",
+        response_model=dict[str, Any] | Explanations,
+        summary="per-unit scores (pixel boxes) of one or more methods (docs/explanation-format.md)",
+        responses={504: {"model": Error}},
+        openapi_extra=_image_request_body(ImageExplainRequest),
+    )
+    async def explain_images(request: Request) -> dict[str, Any]:
+        parsed = await read_image_request(request, ImageExplainRequest, max_images=limits.max_explain_images)
+        methods = parsed.methods or ["attention"]
+        try:
+            check_methods(methods)
+        except ValueError as err:
+            raise RequestError(422, "unknown_method", str(err)) from None
+        if parsed.target is not None and parsed.target not in predictor.labels:
+            raise RequestError(
+                422,
+                "unknown_target",
+                f"unknown target label {parsed.target!r}; the labels are {', '.join(predictor.labels)}",
+            )
+        names = check_methods(methods, predictor.model, has_layers=self_attention)
+        uploads = check_count(parsed.uploads, limit=limits.max_explain_images)
+        arrays = await decoder.decode(uploads)
+        try:
+            items = await explainer.run(arrays, names, target=parsed.target, layers=False)
+        except ValueError as err:  # a named method this model cannot compute
+            raise RequestError(422, "unsupported_method", str(err)) from None
+        for item, upload in zip(items, uploads, strict=True):
+            item["source"] = upload.filename
+        return items[0] if parsed.single else {"explanations": items}
 
 
 def check_exposure(config: ServeConfig, host: str) -> ServeConfig:

@@ -1,15 +1,16 @@
 """Inference backends of the server: PyTorch (the run's model) or ONNX Runtime (an exported graph).
 
-Both tokenize in Python with the run's tokenizer and return class probabilities for a batch of texts. They are
-called from one worker thread at a time (see :mod:`attnkit.serve.batching`).
+Both encode in Python with the run's task (texts: its tokenizer; images: decoded ``(H, W, C)`` uint8 arrays,
+normalized as in training) and return class probabilities for a batch of inputs. They are called from one
+worker thread at a time (see :mod:`attnkit.serve.batching`).
 
-Dimension legend: ``N`` texts, ``C`` classes.
+Dimension legend: ``N`` inputs (texts or images), ``C`` classes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,13 +24,13 @@ BACKENDS = ("torch", "onnx")
 
 
 class Backend(Protocol):
-    """Class probabilities for a batch of texts."""
+    """Class probabilities for a batch of inputs (texts, or images as uint8 arrays or encoded bytes)."""
 
     name: str
     predictor: Predictor
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """``(N, C)`` float32 probabilities, one row per text, in the order of ``labels``."""
+    def predict_proba(self, items: list[Any]) -> np.ndarray:
+        """``(N, C)`` float32 probabilities, one row per input, in the order of ``labels``."""
         ...
 
 
@@ -41,23 +42,30 @@ class TorchBackend:
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.predictor.predict_proba(texts, batch_size=max(1, len(texts))).numpy()
+    def predict_proba(self, items: list[Any]) -> np.ndarray:
+        return self.predictor.predict_proba(items, batch_size=max(1, len(items))).numpy()
 
 
 class OnnxBackend:
-    """An exported graph run by ONNX Runtime; the predictor supplies tokenizer and labels.
+    """An exported graph run by ONNX Runtime; the predictor supplies the encoding (tokenizer, or image
+    normalization) and the labels.
 
     Args:
-        predictor: the run (tokenizer, labels; explanations still use its PyTorch model).
+        predictor: the run (its task encodes, labels; explanations still use its PyTorch model).
         path: the ``.onnx`` file written by :func:`attnkit.export.export_onnx`.
         threads: ONNX Runtime intra-op threads (default: its own choice).
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        attnkit.runs.RunError: the file is not a model ONNX Runtime loads, or its graph is not one of this
+            run's modality (a text graph for an image run, or the reverse).
     """
 
     name = "onnx"
 
     def __init__(self, predictor: Predictor, path: str | Path, *, threads: int | None = None) -> None:
-        from attnkit.export import onnx_session
+        from attnkit.export import onnx_session, session_modality
+        from attnkit.runs import RunError
 
         self.predictor = predictor
         self.path = Path(path)
@@ -66,12 +74,18 @@ class OnnxBackend:
                 f"no ONNX model at {self.path}; write one with: attnkit export {predictor.run_dir} --format onnx"
             )
         self.session = onnx_session(self.path, threads=threads)
+        graph = session_modality(self.session)
+        if graph != predictor.modality:
+            raise RunError(
+                f"{self.path} is the graph of a {graph} model but {predictor.run_dir} is a {predictor.modality} "
+                f"run; export this run with: attnkit export {predictor.run_dir} --format onnx"
+            )
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def predict_proba(self, items: list[Any]) -> np.ndarray:
         from attnkit.export import run_onnx
 
-        _, input_ids, mask = self.predictor.encode(texts)
-        logits, _ = run_onnx(self.session, input_ids, mask)  # (N, C)
+        inputs, mask = self.predictor.encode_inputs(items)
+        logits, _ = run_onnx(self.session, inputs, mask)  # (N, C)
         return self.predictor.probabilities(torch.from_numpy(logits)).numpy()
 
 

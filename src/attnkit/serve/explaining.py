@@ -8,8 +8,9 @@ where a prediction costs a share of one batched forward pass. On one shared work
 - ``workers`` at a time, each with ``threads`` torch intra-op threads (the predict worker gets the cores they
   leave, see :func:`thread_budget`), so the two pools do not oversubscribe the cores;
 - a time limit per request, counted from its arrival (queueing included). The work is split in units, one
-  method on one text (each bounded by the tokenizer's ``max_length``), and the deadline is checked before each
-  unit; the client gets :class:`ExplainTimeout` (504) as soon as the limit passes.
+  method on one input (a text, bounded by the tokenizer's ``max_length``; an image, at the run's fixed size),
+  and the deadline is checked before each unit; the client gets :class:`ExplainTimeout` (504) as soon as the
+  limit passes.
 
 Two isolations:
 
@@ -45,6 +46,7 @@ from attnkit.serve.batching import Overloaded
 
 if TYPE_CHECKING:
     from attnkit.explain import Explanation
+    from attnkit.explain.images import ImageExplanation
     from attnkit.predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -62,14 +64,18 @@ class ExplainTimeout(Exception):
 
 @dataclass(frozen=True)
 class ExplainJob:
-    """One ``/explain`` request: ``methods`` already expanded (``all`` resolved, ``rollout`` added)."""
+    """One ``/explain`` request: ``methods`` already expanded (``all`` resolved, ``rollout`` added).
 
-    texts: list[str]
+    ``texts`` are the inputs: texts, or for an image run decoded ``(H, W, C)`` uint8 images (``modality``).
+    """
+
+    texts: list[Any]
     methods: list[str]
     target: str | None
     layers: bool
     deadline: float  # time.monotonic() by which it must be done (one clock for all processes of a machine)
     limit_s: float
+    modality: str = "text"
 
 
 def _timeout_message(limit_s: float, progress: str = "") -> str:
@@ -86,16 +92,26 @@ def _merge(into: Explanation, other: Explanation) -> None:
     into.methods.extend(m for m in other.methods if m not in into.methods)
 
 
+def _merge_image(into: ImageExplanation, other: ImageExplanation) -> None:
+    """Add ``other``'s methods and unit scores (same image, same grid) to ``into``."""
+    for unit, more in zip(into.units, other.units, strict=True):
+        unit.scores.update(more.scores)
+    into.methods.extend(m for m in other.methods if m not in into.methods)
+
+
 def explain_within(
     predictor: Predictor, job: ExplainJob, *, clock: Callable[[], float] = time.monotonic
 ) -> list[dict[str, Any]]:
-    """Explain ``job`` one (text, method) unit at a time, checking its deadline before each unit.
+    """Explain ``job`` one (input, method) unit at a time, checking its deadline before each unit.
 
-    Returns the same JSON dicts as :func:`attnkit.explain.explain` on the whole request.
+    Returns the same JSON dicts as :func:`attnkit.explain.explain` (texts) or
+    :func:`attnkit.explain.images.explain_images` (images) on the whole request.
 
     Raises:
         ExplainTimeout: the deadline passed before every unit was done.
     """
+    if job.modality == "image":
+        return _explain_images_within(predictor, job, clock)
     import attnkit.explain
 
     units = len(job.texts) * len(job.methods)
@@ -118,6 +134,35 @@ def explain_within(
                 merged = explanation
             else:
                 _merge(merged, explanation)
+            done += 1
+        assert merged is not None
+        results.append(merged.to_json_dict())
+    return results
+
+
+def _explain_images_within(
+    predictor: Predictor, job: ExplainJob, clock: Callable[[], float]
+) -> list[dict[str, Any]]:
+    from attnkit.explain.images import explain_images
+
+    units = len(job.texts) * len(job.methods)
+    done = 0
+    results: list[dict[str, Any]] = []
+    for image in job.texts:
+        merged: ImageExplanation | None = None
+        for method in job.methods:
+            if merged is not None and method in merged.methods:  # rollout comes with attention
+                done += 1
+                continue
+            if clock() > job.deadline:
+                raise ExplainTimeout(
+                    _timeout_message(job.limit_s, f" ({done} of {units} image x method steps done)")
+                )
+            explanation = explain_images(predictor, [image], [method], target=job.target)[0]
+            if merged is None:
+                merged = explanation
+            else:
+                _merge_image(merged, explanation)
             done += 1
         assert merged is not None
         results.append(merged.to_json_dict())
@@ -341,9 +386,10 @@ class ExplainPool:
     # -- the public call ------------------------------------------------------------------------------------
 
     async def run(
-        self, texts: Sequence[str], methods: Sequence[str], *, target: str | None, layers: bool
+        self, texts: Sequence[Any], methods: Sequence[str], *, target: str | None, layers: bool
     ) -> list[dict[str, Any]]:
-        """Explain ``texts`` within the time limit; returns one JSON dict per text.
+        """Explain ``texts`` (or, for an image run, decoded uint8 images) within the time limit; returns one JSON
+        dict per input.
 
         Raises:
             Overloaded: ``max_pending`` explanations are already running or waiting, or the pool is stopped
@@ -362,7 +408,13 @@ class ExplainPool:
             self.rejected += 1
             raise Overloaded(f"{self.pending} explanations are already running or waiting; retry shortly")
         job = ExplainJob(
-            list(texts), list(methods), target, layers, time.monotonic() + self.timeout_s, self.timeout_s
+            list(texts),
+            list(methods),
+            target,
+            layers,
+            time.monotonic() + self.timeout_s,
+            self.timeout_s,
+            self.predictor.modality,
         )
         if self.isolation == "thread":
             return await self._run_in_thread(job)

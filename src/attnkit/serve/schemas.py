@@ -15,19 +15,42 @@ class Limits:
     Attributes:
         max_texts: texts per request.
         max_chars: characters per text.
-        max_body_bytes: request body size, checked before the body is parsed.
+        max_body_bytes: request body size of a text run, checked before the body is parsed.
         max_explain_texts: texts per ``/explain`` request (explanations cost up to ~100 forward passes each).
+        max_images: images per ``/predict`` request of an image run.
+        max_explain_images: images per ``/explain`` request of an image run.
+        max_image_body_bytes: request body size of an image run (every upload, or the base64 JSON, together),
+            checked before the body is parsed; also the most bytes one image file may have.
+        max_image_pixels: most pixels (width x height) an uploaded image may declare; larger ones are refused
+            from their header, before decoding (decompression bombs).
     """
 
     max_texts: int = 64
     max_chars: int = 20_000
     max_body_bytes: int = 1_000_000
     max_explain_texts: int = 8
+    max_images: int = 16
+    max_explain_images: int = 2
+    max_image_body_bytes: int = 20_000_000
+    max_image_pixels: int = 40_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_texts", "max_chars", "max_body_bytes", "max_explain_texts"):
+        for name in (
+            "max_texts",
+            "max_chars",
+            "max_body_bytes",
+            "max_explain_texts",
+            "max_images",
+            "max_explain_images",
+            "max_image_body_bytes",
+            "max_image_pixels",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def body_bytes(self, modality: str) -> int:
+        """The request body limit of a run of ``modality``."""
+        return self.max_image_body_bytes if modality == "image" else self.max_body_bytes
 
 
 class _Body(BaseModel):
@@ -75,6 +98,78 @@ class ExplainRequest(_Body):
         return list(self.methods) if self.methods is not None else ["attention"]
 
 
+class _ImageBody(BaseModel):
+    """One image (``image``) or several (``images``), base64-encoded: exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: StrictStr | None = Field(
+        default=None,
+        description="one image file (PNG, JPEG, BMP, GIF, WebP) in base64, or a data: URL; one object back",
+    )
+    images: list[StrictStr] | None = Field(
+        default=None, description="several images in base64 (or data: URLs); the response has a list"
+    )
+
+    def all_images(self) -> list[str]:
+        return [self.image] if self.image is not None else list(self.images or [])
+
+
+class ImagePredictRequest(_ImageBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"image": "iVBORw0KGgo..."}, {"images": ["iVBORw0KGgo...", "/9j/4AAQ..."]}]
+        },
+    )
+
+
+class ImageExplainRequest(_ImageBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"image": "iVBORw0KGgo...", "methods": ["attention", "ig"]},
+                {"images": ["iVBORw0KGgo..."], "method": "attention", "target": "cat"},
+            ]
+        },
+    )
+
+    method: StrictStr | None = Field(default=None, description="one method (default: attention)")
+    methods: list[StrictStr] | None = Field(default=None, description="several methods, or ['all']")
+    target: StrictStr | None = Field(
+        default=None, description="label to explain (default: the predicted one)"
+    )
+
+    def all_methods(self) -> list[str]:
+        if self.method is not None:
+            return [self.method]
+        return list(self.methods) if self.methods is not None else ["attention"]
+
+
+#: The multipart form of ``/predict`` and ``/explain`` on an image run, for the OpenAPI schema.
+MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "file": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "one or several image files (the field repeated)",
+        },
+        "method": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "/explain: methods (repeated, or comma-separated; default attention)",
+        },
+        "target": {
+            "type": "string",
+            "description": "/explain: label to explain (default: the predicted one)",
+        },
+    },
+    "required": ["file"],
+}
+
+
 class Prediction(BaseModel):
     label: str
     probabilities: dict[str, float]
@@ -97,7 +192,15 @@ class ModelInfo(BaseModel):
     device: str = Field(description="where the PyTorch model runs (cpu, cuda:0)")
     labels: list[str] = Field(description="the classes, in the order of the probabilities")
     temperature: float = Field(description="probabilities are softmax(logits / temperature)")
-    max_length: int = Field(description="tokens the model reads; later tokens are not classified")
+    modality: str = Field(default="text", description="what the run classifies: text or image")
+    max_length: int | None = Field(
+        description="tokens the model reads; later tokens are not classified (text runs; null for images)"
+    )
+    image: dict[str, Any] | None = Field(
+        default=None,
+        description="image runs: the size and mode inputs are resized to (cover, centre crop), the per-channel "
+        "mean and std, and the unit grid (unit_size pixels a side, grid rows x cols); null for text",
+    )
     methods: list[str] = Field(description="explanation methods this model supports ('all' asks for these)")
     self_attention: bool = Field(description="whether /explain can return per-layer, per-head maps")
     limits: dict[str, int] = Field(description="per-request limits")
