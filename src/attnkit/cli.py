@@ -165,8 +165,16 @@ def _cmd_config(args: argparse.Namespace) -> int:
     if args.model_options:
         from attnkit.models.registry import model_config_from_dict
 
-        fields = model_config_from_dict(config.model.name, config.model.options).to_dict()
-        for key in ("vocab_size", "num_classes", "max_length"):  # set from the data and the tokenizer
+        fields = model_config_from_dict(
+            config.model_name, config.model.options, modality=config.modality
+        ).to_dict()
+        for key in (
+            "vocab_size",
+            "num_classes",
+            "max_length",
+            "image_size",
+            "channels",
+        ):  # set from the data and the tokenizer
             fields.pop(key, None)
         raw["model"]["options"] = fields
     print(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), end="")

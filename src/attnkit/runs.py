@@ -378,7 +378,7 @@ def build_run_model(
         raise ConfigError(f"{where}: {err}" if where is not None else str(err)) from None
     options = {**fields, **config.model.options}
     members = [
-        build_model(config.model.name, modality=config.modality, **options)
+        build_model(config.model_name, modality=config.modality, **options)
         for _ in range(config.model.ensemble)
     ]
     model = members[0] if len(members) == 1 else EnsembleClassifier(members)

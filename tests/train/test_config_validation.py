@@ -60,7 +60,7 @@ BAD_OVERRIDES = [
     ("tokenizer.min_freq=0", r"tokenizer.min_freq must be >= 1"),
     ("data.train=''", r"data.train must name the training data"),
     ("model.ensemble=1000", r"model.ensemble must be <= 256"),
-    ("model.name=lstm", r"model.name 'lstm' is unknown; choose one of bag-attn, bilstm-attn"),
+    ("model.name=lstm", r"model.name 'lstm' is unknown; choose auto or one of bag-attn, bilstm-attn"),
     (
         "model.options={no_such_option: 1}",
         r"model.options: unknown field\(s\) for BiLSTMAttnConfig: 'no_such_option'",

@@ -42,6 +42,8 @@ REGISTRY: dict[str, dict[str, ModelEntry]] = {
 }
 #: The text models (the registry before other modalities existed).
 MODEL_REGISTRY: dict[str, ModelEntry] = REGISTRY["text"]
+#: The model ``model.name: auto`` trains, per modality (BENCHMARKS.md: "Which model by default", "Vision").
+DEFAULT_MODELS: dict[str, str] = {"text": "nb-attn", "image": "cnn-attn"}
 #: Modalities in the order they are shown.
 MODALITIES: tuple[str, ...] = tuple(REGISTRY)
 

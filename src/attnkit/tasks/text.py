@@ -216,7 +216,7 @@ class TextClassificationTask(Task):
             "num_classes": num_classes,
             "max_length": self.config.tokenizer.max_length,
         }
-        if self.config.model.name == "han" and "sentence_end_ids" not in self.config.model.options:
+        if self.config.model_name == "han" and "sentence_end_ids" not in self.config.model.options:
             ids = {tokenizer.token_to_id(tok) for tok in SENTENCE_END_TOKENS} - {tokenizer.unk_id}
             fields["sentence_end_ids"] = tuple(sorted(ids))
         return fields

@@ -182,9 +182,11 @@ class ModelSection:
             (:class:`attnkit.models.ensemble.EnsembleClassifier`). Training time grows ``M``-fold.
     """
 
-    #: ``nb-attn``: the most accurate model for a small time budget in BENCHMARKS.md ("Which model by default");
-    #: the article's BiLSTM + attention is ``bilstm-attn``.
-    name: str = "nb-attn"
+    #: ``auto``: the modality's default (:data:`attnkit.models.registry.DEFAULT_MODELS`): for text ``nb-attn``, the
+    #: most accurate model for a small time budget in BENCHMARKS.md ("Which model by default"; the article's
+    #: BiLSTM + attention is ``bilstm-attn``); for images the most accurate one in "Vision". A run saves the
+    #: model it used.
+    name: str = "auto"
     options: dict[str, Any] = field(default_factory=dict)
     ensemble: int = 1
 
@@ -194,9 +196,9 @@ class ModelSection:
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
             raise ConfigError(f"model.ensemble must be an integer >= 1, got {self.ensemble!r}")
         _check_range("model.ensemble", self.ensemble, 1, MAX_ENSEMBLE)
-        if self.name not in available_models():
+        if self.name != "auto" and self.name not in available_models():
             raise ConfigError(
-                f"model.name {self.name!r} is unknown; choose one of {', '.join(available_models())}"
+                f"model.name {self.name!r} is unknown; choose auto or one of {', '.join(available_models())}"
             )
         if not isinstance(self.options, dict) or not all(isinstance(key, str) for key in self.options):
             raise ConfigError(
@@ -316,9 +318,9 @@ class RunConfig:
         from attnkit.models.registry import available_models, modalities_of
 
         modality = self.modality
-        if modality not in modalities_of(self.model.name):
+        if modality not in modalities_of(self.model_name):
             raise ConfigError(
-                f"model.name {self.model.name!r} is not {'an' if modality[0] in 'aeiou' else 'a'} {modality} model; "
+                f"model.name {self.model_name!r} is not {'an' if modality[0] in 'aeiou' else 'a'} {modality} model; "
                 f"{modality} models are "
                 f"{', '.join(available_models(modality))}"
             )
@@ -332,13 +334,26 @@ class RunConfig:
         """``text`` or ``image``: what the run's examples are (``data.modality``, or decided for ``auto``)."""
         if self.data.modality != "auto":
             return self.data.modality
-        return resolve_modality(self.data, self.model.name)
+        return resolve_modality(self.data, self.model.name)  # auto names no modality
+
+    @property
+    def model_name(self) -> str:
+        """The model the run trains: ``model.name``, or for ``auto`` the modality's default."""
+        if self.model.name != "auto":
+            return self.model.name
+        from attnkit.models.registry import DEFAULT_MODELS
+
+        return DEFAULT_MODELS[self.modality]
 
     def resolved(self) -> RunConfig:
-        """This config with ``data.modality`` decided: what a run saves, so that it loads without its data."""
-        if self.data.modality != "auto":
-            return self
-        return self.with_overrides([f"data.modality={self.modality}"])
+        """This config with ``data.modality`` and ``model.name`` decided: what a run saves, so that it loads without
+        its data and names its model."""
+        decided = [
+            f"data.modality={self.modality}" if self.data.modality == "auto" else "",
+            f"model.name={self.model_name}" if self.model.name == "auto" else "",
+        ]
+        decided = [item for item in decided if item]
+        return self.with_overrides(decided) if decided else self
 
     def default_model_fields(self, num_classes: int, vocab_size: int | None = None) -> dict[str, Any]:
         """The data-derived model fields as far as the config alone knows them (the task knows the real ones)."""
@@ -370,7 +385,7 @@ class RunConfig:
             fields = self.default_model_fields(num_classes, vocab_size)
         try:
             return model_config_from_dict(
-                self.model.name, {**fields, **self.model.options}, modality=self.modality
+                self.model_name, {**fields, **self.model.options}, modality=self.modality
             )
         except ValueError as err:
             raise ConfigError(f"model.options: {err}") from None

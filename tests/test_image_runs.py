@@ -1,0 +1,180 @@
+"""An image run end to end through the public surfaces: fit, the run directory, predict (CLI and Python API),
+evaluate, calibrate, resume, ensembles and refit, all through the same task-driven loop as text."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import attnkit
+from attnkit.predictor import Predictor, evaluate_run
+from attnkit.runs import load_run
+from attnkit.tasks.image import PREPARATION_FILE
+from attnkit.train.config import RunConfig
+from attnkit.train.loop import fit
+
+SMALL_CNN = {"widths": [8, 16], "strides": [2, 2], "dropout": 0.0}
+
+
+def _write_folder(root: Path, n: int = 24, seed: int = 0) -> Path:
+    """Three classes told apart by where a bright square is (top-left, centre, bottom-right) on noise."""
+    rng = np.random.default_rng(seed)
+    corners = {"top": (2, 2), "middle": (11, 11), "bottom": (20, 20)}
+    for label, (y, x) in corners.items():
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            image = rng.integers(0, 60, (28, 28), dtype=np.uint8)
+            image[y : y + 6, x : x + 6] = 230
+            Image.fromarray(image, "L").save(root / label / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_folder(tmp_path_factory.mktemp("images") / "train")
+
+
+def _config(folder: Path, **train: object) -> RunConfig:
+    return RunConfig.from_dict(
+        {
+            "data": {"train": str(folder), "val_fraction": 0.25},
+            "image": {"mode": "L"},
+            "model": {"name": "cnn-attn", "options": SMALL_CNN},
+            "optim": {"lr": 0.01, "batch_size": 16},
+            "train": {"epochs": 8, "threads": 1, "progress": False, "seed": 1, **train},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def image_run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "cnn"
+    fit(_config(image_folder), run_dir)
+    return run_dir
+
+
+def test_the_run_directory_holds_an_image_run(image_run: Path) -> None:
+    saved = RunConfig.from_yaml(image_run / "config.yaml")
+    assert saved.data.modality == "image"  # decided at training, so the run loads without its data
+    preparation = json.loads((image_run / PREPARATION_FILE).read_text())
+    assert preparation["size"] == [28, 28] and preparation["mode"] == "L"
+    assert json.loads((image_run / "labels.json").read_text()) == ["bottom", "middle", "top"]
+    metrics = json.loads((image_run / "metrics.json").read_text())
+    assert metrics["val"]["accuracy"] >= 0.9, metrics["val"]
+    assert metrics["data_sizes"] == {"train": 54, "val": 18, "test": 0}
+    assert not (image_run / "tokenizer").exists()
+
+
+def test_predictions_agree_across_the_cli_the_api_and_the_model(image_run: Path, image_folder: Path) -> None:
+    files = [image_folder / "top" / "0.png", image_folder / "bottom" / "3.png"]
+    run = load_run(image_run)
+    # The reference: the model on the pixels normalized with the run's own statistics.
+    prep = json.loads((image_run / PREPARATION_FILE).read_text())
+    pixels = torch.stack(
+        [torch.as_tensor(np.array(Image.open(f)), dtype=torch.float32)[None] / 255 for f in files]
+    )
+    pixels = (pixels - prep["mean"][0]) / prep["std"][0]
+    with torch.no_grad():
+        expected = torch.softmax(run.model(pixels).logits / run.temperature, dim=-1)
+    clf = attnkit.load(image_run, device="cpu")
+    np.testing.assert_allclose(clf.predict_proba([str(f) for f in files]), expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(Image.open(files[0]))[0], expected[0].numpy(), atol=1e-6)
+    assert clf.predict([str(f) for f in files]) == ["top", "bottom"]
+    out = subprocess.run(
+        [sys.executable, "-m", "attnkit.cli", "predict", str(image_run), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [row["file"] for row in rows] == [str(f) for f in files]
+    assert [row["label"] for row in rows] == ["top", "bottom"]
+    for row, probabilities in zip(rows, expected, strict=True):
+        assert row["probabilities"]["top"] == pytest.approx(float(probabilities[2]), abs=1e-5)
+
+
+def test_a_folder_is_predicted_and_a_broken_image_is_skipped(image_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    Image.fromarray(np.zeros((40, 30), dtype=np.uint8), "L").save(folder / "b.png")  # resized like training
+    (folder / "a.png").write_bytes(b"not a png")
+    out_csv = tmp_path / "out.csv"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attnkit.cli",
+            "predict",
+            str(image_run),
+            "--file",
+            str(folder),
+            "--out",
+            str(out_csv),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "skipped 1 of 2" in done.stderr and "a.png" in done.stderr and "Traceback" not in done.stderr
+    lines = out_csv.read_text().splitlines()
+    assert lines[0] == "file,predicted_label,prob_bottom,prob_middle,prob_top"
+    assert len(lines) == 2 and lines[1].startswith(str(folder / "b.png"))
+
+
+def test_evaluate_and_a_label_the_run_does_not_know(
+    image_run: Path, image_folder: Path, tmp_path: Path
+) -> None:
+    report = evaluate_run(image_run, str(image_folder))
+    assert report["n"] == 72 and report["accuracy"] >= 0.9
+    other = _write_folder(tmp_path / "other", n=3)
+    (other / "top").rename(other / "left")
+    with pytest.raises(ValueError, match="'left' are not among the run's labels"):
+        evaluate_run(image_run, str(other))
+
+
+def test_resume_after_a_kill_gives_the_same_weights(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Augmentation included: its random stream is a function of (seed, epoch), so a resume replays it."""
+    from attnkit.train import run as run_module
+
+    config = _config(image_folder, epochs=3).with_overrides(
+        ["image.random_crop_padding=2", "image.horizontal_flip=true"]
+    )
+    whole = fit(config, tmp_path / "whole")
+    train_epoch = run_module._Trainer.train_epoch
+
+    def killed_in_epoch_two(self: run_module._Trainer, epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt  # after epoch 1's checkpoint, before epoch 2's
+        train_epoch(self, epoch)
+
+    monkeypatch.setattr(run_module._Trainer, "train_epoch", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, tmp_path / "part")
+    monkeypatch.setattr(run_module._Trainer, "train_epoch", train_epoch)
+    resumed = fit(config, tmp_path / "part", resume=True)
+    for name, tensor in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
+    assert resumed.metrics["val"]["accuracy"] == whole.metrics["val"]["accuracy"]
+    assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2, 3]
+
+
+def test_an_ensemble_of_image_models_averages_its_members(image_folder: Path, tmp_path: Path) -> None:
+    config = _config(image_folder, epochs=1).with_overrides(["model.ensemble=2"])
+    result = fit(config, tmp_path / "ens")
+    members = [Predictor(tmp_path / "ens" / "members" / str(m)) for m in range(2)]
+    ensemble = Predictor(tmp_path / "ens")
+    files = [str(image_folder / "middle" / "1.png")]
+    pixels, _ = ensemble.encode_inputs(list(attnkit.load(tmp_path / "ens")._inputs(files)))
+    with torch.no_grad():
+        mean = torch.stack([m.model(pixels).logits for m in members]).mean(dim=0)
+        torch.testing.assert_close(ensemble.model(pixels).logits, mean)
+    assert "members" in result.metrics and len(result.metrics["members"]) == 2
