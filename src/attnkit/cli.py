@@ -377,17 +377,78 @@ def _numbered_paths(out: Path, count: int) -> list[Path]:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from attnkit.atomic import write_text
     from attnkit.explain import explain, render
-    from attnkit.explain.methods import has_self_attention
     from attnkit.predictor import Predictor
 
+    if args.format is None:  # from the --out suffix (explanation.html, .png, .json), else the terminal
+        by_suffix = {".html": "html", ".htm": "html", ".png": "png", ".json": "json"}
+        suffix_format = by_suffix.get(Path(args.out).suffix.lower()) if args.out else "terminal"
+        if suffix_format is None:
+            raise UserError(
+                f"cannot tell the format from --out {args.out}; end it in .html, .png or .json, or give --format"
+            )
+        args.format = suffix_format
     suffix = {"html": "html", "png": "png", "head-view": "html", "model-view": "html"}
     if args.format in suffix and args.out is None:
         args.out = (
             f"explanation.{suffix[args.format]}" if args.format in ("html", "png") else f"{args.format}.html"
         )
     predictor = Predictor(args.run_dir, device=args.device)
+    written: list[Path] = []
+    if predictor.modality == "image":
+        from attnkit.batch_predict import image_files
+        from attnkit.data.errors import DataError
+        from attnkit.explain import explain_images, render_images
+
+        if args.format in ("head-view", "model-view") or args.layers:
+            raise UserError(
+                f"{'--layers' if args.layers else '--format ' + args.format} is for text runs; an image run's "
+                "explanations are terminal, html, png or json"
+            )
+        if args.file or args.text_field:
+            raise UserError("give the images (files or folders) as arguments; --file is for text runs")
+        if not args.texts:
+            raise UserError("give the images to explain as arguments (image files or folders of them)")
+        images, names = [], []
+        for path in image_files(list(args.texts)):
+            try:  # decoded and resized as the training images were; an unreadable one is skipped
+                images.append(predictor.task.to_array(path.read_bytes()))  # type: ignore[attr-defined]
+            except (DataError, OSError) as err:
+                print(f"attnkit explain: skipped {path}: {str(err).split(': ', 1)[-1]}", file=sys.stderr)
+                continue
+            names.append(str(path))
+        if not images:
+            raise UserError("no readable image to explain")
+        image_explanations = explain_images(
+            predictor,
+            images,
+            _method_list(args.method),
+            target=args.target,
+            ig_steps=args.ig_steps,
+            sources=names,
+        )
+        items = [e.to_json_dict() for e in image_explanations]
+        if args.format == "terminal":
+            render_images.render_image_terminal(items)
+        elif args.format == "json":
+            text = render_images.render_image_json(items)
+            if args.out:
+                write_text(Path(args.out), text + "\n")
+                written.append(Path(args.out))
+            else:
+                print(text)
+        elif args.format == "html":
+            write_text(Path(args.out), render_images.render_image_html(items))
+            written.append(Path(args.out))
+        else:  # png: one file per image
+            for item, path in zip(items, _numbered_paths(Path(args.out), len(items)), strict=True):
+                render_images.render_image_png(item, path)
+                written.append(path)
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+
     texts = _read_texts(args, predictor.config.data.text_field).texts
-    has_layers = has_self_attention(predictor.model, *predictor.encode(texts[:1])[1:])
+    has_layers = predictor.model.has_layer_attentions()
     if args.format in ("head-view", "model-view") and not has_layers:
         raise UserError(
             f"--format {args.format} needs a model with self-attention layers (the transformer); this run's "
@@ -404,7 +465,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     )
     payload = [e.to_json_dict() for e in explanations]
 
-    written: list[Path] = []
     if args.format == "terminal":
         render.render_terminal(payload)
     elif args.format == "json":
@@ -436,33 +496,41 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "explain", help="the prediction plus per-token importance by attention, gradients, IG, LOO"
+        "explain",
+        help="the prediction plus per-token (text) or per-box (image) importance by attention, gradients, IG, LOO",
     )
     p.add_argument("run_dir")
-    p.add_argument("texts", nargs="*", help="texts to explain (else --file or standard input, one per line)")
+    p.add_argument(
+        "texts",
+        nargs="*",
+        help="texts to explain (else --file or standard input, one per line); for an image run, image files or "
+        "folders of them",
+    )
     p.add_argument("--file", help=_FILE_HELP)
     p.add_argument("--text-field", help=_TEXT_FIELD_HELP)
     p.add_argument(
         "--method",
         action="append",
         help="attention, attention-value, gradient, grad-input, ig, loo or all (repeat or comma-separate; default "
-        "attention; transformers add rollout to attention)",
+        "attention; transformers and ViTs add rollout to attention; for images loo is occlusion of each box)",
     )
     p.add_argument(
         "--format",
         choices=("terminal", "html", "png", "json", "head-view", "model-view"),
-        default="terminal",
-        help="head-view / model-view: standalone pages of every layer and head (transformer)",
+        default=None,
+        help="default: from the --out suffix (.html, .png, .json), else terminal. head-view / model-view: "
+        "standalone pages of every layer and head (text transformer). For an image run, png shows per method "
+        "the image, the heatmap and the overlay; html switches between methods and shows a box's score on hover",
     )
     p.add_argument(
         "--out",
         help="output file (html/png default explanation.html/.png; json default stdout). png, head-view and "
-        "model-view write one file per text: with several texts OUT-0.png, OUT-1.png, ... in input order (numbers "
-        "zero-padded to the same width); every file written is printed",
+        "model-view write one file per text or image: with several, OUT-0.png, OUT-1.png, ... in input order "
+        "(numbers zero-padded to the same width); every file written is printed",
     )
     p.add_argument("--target", help="explain this label instead of the predicted one")
     p.add_argument(
-        "--layers", action="store_true", help="include every layer/head attention map (transformer)"
+        "--layers", action="store_true", help="include every layer/head attention map (text transformer)"
     )
     p.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
     _add_device(p)
@@ -472,17 +540,15 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 def _cmd_faithfulness(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from attnkit.data import load_source
-    from attnkit.explain.faithfulness import faithfulness_report, format_report, plot_report
+    from attnkit.explain.faithfulness import faithfulness_report, format_report, plot_report, read_inputs
     from attnkit.explain.synthetic import plausibility, read_cue_task
     from attnkit.predictor import Predictor
 
     predictor = Predictor(args.run_dir, device=args.device)
-    examples = load_source(
-        args.data, text_field=predictor.config.data.text_field, label_field=predictor.config.data.label_field
-    )
-    total = min(args.n, len(examples))
-    bar = tqdm(total=total, desc="faithfulness", unit="text", disable=args.no_progress, file=sys.stderr)
+    inputs, labels = read_inputs(predictor, args.data)  # texts, or images as (H, W, C) uint8 arrays
+    total = min(args.n, len(inputs))
+    unit = "text" if predictor.modality == "text" else predictor.modality
+    bar = tqdm(total=total, desc="faithfulness", unit=unit, disable=args.no_progress, file=sys.stderr)
 
     def advance(done: int) -> None:
         bar.update(done - bar.n)
@@ -490,8 +556,8 @@ def _cmd_faithfulness(args: argparse.Namespace) -> int:
     with bar:
         report = faithfulness_report(
             predictor,
-            [e.text for e in examples],
-            labels=[e.label for e in examples],
+            inputs,
+            labels=labels,
             methods=_method_list(args.method or ["all"]),
             n=args.n,
             seed=args.seed,
@@ -499,7 +565,7 @@ def _cmd_faithfulness(args: argparse.Namespace) -> int:
             source=args.data,
             progress=advance,
         )
-    cue_examples = read_cue_task(args.data)
+    cue_examples = read_cue_task(args.data) if predictor.modality == "text" else None
     if cue_examples is not None:
         report.plausibility = plausibility(
             predictor, cue_examples, _method_list(args.method or ["all"]), n=args.n, seed=args.seed,
@@ -515,15 +581,22 @@ def _cmd_faithfulness(args: argparse.Namespace) -> int:
 
 
 def _add_faithfulness(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("faithfulness", help="ERASER comprehensiveness/sufficiency, flips and rank agreement")
+    p = sub.add_parser(
+        "faithfulness",
+        help="ERASER comprehensiveness (deletion)/sufficiency, insertion, flips and rank agreement",
+    )
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="texts to measure on: file, folder or built-in name[:split]")
-    p.add_argument("--n", type=int, default=500, help="texts sampled (default 500)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="labelled data to measure on: file, folder or built-in name[:split] (fashion-mnist:test for images)",
+    )
+    p.add_argument("--n", type=int, default=500, help="texts or images sampled (default 500)")
     p.add_argument("--method", action="append", help="methods to measure (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ig-steps", type=int, default=50)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", help="write the AOPC curves to this PNG")
+    p.add_argument("--plot", help="write the deletion, sufficiency and insertion curves to this PNG")
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
     p.set_defaults(handler=_cmd_faithfulness)

@@ -1,5 +1,6 @@
-"""Explain predictions of a trained run: one :class:`Explanation` per text, in the JSON format of
-``docs/explanation-format.md`` (the only input the renderers, the CLI and the server read).
+"""Explain predictions of a trained text run: one :class:`Explanation` per text, in the JSON format of
+``docs/explanation-format.md`` (the only input the renderers, the CLI and the server read). Image runs have
+:func:`attnkit.explain.images.explain_images`.
 
 Dimension legend: ``B`` batch, ``T`` tokens, ``L`` layers, ``H`` heads.
 """
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 
 from attnkit.data.text.tokenizer import clean_text
-from attnkit.explain.methods import SIGNED, check_methods, compute_scores, has_self_attention
+from attnkit.explain.methods import SIGNED, check_methods, compute_scores
 from attnkit.explain.scale import scales_json
 from attnkit.predictor import Prediction, Predictor
 
@@ -113,10 +114,16 @@ def explain(
         batch_size: texts per forward pass.
 
     Raises:
-        ValueError: an unknown method or target label, or ``layers`` for a model without self-attention.
+        ValueError: an unknown method or target label, ``layers`` for a model without self-attention, or a run
+            that is not a text run (explain images with :func:`attnkit.explain.images.explain_images`).
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, got one str; wrap it in a list")
+    if predictor.modality != "text":
+        raise ValueError(
+            f"{predictor.run_dir} is an {predictor.modality} run: explain its inputs with "
+            "attnkit.explain.explain_images (or `attnkit explain RUN IMAGE...`)"
+        )
     if target is not None and target not in predictor.labels:
         raise ValueError(
             f"unknown target label {target!r}; the model's labels are {', '.join(predictor.labels)}"
@@ -126,7 +133,7 @@ def explain(
     check_methods(list(methods))  # unknown names fail even when there is nothing to explain
     if not texts:
         return []
-    has_layers = has_self_attention(model, *predictor.encode(list(texts[:1]))[1:])
+    has_layers = model.has_layer_attentions()
     if layers and not has_layers:
         raise ValueError(
             f"layer attention maps need a model with self-attention layers; this run's model is "
@@ -146,18 +153,7 @@ def explain(
             targets = torch.full((len(chunk),), predictor.labels.index(target), dtype=torch.long)
         targets = targets.to(input_ids.device)
         scores = {
-            name: compute_scores(
-                name,
-                model,
-                input_ids,
-                mask,
-                targets,
-                pad_id=predictor.tokenizer.pad_id,
-                unk_id=predictor.tokenizer.unk_id,
-                ig_steps=ig_steps,
-            )
-            .detach()
-            .cpu()
+            name: compute_scores(name, model, input_ids, mask, targets, ig_steps=ig_steps).detach().cpu()
             for name in names
         }  # each (B, T)
         for row, (text, enc) in enumerate(zip(chunk, encodings, strict=True)):

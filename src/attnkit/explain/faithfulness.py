@@ -1,25 +1,31 @@
-"""Is the explanation why the model decided? Erasure-based faithfulness of every explanation method.
+"""Is the explanation why the model decided? Erasure-based faithfulness of every explanation method, for every
+modality: units are tokens of a text or pixel boxes of an image, taken out by the model's ``remove_units``
+(a token is deleted; a box is set to the training mean).
 
-For each method, on a seeded sample of texts (DeYoung et al. 2020, ERASER; Jain & Wallace 2019; Wiegreffe &
-Pinter 2019):
+For each method, on a seeded sample of inputs (DeYoung et al. 2020, ERASER; Jain & Wallace 2019; Wiegreffe &
+Pinter 2019; Petsiuk et al. 2018, RISE, for deletion and insertion over image regions):
 
-- **comprehensiveness** ``p(y|x) - p(y|x without the top-k% tokens)``, averaged over k in {1, 5, 10, 20, 50}
-  (AOPC): high = the tokens the method ranks first are the ones the decision needs.
-- **sufficiency** ``p(y|x) - p(y|only the top-k% tokens)``, AOPC over the same k: low = those tokens alone
+- **comprehensiveness** (deletion) ``p(y|x) - p(y|x without the top-k% units)``, averaged over k in {1, 5, 10,
+  20, 50} (AOPC): high = the units the method ranks first are the ones the decision needs.
+- **sufficiency** ``p(y|x) - p(y|only the top-k% units)``, AOPC over the same k: low = those units alone
   suffice.
-- **decision flip rate**: how often deleting the single top token changes the predicted label.
+- **insertion** ``p(y|only the top-k% units)``: start from the input with every unit removed and add the top-k
+  first; AOPC over the same k: high = the units the method ranks first bring the decision back. It is computed
+  from the same forward passes as sufficiency (``insertion = p(y|x) - sufficiency`` at each k).
+- **decision flip rate**: how often removing the single top unit changes the predicted label.
 - **Kendall tau** of the method's ranking against leave-one-out (signed methods against signed LOO, unsigned
-  ones against ``|LOO|``) and against the gradient norm (by magnitude), averaged over texts.
+  ones against ``|LOO|``) and against the gradient norm (by magnitude), averaged over inputs.
 
-``y`` is the predicted label, tokens are deleted (not masked) and ``k`` is rounded (halves up) to at least one
-token. AOPC is the mean over the five bins, as in ERASER's reference code (no 0% bin). Comparisons of attention
-with Integrated Gradients and with random come with a paired bootstrap 95% interval over texts, and the findings
-only call a difference when the interval excludes 0. Each
-method sits beside a **random** ranking (same metrics; any method below it is no better than chance) and a
-**uniform-attention** check: the model re-run with every attention pooling layer forced to uniform weights. If
-its predictions barely change, the pooling weights cannot be what drives the decision, whatever they look like.
+``y`` is the predicted label and ``k`` is rounded (halves up) to at least one unit. AOPC is the mean over the five
+bins, as in ERASER's reference code (no 0% bin). Comparisons of attention with Integrated Gradients and with
+random (and of Integrated Gradients with random) come with a paired bootstrap 95% interval over inputs, and the
+findings only call a difference when the interval excludes 0. Each method sits beside a **random** ranking (same
+metrics; any method below it is no better than chance) and a **uniform-attention** check: the model re-run with
+every attention pooling layer (:class:`~attnkit.layers.pooling.AttentionPooling`, whatever the model) forced to
+uniform weights. If its predictions barely change, the pooling weights cannot be what drives the decision,
+whatever they look like.
 
-Dimension legend: ``B`` batch, ``T`` tokens, ``K`` erasure fractions.
+Dimension legend: ``B`` batch, ``U`` units (``T`` tokens for text), ``K`` erasure fractions.
 """
 
 from __future__ import annotations
@@ -33,21 +39,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from attnkit.explain.methods import (
     METHODS,
     SIGNED,
     check_methods,
     compute_scores,
-    delete_tokens,
-    has_self_attention,
     random_scores,
     target_probabilities,
 )
 from attnkit.layers.attention import Attention
 from attnkit.layers.pooling import AttentionPooling
-from attnkit.models.base import TextClassifier
 from attnkit.predictor import Predictor
 
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
@@ -55,8 +58,11 @@ FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
 
 
 @contextlib.contextmanager
-def uniform_pooling(model: TextClassifier) -> Iterator[int]:
-    """Within the block every :class:`AttentionPooling` of ``model`` uses uniform weights over the real tokens.
+def uniform_pooling(model: nn.Module) -> Iterator[int]:
+    """Within the block every :class:`AttentionPooling` of ``model`` uses uniform weights over the real units.
+
+    Any model works (text, image, an ensemble: the pooling layers are found among its modules); self-attention
+    layers outside a pooling (a transformer's or ViT's encoder) are left as they are.
 
     The scorers' outputs are replaced by zeros, so the masked softmax gives ``1 / n`` to each kept position; the
     value path (and, for the multihead scorer, its projections) is unchanged. Yields the number of pooling layers
@@ -84,20 +90,20 @@ def uniform_pooling(model: TextClassifier) -> Iterator[int]:
             del inner.scorer.forward  # drop the instance attribute: the class's forward is back
 
 
-def top_k_mask(scores: Tensor, attention_mask: Tensor, fraction: float) -> Tensor:
-    """``(B, T)`` bool: each row's ``max(1, round(fraction * n))`` highest-scoring real tokens (halves round up).
+def top_k_mask(scores: Tensor, unit_mask: Tensor, fraction: float) -> Tensor:
+    """``(B, U)`` bool: each row's ``max(1, round(fraction * n))`` highest-scoring real units (halves round up).
 
     Ties are broken by position (earlier first), so the result is deterministic.
     """
-    lengths = attention_mask.sum(dim=1)  # (B,)
+    lengths = unit_mask.sum(dim=1)  # (B,)
     basis_points = round(fraction * 10_000)
     k = torch.clamp((lengths * basis_points + 5_000) // 10_000, min=1)  # (B,) round half up, in integers
     k = torch.minimum(k, lengths)
-    ranked = torch.where(attention_mask, scores.float(), torch.full_like(scores.float(), -math.inf))  # (B, T)
-    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices  # (B, T)
+    ranked = torch.where(unit_mask, scores.float(), torch.full_like(scores.float(), -math.inf))  # (B, U)
+    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices  # (B, U)
     rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))  # (B, T)
-    return (rank < k[:, None]) & attention_mask
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))  # (B, U)
+    return (rank < k[:, None]) & unit_mask
 
 
 def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,7 +116,11 @@ def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class MethodFaithfulness:
-    """Faithfulness of one method, averaged over the sampled texts."""
+    """Faithfulness of one method, averaged over the sampled inputs.
+
+    ``comprehensiveness`` is the deletion curve (the drop of ``p(y)`` with the top units removed) and
+    ``insertion`` the insertion curve (``p(y)`` with only the top units kept), both by erasure fraction.
+    """
 
     method: str
     comprehensiveness_aopc: float
@@ -121,6 +131,13 @@ class MethodFaithfulness:
     kendall_tau_loo: float | None
     kendall_tau_gradient: float | None
     seconds: float
+    insertion_aopc: float = math.nan
+    insertion: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def deletion_aopc(self) -> float:
+        """Deletion AOPC: the comprehensiveness AOPC under its image-attribution name."""
+        return self.comprehensiveness_aopc
 
 
 @dataclass
@@ -136,6 +153,12 @@ class UniformAttentionCheck:
 
 @dataclass
 class FaithfulnessReport:
+    """Every method's faithfulness on one sample of a run's inputs.
+
+    Attributes:
+        modality: ``text`` or ``image``; ``unit``: what one unit is (``token``, ``patch``, ``cell``).
+    """
+
     run_dir: str
     model: str
     source: str
@@ -147,6 +170,8 @@ class FaithfulnessReport:
     comparisons: list[Comparison] = field(default_factory=list)
     plausibility: list[dict[str, Any]] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
+    modality: str = "text"
+    unit: str = "token"
 
     def method(self, name: str) -> MethodFaithfulness:
         for result in self.methods:
@@ -185,7 +210,7 @@ class Comparison:
 def paired_bootstrap(
     a: Sequence[float], b: Sequence[float], seed: int, resamples: int = 2000
 ) -> tuple[float, float, float]:
-    """Mean of ``a - b`` over texts and its percentile 95% interval from ``resamples`` paired resamples."""
+    """Mean of ``a - b`` over inputs and its percentile 95% interval from ``resamples`` paired resamples."""
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)  # (N,)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(diff), size=(resamples, len(diff)))  # (resamples, N)
@@ -196,18 +221,24 @@ def paired_bootstrap(
 ATTENTION_METHODS = ("attention", "rollout", "attention-value")
 
 
+def _item_name(report: FaithfulnessReport) -> str:
+    return "texts" if report.modality == "text" else f"{report.modality}s"
+
+
 def findings(report: FaithfulnessReport) -> list[str]:
     """Plain statements about the report: is attention faithful, compared with what, and how sure that is."""
     notes: list[str] = []
+    items, unit = _item_name(report), report.unit
     for c in report.comparisons:
         notes.append(
             f"{c.method} is {c.verdict} {c.other} by comprehensiveness AOPC (difference {c.difference:+.4f}, "
-            f"95% CI [{c.low:+.4f}, {c.high:+.4f}] over texts)."
+            f"95% CI [{c.low:+.4f}, {c.high:+.4f}] over {items})."
         )
         if c.other == "random" and c.verdict != "more faithful than":
+            removing = "deleting" if report.modality == "text" else "removing"
             notes.append(
-                f"{c.method} is NOT faithful: deleting its top tokens lowers the predicted-class probability no "
-                "more than deleting random tokens."
+                f"{c.method} is NOT faithful: {removing} its top {unit}s lowers the predicted-class probability no "
+                f"more than {removing} random {unit}s."
             )
     uniform = report.uniform_attention
     if uniform is not None and uniform.pooling_layers:
@@ -225,9 +256,23 @@ def findings(report: FaithfulnessReport) -> list[str]:
     return notes
 
 
+def read_inputs(predictor: Predictor, source: str) -> tuple[list[Any], list[str]]:
+    """The raw inputs (texts, or ``(H, W, C)`` uint8 images) and gold labels of ``source``, read by the run's task.
+
+    Raises:
+        ValueError: the source cannot be read (a :class:`~attnkit.data.errors.DataError`, naming it).
+    """
+    task = predictor.task
+    examples = task.read_source(source)
+    labels = task.labels_in(examples)
+    if predictor.modality == "text":
+        return [example.text for example in examples], labels
+    return list(examples.pixels), labels
+
+
 def faithfulness_report(
     predictor: Predictor,
-    texts: Sequence[str],
+    texts: Sequence[Any],
     *,
     labels: Sequence[str] | None = None,
     methods: Sequence[str] = ("all",),
@@ -238,40 +283,43 @@ def faithfulness_report(
     source: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> FaithfulnessReport:
-    """Measure the faithfulness of each method on a seeded sample of ``n`` of ``texts``.
+    """Measure the faithfulness of each method on a seeded sample of ``n`` of the inputs.
 
     Args:
-        predictor: the loaded run.
-        texts: candidate texts; ``n`` of them are sampled with ``seed`` (all if fewer).
+        predictor: the loaded run (any modality).
+        texts: candidate inputs, as :meth:`~attnkit.predictor.Predictor.encode_inputs` takes them: texts, or
+            images (encoded bytes or ``(H, W, C)`` uint8 arrays); ``n`` of them are sampled with ``seed`` (all if
+            fewer). :func:`read_inputs` reads them from a source.
         labels: gold labels aligned with ``texts``, for the accuracy of the uniform-attention check.
         methods: methods to measure (``all`` = every method); ``random`` is always added, ``rollout`` too for
             models with self-attention when ``attention`` is measured; ``loo`` and ``gradient`` are computed for
             the Kendall tau columns even when not listed.
-        progress: called with the number of texts finished after each batch.
+        progress: called with the number of inputs finished after each batch.
 
     The result is deterministic for a given seed: sampling, the random baseline and every method are.
     """
     import time
 
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of inputs, got one str; wrap it in a list")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if labels is not None and len(labels) != len(texts):
-        raise ValueError(f"got {len(labels)} labels for {len(texts)} texts")
+        raise ValueError(f"got {len(labels)} labels for {len(texts)} inputs")
     check_methods(list(methods))  # unknown names fail before any work
     indices = sorted(random.Random(seed).sample(range(len(texts)), min(n, len(texts))))
     sample = [texts[i] for i in indices]
     gold = [labels[i] for i in indices] if labels is not None else None
     model = predictor.model
-    tokenizer = predictor.tokenizer
 
-    has_layers = has_self_attention(model, *predictor.encode(sample[:1])[1:])
-    measured = check_methods(list(methods), model, has_layers=has_layers)
+    measured = check_methods(list(methods), model)
     measured.append("random")
     needed = list(dict.fromkeys([*measured, "loo", "gradient"]))
 
     keys = [f"{f:g}" for f in FRACTIONS]
     comp: dict[str, list[list[float]]] = {m: [] for m in measured}  # per method: rows of (K,)
     suff: dict[str, list[list[float]]] = {m: [] for m in measured}
+    ins: dict[str, list[list[float]]] = {m: [] for m in measured}
     flips: dict[str, list[float]] = {m: [] for m in measured}
     tau_loo: dict[str, list[float]] = {m: [] for m in measured}
     tau_grad: dict[str, list[float]] = {m: [] for m in measured}
@@ -281,16 +329,15 @@ def faithfulness_report(
     correct: list[float] = []
     correct_uniform: list[float] = []
     pooling_layers = 0
-    pad_id, unk_id = tokenizer.pad_id, tokenizer.unk_id
 
     done = 0
     for start in range(0, len(sample), batch_size):
         chunk = sample[start : start + batch_size]
-        _, input_ids, mask = predictor.encode(chunk)
+        inputs, mask = predictor.encode_inputs(chunk)  # (B, ...), (B, U)
         with torch.no_grad():
-            probs = torch.softmax(model(input_ids, mask).logits.float(), dim=-1)  # (B, C)
+            probs = torch.softmax(model(inputs, mask).logits.float(), dim=-1)  # (B, C)
             with uniform_pooling(model) as pooling_layers:
-                probs_uniform = torch.softmax(model(input_ids, mask).logits.float(), dim=-1)  # (B, C)
+                probs_uniform = torch.softmax(model(inputs, mask).logits.float(), dim=-1)  # (B, C)
         predicted = probs.argmax(dim=-1)  # (B,)
         full = probs.gather(1, predicted[:, None]).squeeze(1)  # (B,)
         agreement += (probs_uniform.argmax(dim=-1) == predicted).float().tolist()
@@ -308,44 +355,42 @@ def faithfulness_report(
         scores: dict[str, Tensor] = {}
         for method in needed:
             began = time.perf_counter()
-            if method == "random":  # seeded per text, so batching does not change the ranking
+            if method == "random":  # seeded per input, so batching does not change the ranking
                 scores[method] = random_scores(mask, seed, first_index=start)
                 seconds[method] += time.perf_counter() - began
                 continue
             scores[method] = compute_scores(
-                method,
-                model,
-                input_ids,
-                mask,
-                predicted,
-                pad_id=pad_id,
-                unk_id=unk_id,
-                ig_steps=ig_steps,
-            ).detach()  # (B, T)
+                method, model, inputs, mask, predicted, ig_steps=ig_steps
+            ).detach()  # (B, U)
             seconds[method] += time.perf_counter() - began
-        lengths = mask.sum(dim=1).tolist()
+        real = [torch.nonzero(row).squeeze(1).cpu() for row in mask]  # each row's real units
 
         for method in measured:
-            comp_rows, suff_rows = [], []
+            comp_rows, suff_rows, ins_rows = [], [], []
             for fraction in FRACTIONS:
-                top = top_k_mask(scores[method], mask, fraction)  # (B, T)
-                ids_c, mask_c = delete_tokens(input_ids, mask, ~top, pad_id=pad_id, unk_id=unk_id)
-                ids_s, mask_s = delete_tokens(input_ids, mask, top, pad_id=pad_id, unk_id=unk_id)
-                comp_rows.append((full - target_probabilities(model, ids_c, mask_c, predicted)).tolist())
-                suff_rows.append((full - target_probabilities(model, ids_s, mask_s, predicted)).tolist())
+                top = top_k_mask(scores[method], mask, fraction)  # (B, U)
+                without_top, mask_c = model.remove_units(inputs, mask, ~top)
+                only_top, mask_s = model.remove_units(inputs, mask, top)
+                kept = target_probabilities(model, only_top, mask_s, predicted)  # (B,)
+                comp_rows.append(
+                    (full - target_probabilities(model, without_top, mask_c, predicted)).tolist()
+                )
+                suff_rows.append((full - kept).tolist())
+                ins_rows.append(kept.tolist())
             comp[method] += [list(row) for row in zip(*comp_rows, strict=True)]
             suff[method] += [list(row) for row in zip(*suff_rows, strict=True)]
+            ins[method] += [list(row) for row in zip(*ins_rows, strict=True)]
 
             top1 = top_k_mask(scores[method], mask, 0.0)  # k = 1
-            ids_1, mask_1 = delete_tokens(input_ids, mask, ~top1, pad_id=pad_id, unk_id=unk_id)
+            without_1, mask_1 = model.remove_units(inputs, mask, ~top1)
             with torch.no_grad():
-                flipped = model(ids_1, mask_1).logits.argmax(dim=-1) != predicted
+                flipped = model(without_1, mask_1).logits.argmax(dim=-1) != predicted
             flips[method] += flipped.float().tolist()
 
-            for row, length in enumerate(lengths):
-                own = scores[method][row, :length].cpu().numpy()
-                loo = scores["loo"][row, :length].cpu().numpy()
-                gradient = scores["gradient"][row, :length].cpu().numpy()
+            for row, positions in enumerate(real):
+                own = scores[method][row].cpu()[positions].numpy()
+                loo = scores["loo"][row].cpu()[positions].numpy()
+                gradient = scores["gradient"][row].cpu()[positions].numpy()
                 # Unsigned rankings are compared with |LOO|; against the gradient norm, magnitudes.
                 if method != "loo":
                     tau_loo[method].append(_kendall_tau(own, loo if SIGNED[method] else np.abs(loo)))
@@ -359,6 +404,7 @@ def faithfulness_report(
     for method in measured:
         comp_curve = np.mean(np.array(comp[method]), axis=0)  # (K,)
         suff_curve = np.mean(np.array(suff[method]), axis=0)  # (K,)
+        ins_curve = np.mean(np.array(ins[method]), axis=0)  # (K,)
         results.append(
             MethodFaithfulness(
                 method=method,
@@ -370,17 +416,19 @@ def faithfulness_report(
                 kendall_tau_loo=_mean(tau_loo[method]),
                 kendall_tau_gradient=_mean(tau_grad[method]),
                 seconds=seconds.get(method, 0.0),
+                insertion_aopc=float(ins_curve.mean()),
+                insertion=dict(zip(keys, map(float, ins_curve), strict=True)),
             )
         )
-    per_text = {
+    per_input = {
         m: np.mean(np.array(comp[m]), axis=1) for m in measured
-    }  # (N,) comprehensiveness AOPC per text
+    }  # (N,) comprehensiveness AOPC per input
+    pairs = [(name, other) for name in ATTENTION_METHODS for other in ("random", "ig")]
+    pairs.append(("ig", "random"))
     comparisons = [
-        Comparison(name, other, *paired_bootstrap(per_text[name], per_text[other], seed))
-        for name in ATTENTION_METHODS
-        if name in per_text
-        for other in ("random", "ig")
-        if other in per_text
+        Comparison(name, other, *paired_bootstrap(per_input[name], per_input[other], seed))
+        for name, other in pairs
+        if name in per_input and other in per_input
     ]
     uniform = UniformAttentionCheck(
         pooling_layers=pooling_layers,
@@ -399,6 +447,8 @@ def faithfulness_report(
         methods=results,
         uniform_attention=uniform,
         comparisons=comparisons,
+        modality=predictor.modality,
+        unit=model.unit_name,
     )
     report.findings = findings(report)
     return report
@@ -407,10 +457,11 @@ def faithfulness_report(
 def format_report(report: FaithfulnessReport) -> str:
     """A plain-text table of the report with its findings."""
     lines = [
-        f"faithfulness of {report.model} ({report.run_dir}) on {report.source or 'the given texts'}: "
-        f"n={report.n}, seed={report.seed}",
+        f"faithfulness of {report.model} ({report.run_dir}) on {report.source or 'the given ' + _item_name(report)}: "
+        f"n={report.n}, seed={report.seed}; units: {report.unit}s",
         "",
-        f"{'method':<11} {'comp AOPC':>10} {'suff AOPC':>10} {'flip@1':>7} {'tau LOO':>8} {'tau grad':>9} {'seconds':>8}",
+        f"{'method':<15} {'comp AOPC':>10} {'suff AOPC':>10} {'ins AOPC':>9} {'flip@1':>7} {'tau LOO':>8} "
+        f"{'tau grad':>9} {'seconds':>8}",
     ]
 
     def fmt(value: float | None) -> str:
@@ -418,10 +469,15 @@ def format_report(report: FaithfulnessReport) -> str:
 
     for m in report.methods:
         lines.append(
-            f"{m.method:<11} {m.comprehensiveness_aopc:>10.3f} {m.sufficiency_aopc:>10.3f} "
-            f"{m.decision_flip_rate:>7.3f} {fmt(m.kendall_tau_loo):>8} {fmt(m.kendall_tau_gradient):>9} "
-            f"{m.seconds:>8.1f}"
+            f"{m.method:<15} {m.comprehensiveness_aopc:>10.3f} {m.sufficiency_aopc:>10.3f} "
+            f"{m.insertion_aopc:>9.3f} {m.decision_flip_rate:>7.3f} {fmt(m.kendall_tau_loo):>8} "
+            f"{fmt(m.kendall_tau_gradient):>9} {m.seconds:>8.1f}"
         )
+    lines.append(
+        f"(comp = deletion: the drop in p(predicted) with the top {report.unit}s removed, higher = more faithful; "
+        f"suff: the drop with only them kept, lower = better; ins = insertion: p(predicted) with only them kept, "
+        "higher = better)"
+    )
     uniform = report.uniform_attention
     if uniform is not None:
         lines += [
@@ -445,35 +501,38 @@ def format_report(report: FaithfulnessReport) -> str:
 
 
 def plot_report(report: FaithfulnessReport, path: str | Any) -> None:
-    """Comprehensiveness and sufficiency curves (probability change vs fraction of tokens) per method."""
+    """Deletion (comprehensiveness), sufficiency and insertion curves per method, by fraction of units."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     percents = [100 * f for f in report.fractions]
-    for m in report.methods:
-        style = {"linestyle": "--", "color": "grey"} if m.method == "random" else {"marker": "o"}
-        axes[0].plot(
-            percents,
-            list(m.comprehensiveness.values()),
-            label=f"{m.method} ({m.comprehensiveness_aopc:.3f})",
-            **style,
-        )
-        axes[1].plot(
-            percents, list(m.sufficiency.values()), label=f"{m.method} ({m.sufficiency_aopc:.3f})", **style
-        )
-    axes[0].set_title("comprehensiveness (higher = more faithful)")
-    axes[1].set_title("sufficiency (lower = more faithful)")
-    for ax in axes:
+    unit = report.unit
+    panels = (
+        ("comprehensiveness", "comprehensiveness_aopc", "deletion / comprehensiveness (higher = more faithful)",
+         f"top {unit}s removed", "drop in predicted-class probability"),
+        ("sufficiency", "sufficiency_aopc", "sufficiency (lower = more faithful)",
+         f"top {unit}s kept", "drop in predicted-class probability"),
+        ("insertion", "insertion_aopc", "insertion (higher = more faithful)",
+         f"top {unit}s kept (inserted into the emptied input)", "predicted-class probability"),
+    )  # fmt: skip
+    for ax, (curve, aopc, title, xlabel, ylabel) in zip(axes, panels, strict=True):
+        for m in report.methods:
+            values = getattr(m, curve)
+            if not values:
+                continue
+            style = {"linestyle": "--", "color": "grey"} if m.method == "random" else {"marker": "o"}
+            ax.plot(percents, list(values.values()), label=f"{m.method} ({getattr(m, aopc):.3f})", **style)
+        ax.set_title(title)
         ax.set_xscale("log")
         ax.set_xticks(percents, [f"{p:g}%" for p in percents])
-        ax.set_xlabel("top tokens deleted / kept")
-        ax.set_ylabel("drop in predicted-class probability")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="method (AOPC)")
-    fig.suptitle(f"{report.model}: faithfulness on {report.source or 'texts'} (n={report.n})")
+    fig.suptitle(f"{report.model}: faithfulness on {report.source or _item_name(report)} (n={report.n})")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -488,6 +547,7 @@ __all__ = [
     "faithfulness_report",
     "format_report",
     "plot_report",
+    "read_inputs",
     "top_k_mask",
     "uniform_pooling",
 ]

@@ -1,6 +1,6 @@
 """The one colour scale every renderer uses: a method's scores in one text -> display intensities and a legend.
 
-Dimension legend: ``T`` scored units (tokens) of one text.
+Dimension legend: ``T`` scored units of one explanation (the tokens of a text, the boxes of an image).
 
 Three kinds of scale, chosen from the method and its ``signed`` flag (:func:`scale_kind`):
 
@@ -44,6 +44,7 @@ __all__ = [
     "method_scale",
     "scale_kind",
     "scales_json",
+    "scored_units",
 ]
 
 ScaleKind = Literal["ratio", "diverging", "sequential"]
@@ -214,22 +215,25 @@ class MethodScale:
             return f"+{compact(self.max_abs)}"
         return compact(self.max_abs)
 
-    def summary(self, target: str | None = None, *, colours: bool = True) -> str:
+    def summary(
+        self, target: str | None = None, *, colours: bool = True, unit: str = "token", item: str = "text"
+    ) -> str:
         """One line on what the colours mean for this text (the legend's note); ``colours=False`` for output
-        without colour (signed methods are then described by their sign)."""
+        without colour (signed methods are then described by their sign). ``unit`` and ``item`` name what is
+        scored and in what (``cell`` and ``image`` for an image explanation)."""
         if self.kind == "ratio":
             if self.max_ratio is None or self.concentration is None:
                 return "all weights are 0"
             return (
                 f"no colour at or below uniform (1/{self.units}); peak ×{compact(self.max_ratio)} of uniform, "
-                f"concentration {fixed(self.concentration, 2)} (0 = uniform, 1 = one token)"
+                f"concentration {fixed(self.concentration, 2)} (0 = uniform, 1 = one {unit})"
             )
         who = target if target is not None else "the target"
         if self.kind == "diverging":
             if not colours:
-                return f"+ supports {who} · − against it · scaled to this text's max |score|"
-            return f"red: supports {who} · blue: against it · scaled to this text's max |score|"
-        return "scaled to this text's max score"
+                return f"+ supports {who} · − against it · scaled to this {item}'s max |score|"
+            return f"red: supports {who} · blue: against it · scaled to this {item}'s max |score|"
+        return f"scaled to this {item}'s max score"
 
     def to_json(self) -> dict[str, Any]:
         """The description stored under ``scale[method]`` in the explanation JSON."""
@@ -269,10 +273,18 @@ def method_scale(method: str, signed: bool, scores: Sequence[float | None]) -> M
     return MethodScale(method, kind, units, max_abs, total, max_ratio, concentration, RATIO_CAP)
 
 
+def scored_units(exp: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scored units of an explanation dict: a text's ``tokens``, or an image's ``units``."""
+    units = exp.get("tokens")
+    if units is None:
+        units = exp.get("units")
+    return list(units or [])
+
+
 def explanation_scale(exp: dict[str, Any], method: str) -> MethodScale:
     """The scale of ``method`` in an explanation dict (the format of ``docs/explanation-format.md``)."""
     signed = bool((exp.get("signed") or {}).get(method, False))
-    scores = [(tok.get("scores") or {}).get(method) for tok in exp.get("tokens") or []]
+    scores = [(unit.get("scores") or {}).get(method) for unit in scored_units(exp)]
     return method_scale(method, signed, scores)
 
 
@@ -280,7 +292,7 @@ def scales_json(exp: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{method: scale description}`` for every method of an explanation dict (its ``scale`` field)."""
     methods = exp.get("methods")
     if methods is None:
-        tokens = exp.get("tokens") or []
+        tokens = scored_units(exp)
         methods = list(tokens[0].get("scores", {})) if tokens else []
     return {str(m): explanation_scale(exp, str(m)).to_json() for m in methods}
 
