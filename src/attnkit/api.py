@@ -334,11 +334,21 @@ class Classifier:
         """Per-token scores of each method (``attention``, ``attention-value``, ``gradient``, ``grad-input``,
         ``ig``, ``loo`` or ``all``) for one text (returns one :class:`~attnkit.explain.Explanation`) or several
         (a list). ``target`` explains that label instead of the predicted one. ``.to_json_dict()`` gives the
-        format every renderer reads (``docs/explanation-format.md``)."""
-        from attnkit.explain import explain
-
+        format every renderer reads (``docs/explanation-format.md``). For an image run, per-unit scores of one
+        image or several (as :meth:`predict` takes them): :class:`~attnkit.explain.images.ImageExplanation`."""
         if isinstance(methods, str):
             methods = [methods]
+        if self.predictor.modality == "image":  # per-unit scores over the image's boxes
+            from attnkit.explain.images import explain_images
+
+            images = self._inputs(texts)
+            single = not isinstance(texts, (list, tuple)) and not (
+                isinstance(texts, np.ndarray) and texts.ndim == 4
+            )
+            found = explain_images(self.predictor, images, list(methods), target=target, ig_steps=ig_steps)
+            return found[0] if single else found  # type: ignore[return-value]
+        from attnkit.explain import explain
+
         explanations = explain(
             self.predictor, self._texts(texts), list(methods), target=target, ig_steps=ig_steps
         )

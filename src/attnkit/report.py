@@ -33,14 +33,39 @@ def _metrics_table(name: str, metrics: dict[str, Any]) -> str:
     )
 
 
-def write_report(run_dir: Path, metrics: dict[str, Any], examples: list[Explanation], title: str) -> Path:
-    """Write ``report.html`` into ``run_dir`` and return its path."""
+#: What the report says about text examples (each token shaded by its attention).
+TEXT_EXAMPLES_NOTE = (
+    "Each token is shaded by its attention-pooling weight (darkest = most attended). Attention shows where the "
+    "model looked; whether that is why it decided is measured separately."
+)
+
+
+def write_report(
+    run_dir: Path,
+    metrics: dict[str, Any],
+    examples: list[Explanation],
+    title: str,
+    *,
+    examples_html: str | None = None,
+    examples_note: str = TEXT_EXAMPLES_NOTE,
+) -> Path:
+    """Write ``report.html`` into ``run_dir`` and return its path.
+
+    Args:
+        examples: text explanations, each shown with its tokens shaded by attention.
+        examples_html: the examples section ready made instead (an image run's heatmaps).
+        examples_note: the paragraph above the examples.
+    """
     sections = [_metrics_table(split, metrics[split]) for split in ("val", "test") if split in metrics]
-    example_rows = "".join(
-        f"<div class='ex'><div class='pred'>predicted <b>{html.escape(item.prediction.label)}</b> "
-        f"({max(item.prediction.probabilities.values()):.3f})</div>"
-        f"<div class='text'>{tokens_html(item.to_json_dict(), 'attention')}</div></div>"
-        for item in examples
+    example_rows = (
+        examples_html
+        if examples_html is not None
+        else "".join(
+            f"<div class='ex'><div class='pred'>predicted <b>{html.escape(item.prediction.label)}</b> "
+            f"({max(item.prediction.probabilities.values()):.3f})</div>"
+            f"<div class='text'>{tokens_html(item.to_json_dict(), 'attention')}</div></div>"
+            for item in examples
+        )
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -61,8 +86,7 @@ img {{ max-width: 100%; }}
 <h2>Training curves</h2>{_image_tag(run_dir / "curves.png", "training curves")}
 <h2>Confusion matrix</h2>{_image_tag(run_dir / "confusion.png", "confusion matrix")}
 <h2>What the model attends to</h2>
-<p>Each token is shaded by its attention-pooling weight (darkest = most attended). Attention shows where the model
-looked; whether that is why it decided is measured separately.</p>
+<p>{html.escape(examples_note)}</p>
 {example_rows}
 </body></html>
 """
