@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The text rows the modality-free core must not lose (issue 12): the same benchmark at two commits, interleaved
 # (old, new, old, new...) so that both see the same machine load, one torch thread each.
-#   benchmarks/core_regression.sh OLD_WORKTREE NEW_WORKTREE OUT_DIR
+#   [ROUNDS=2] benchmarks/core_regression.sh OLD_WORKTREE NEW_WORKTREE OUT_DIR   (round 2 runs new before old)
 # Each worktree is a checkout of one commit (git worktree add /tmp/wt-old <commit>); the current venv runs both.
 set -euo pipefail
 old=$1 new=$2 out=$3
@@ -12,7 +12,7 @@ run() {  # label worktree dataset model
         benchmarks/text_classification.py --dataset "$3" --models "$4" --no-baseline --set train.threads=1 \
         --out "$out/$1-$3-$4.json")
 }
-for round in 1 2; do
+for round in $(seq 1 "${ROUNDS:-2}"); do
     for job in "imdb bag-attn" "sst2 bilstm-attn" "imdb nb-attn-ensemble"; do
         set -- $job
         if [ "$round" = 1 ]; then order="old new"; else order="new old"; fi

@@ -31,6 +31,8 @@ TINY_IMAGE: dict[str, dict[str, Any]] = {
 CASES = [(modality, name) for modality, models in REGISTRY.items() for name in sorted(models)]
 IDS = [f"{modality}:{name}" for modality, name in CASES]
 LENGTHS = [12, 5, 1]  # text rows: full, padded, a single token
+#: Every test runs on the CPU, and on CUDA too when a GPU is present.
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 Batch = tuple[AttentionModel, Tensor, Tensor, Tensor]
 
@@ -59,6 +61,7 @@ def build(tiny_model: Callable[..., AttentionModel], make_batch: Callable[..., t
 
 def assert_attention(attention: Tensor, mask: Tensor) -> None:
     """``(B, U)``, >= 0, 0 on units that are not real, summing to 1 over the real ones."""
+    attention, mask = attention.cpu(), mask.cpu()
     assert attention.shape == mask.shape
     assert torch.all(attention >= 0)
     assert torch.all(attention[~mask] == 0)
@@ -77,9 +80,11 @@ def test_every_registered_model_has_tiny_inputs(tiny_configs: dict[str, Any]) ->
             assert config_cls().unit_input_dim() >= 1, name
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("modality", "name"), CASES, ids=IDS)
-def test_forward_backward(modality: str, name: str, build: Any) -> None:
+def test_forward_backward(modality: str, name: str, build: Any, device: str) -> None:
     model, inputs, mask, labels = build(modality, name)
+    model, inputs, mask, labels = model.to(device), inputs.to(device), mask.to(device), labels.to(device)
     model.train()
     out = model(inputs, mask)
     assert out.logits.shape == (3, model.config.num_classes)
@@ -92,9 +97,11 @@ def test_forward_backward(modality: str, name: str, build: Any) -> None:
             assert torch.isfinite(param.grad).all(), pname
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("modality", "name"), CASES, ids=IDS)
-def test_units_embeddings_and_removal(modality: str, name: str, build: Any) -> None:
+def test_units_embeddings_and_removal(modality: str, name: str, build: Any, device: str) -> None:
     model, inputs, mask, _ = build(modality, name)
+    model, inputs, mask = model.to(device), inputs.to(device), mask.to(device)
     model.eval()
     with torch.no_grad():
         out = model(inputs, mask)
@@ -105,7 +112,7 @@ def test_units_embeddings_and_removal(modality: str, name: str, build: Any) -> N
         torch.testing.assert_close(again.logits, out.logits, atol=1e-5, rtol=0)
         torch.testing.assert_close(again.unit_attention, out.unit_attention, atol=1e-6, rtol=0)
         # Take out about half of the units of every row; the result is valid input.
-        keep = torch.rand(mask.shape, generator=torch.Generator().manual_seed(1)) < 0.5
+        keep = (torch.rand(mask.shape, generator=torch.Generator().manual_seed(1)) < 0.5).to(device)
         removed, removed_mask = model.remove_units(inputs, mask, keep)
         assert removed_mask.dtype == torch.bool and removed_mask.shape[0] == 3
         if modality == "text":  # tokens are deleted; a row left empty keeps one position
