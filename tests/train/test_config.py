@@ -45,9 +45,10 @@ def test_shipped_configs_are_valid(path: Path) -> None:
     from attnkit.models import available_models, model_config_from_dict
 
     config = RunConfig.from_yaml(path)
-    assert config.model.name in available_models()
-    # The model options must be fields of that model's config.
-    model_config_from_dict(config.model.name, {"vocab_size": 100, "num_classes": 2, **config.model.options})
+    assert config.model.name in available_models(config.modality)
+    # The model options must be fields of that model's config (the data-derived fields as the config says).
+    fields = config.default_model_fields(num_classes=2, vocab_size=100)
+    model_config_from_dict(config.model.name, {**fields, **config.model.options}, modality=config.modality)
 
 
 def test_there_are_shipped_configs() -> None:
