@@ -13,12 +13,12 @@ from .conftest import ImageBatchFactory, ImageModelFactory
 
 def test_cell_u_is_computed_from_unit_u() -> None:
     """With one 1x1 convolution of stride 4, cell u sees only the top-left pixel of unit u's box."""
-    config = ImageCNNAttnConfig(num_classes=3, image_size=(8, 12), widths=(5,), strides=(4,), kernel_size=1)
+    config = ImageCNNAttnConfig(num_classes=3, image_size=(8, 12), widths=(8,), strides=(4,), kernel_size=1)
     model = ImageCNNAttnClassifier(config).eval()
     pixels = torch.randn(1, 1, 8, 12)
     mask = model.unit_mask_of(pixels)
     with torch.no_grad():
-        base, _ = model.forward_features(model.embed(pixels), mask)  # (1, 6, 5)
+        base, _ = model.forward_features(model.embed(pixels), mask)  # (1, 6, 8)
         for u, (y, x) in enumerate([(0, 0), (0, 4), (0, 8), (4, 0), (4, 4), (4, 8)]):
             moved = pixels.clone()
             moved[0, 0, y, x] += 10.0
@@ -36,9 +36,12 @@ def test_features_match_the_conv_stack_on_the_image(
     reference = nn.Sequential(*conv_stack(3, (4, 8), (2, 2))).eval()
     reference.load_state_dict(model.features.state_dict())
     with torch.no_grad():
+        model.position.normal_()
         states, _ = model.forward_features(model.embed(pixels), model.unit_mask_of(pixels))
         expected = reference(pixels)  # (B, 8, 8, 8)
-    torch.testing.assert_close(states, expected.flatten(2).transpose(1, 2), atol=1e-6, rtol=0)
+    # Cell states are the final map read row-major, plus each cell's learned position vector.
+    expected_states = expected.permute(0, 2, 3, 1).reshape(2, 64, 8) + model.position
+    torch.testing.assert_close(states, expected_states, atol=1e-6, rtol=0)
     # conv -> BN -> ReLU, by hand for the first layer.
     conv, bn = model.features[0][0], model.features[0][1]
     first = torch.relu(bn(conv(pixels)))

@@ -28,5 +28,5 @@ def test_tokens_are_the_projected_stem_cells(
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="stem_strides \\[2\\] multiply to 2"):
         HybridViTConfig(stem_widths=(8,), stem_strides=(2,))
-    with pytest.raises(ValueError, match="num_heads=3 must divide"):
-        HybridViTConfig(num_heads=3)
+    with pytest.raises(ValueError, match="num_heads=5 must divide embed_dim=96"):
+        HybridViTConfig(num_heads=5)

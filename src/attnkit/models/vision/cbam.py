@@ -105,7 +105,7 @@ class CBAMAttnConfig(ImageCNNAttnConfig):
 
 
 class CBAMAttnClassifier(PooledImageClassifier):
-    """:class:`CBAMBlock` layers -> final cells (one per unit) -> attention pooling -> Dense."""
+    """:class:`CBAMBlock` layers -> final cells (one per unit) + learned positions -> attention pooling -> Dense."""
 
     unit_name: ClassVar[str] = "cell"
     config: CBAMAttnConfig
@@ -128,10 +128,11 @@ class CBAMAttnClassifier(PooledImageClassifier):
             )
             channels = width
         self.features = nn.Sequential(*blocks)
+        self.position = nn.Parameter(torch.zeros(1, config.num_units, config.widths[-1]))  # (1, U, F)
         self._build_pooling_head(config.widths[-1])
 
     def forward_features(
         self, units: Tensor, unit_mask: Tensor, *, need_layer_attentions: bool = False
     ) -> tuple[Tensor, list[Tensor] | None]:
         pixels = self.images_of(units)  # (B, C, H, W)
-        return cells(self.features(pixels)), None  # (B, U, F)
+        return cells(self.features(pixels)) + self.position, None  # (B, U, F)

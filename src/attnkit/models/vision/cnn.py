@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from attnkit.models.vision.base import ImageModelConfig
@@ -77,10 +78,20 @@ class ImageCNNAttnConfig(ImageModelConfig):
         widths: output channels of each conv-BN-ReLU layer, in order; the pooled states are ``widths[-1]`` wide.
         strides: stride of each layer; they must multiply to ``unit_size``.
         kernel_size: side of every convolution kernel (odd, so padding keeps the grid aligned).
+
+    Defaults from Fashion-MNIST runs on one CPU core (``benchmarks/vision_models.py``, 10 minutes of CPU time,
+    AdamW 3e-3 one-cycle, batch 128, label smoothing 0.1, no augmentation): 92.2% test accuracy in 7.6 epochs,
+    ~700 training images/s. A stride-2 first layer keeps the 28x28 stage cheap. Pooling needs cells that see
+    the whole image and know where they are: in 4-epoch runs on 20k images, one layer on the 7x7 grid gave 86.9%
+    validation accuracy, three 89.1%, a flatten head over the one-layer map (no attention) 90.5%, and learned
+    cell positions with an 8-head pooling brought the one-layer net to 88.7% at no cost in speed.
+    Crop + flip augmentation cost 1.4 points at this budget (the model still underfits after 8 epochs).
     """
 
-    widths: tuple[int, ...] = (32, 64, 128, 128)
-    strides: tuple[int, ...] = (2, 1, 2, 1)
+    pooling_scorer: str = "multihead"
+    pooling_heads: int = 8
+    widths: tuple[int, ...] = (32, 64, 96, 96)
+    strides: tuple[int, ...] = (2, 2, 1, 1)
     kernel_size: int = 3
 
     def _validate_model(self) -> None:
@@ -93,8 +104,11 @@ class ImageCNNAttnConfig(ImageModelConfig):
 
 
 class ImageCNNAttnClassifier(PooledImageClassifier):
-    """conv-BN-ReLU layers -> final feature map, one cell per unit -> attention pooling over cells -> Dense.
+    """conv-BN-ReLU layers -> final feature map, one cell per unit, + learned positions -> attention pooling
+    over cells -> Dense.
 
+    The position embedding (zero at initialization) tells the pooling and the head where each cell is: a pooled
+    sum is otherwise blind to the layout, which matters for centred, aligned images such as Fashion-MNIST's.
     The image is rebuilt from the unit pixels (:meth:`images_of`), so gradients w.r.t. ``embed``'s output are
     gradients w.r.t. the pixels of each box. Units whose ``unit_mask`` is False still pass through the
     convolutions (a cell sees its neighbours) but get no pooling weight.
@@ -109,10 +123,11 @@ class ImageCNNAttnClassifier(PooledImageClassifier):
         self.features = conv_stack(
             config.channels, config.widths, config.strides, kernel_size=config.kernel_size
         )
+        self.position = nn.Parameter(torch.zeros(1, config.num_units, config.widths[-1]))  # (1, U, F)
         self._build_pooling_head(config.widths[-1])
 
     def forward_features(
         self, units: Tensor, unit_mask: Tensor, *, need_layer_attentions: bool = False
     ) -> tuple[Tensor, list[Tensor] | None]:
         pixels = self.images_of(units)  # (B, C, H, W)
-        return cells(self.features(pixels)), None  # (B, U, F)
+        return cells(self.features(pixels)) + self.position, None  # (B, U, F)

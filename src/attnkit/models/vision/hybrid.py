@@ -6,6 +6,11 @@ The stem's strides multiply to ``unit_size``, so each cell of its final map is o
 Convolutions give the tokens local features and translation equivariance that a Linear patch embedding has to
 learn from data.
 
+Measured against ``cbam-attn`` at equal training time on Fashion-MNIST (5 minutes of CPU time on one core, AdamW
+3e-3 one-cycle, label smoothing 0.1, no augmentation): 86.7% test accuracy (2.6 epochs, ~470 images/s) against
+90.0% for ``cbam-attn`` (3.1 epochs, ~570 images/s); ``cbam-attn`` is the third image model the README
+recommends, this one stays for comparison.
+
 Dimension legend: ``B`` batch, ``C`` image channels, ``H`` / ``W`` image height / width, ``F`` stem channels,
 ``U`` units (stem cells = tokens), ``E`` unit pixels, ``D`` model size, ``K`` classes.
 """
@@ -30,8 +35,10 @@ class HybridViTConfig(ViTConfig):
         stem_strides: stride of each stem layer; they must multiply to ``unit_size``.
     """
 
-    embed_dim: int = 128
+    embed_dim: int = 96
     num_layers: int = 2
+    num_heads: int = 2
+    ff_dim: int = 192
     stem_widths: tuple[int, ...] = (32, 64)
     stem_strides: tuple[int, ...] = (2, 2)
 

@@ -34,12 +34,19 @@ class ViTConfig(ImageModelConfig):
         ff_dim: hidden size of each block's feed-forward network.
         attention_dropout: dropout on the self-attention weights (off by default: on CPU it forces SDPA onto
             its slow path).
+
+    Defaults from Fashion-MNIST runs on one CPU core (``benchmarks/vision_models.py``, 10 minutes of CPU time,
+    AdamW 2e-3 one-cycle, batch 128, label smoothing 0.1, no augmentation): 86.5% test accuracy in 4.7 epochs,
+    ~440 training images/s. ``dropout`` is 0: the model underfits at that budget and on CPU the dropout masks
+    cost ~12% of a step. With 7-pixel patches (16 units, ``embed_dim=96``, ``ff_dim=192``) the same budget gives
+    ~900 images/s, 10.6 epochs and 89.1% test accuracy, at a coarser attention map.
     """
 
-    embed_dim: int = 128
+    dropout: float = 0.0
+    embed_dim: int = 64
     num_layers: int = 4
     num_heads: int = 4
-    ff_dim: int = 256
+    ff_dim: int = 128
     attention_dropout: float = 0.0
 
     def _validate_model(self) -> None:
