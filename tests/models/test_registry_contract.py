@@ -28,6 +28,11 @@ TINY_IMAGE: dict[str, dict[str, Any]] = {
         "num_layers": 2,
     },
 }
+# Tiny audio configs (3 classes, 8 features per frame, at most 16 frames).
+TINY_AUDIO: dict[str, dict[str, Any]] = {
+    "crnn-attn": {"conv_channels": (4, 4), "hidden_dim": 6},
+    "transformer": {"embed_dim": 16, "num_heads": 2, "ff_dim": 32, "num_layers": 2, "pooling_heads": 2},
+}
 CASES = [(modality, name) for modality, models in REGISTRY.items() for name in sorted(models)]
 IDS = [f"{modality}:{name}" for modality, name in CASES]
 LENGTHS = [12, 5, 1]  # text rows: full, padded, a single token
@@ -54,6 +59,14 @@ def build(tiny_model: Callable[..., AttentionModel], make_batch: Callable[..., t
             mask[1, 20:] = False
             mask[2, 1:] = False
             return model, pixels, mask, labels
+        if modality == "audio":
+            torch.manual_seed(0)
+            model = build_model(
+                name, modality="audio", num_classes=3, feature_dim=8, max_units=16, **TINY_AUDIO[name]
+            )
+            features = torch.randn(3, 12, 8, generator=torch.Generator().manual_seed(0))
+            mask = torch.arange(12)[None, :] < torch.tensor(LENGTHS)[:, None]  # (3, 12) right-padded
+            return model, features * mask.unsqueeze(-1), mask, labels
         raise AssertionError(f"no inputs for modality {modality!r}: teach this test to build them")
 
     return make
@@ -70,9 +83,10 @@ def assert_attention(attention: Tensor, mask: Tensor) -> None:
 
 
 def test_every_registered_model_has_tiny_inputs(tiny_configs: dict[str, Any]) -> None:
-    assert set(REGISTRY) == {"text", "image"}, "a new modality needs inputs in this test"
+    assert set(REGISTRY) == {"text", "image", "audio"}, "a new modality needs inputs in this test"
     assert set(REGISTRY["text"]) == set(tiny_configs)
     assert set(REGISTRY["image"]) == set(TINY_IMAGE)
+    assert set(REGISTRY["audio"]) == set(TINY_AUDIO)
     for modality, models in REGISTRY.items():
         for name, (config_cls, model_cls) in models.items():
             assert model_cls.modality == modality, name
@@ -115,7 +129,7 @@ def test_units_embeddings_and_removal(modality: str, name: str, build: Any, devi
         keep = (torch.rand(mask.shape, generator=torch.Generator().manual_seed(1)) < 0.5).to(device)
         removed, removed_mask = model.remove_units(inputs, mask, keep)
         assert removed_mask.dtype == torch.bool and removed_mask.shape[0] == 3
-        if modality == "text":  # tokens are deleted; a row left empty keeps one position
+        if modality in ("text", "audio"):  # tokens / frames are deleted; a row left empty keeps one position
             kept = torch.clamp((keep & mask).sum(1), min=1)
             assert torch.equal(removed_mask.sum(1), kept)
         else:  # image units are blanked in place

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from attnkit.models.audio.crnn import CRNNClassifier, CRNNConfig
+from attnkit.models.audio.transformer import AudioTransformerClassifier, AudioTransformerConfig
 from attnkit.models.bag import BagAttnClassifier, BagAttnConfig
 from attnkit.models.base import AttentionModel, ModelConfig
 from attnkit.models.bilstm import BiLSTMAttnClassifier, BiLSTMAttnConfig
@@ -39,11 +41,15 @@ REGISTRY: dict[str, dict[str, ModelEntry]] = {
         "cbam-attn": (CBAMAttnConfig, CBAMAttnClassifier),
         "hybrid-vit": (HybridViTConfig, HybridViTClassifier),
     },
+    "audio": {
+        "crnn-attn": (CRNNConfig, CRNNClassifier),
+        "transformer": (AudioTransformerConfig, AudioTransformerClassifier),
+    },
 }
 #: The text models (the registry before other modalities existed).
 MODEL_REGISTRY: dict[str, ModelEntry] = REGISTRY["text"]
 #: The model ``model.name: auto`` trains, per modality (BENCHMARKS.md: "Which model by default", "Vision").
-DEFAULT_MODELS: dict[str, str] = {"text": "nb-attn", "image": "cnn-attn"}
+DEFAULT_MODELS: dict[str, str] = {"text": "nb-attn", "image": "cnn-attn", "audio": "crnn-attn"}
 #: Modalities in the order they are shown.
 MODALITIES: tuple[str, ...] = tuple(REGISTRY)
 

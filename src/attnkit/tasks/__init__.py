@@ -25,7 +25,11 @@ __all__ = [
 
 
 def task_for(config: RunConfig) -> Task:
-    """The task of a run: text or image classification, from ``data.modality`` (resolved by the config)."""
+    """The task of a run: text, image or audio classification, from ``data.modality`` (resolved by the config)."""
+    if config.modality == "audio":
+        from attnkit.tasks.audio import AudioClassificationTask
+
+        return AudioClassificationTask(config)
     if config.modality == "image":
         from attnkit.tasks.image import ImageClassificationTask
 

@@ -34,7 +34,9 @@ MAX_ENSEMBLE = 256
 MAX_SEED = 2**32 - 1
 MAX_WEIGHT_DECAY = 10.0
 MAX_IMAGE_SIDE = 8192
-MODALITY_CHOICES = ("auto", "text", "image")
+MAX_SAMPLE_RATE = 192_000
+MAX_AUDIO_SECONDS = 600.0
+MODALITY_CHOICES = ("auto", "text", "image", "audio")
 #: Model options that come from the data and the tokenizer, never from ``model.options``.
 DERIVED_MODEL_FIELDS = {
     "vocab_size": "it is the tokenizer's vocabulary size (set tokenizer.vocab_size)",
@@ -43,6 +45,8 @@ DERIVED_MODEL_FIELDS = {
     "pad_id": "it is the tokenizer's padding id",
     "image_size": "it is the images' size (set image.size)",
     "channels": "it is the images' channel count (set image.mode)",
+    "feature_dim": "it is the audio features per frame (set audio.n_mels, audio.n_mfcc, audio.stack_frames)",
+    "max_units": "it follows from audio.max_seconds",
 }
 #: The memory assumed where the machine's cannot be read: a cap of 1 TiB.
 _FALLBACK_MEMORY_BYTES = 2**40
@@ -88,9 +92,12 @@ class DataConfig:
             temperature is fitted (use it to refit for the number of epochs a validated run selected).
         text_field: text column/field name (auto-detected when empty).
         label_field: label column/field name (auto-detected when empty).
-        modality: what the examples are: ``text`` or ``image``. ``auto`` decides from the data (a built-in's
-            modality, a folder of image folders) or else the model (``vit`` is an image model); the saved config
-            records the decision, so a run loads without its training data.
+        modality: what the examples are: ``text``, ``image`` or ``audio``. ``auto`` decides from the data (a
+            built-in's modality, a folder of image or audio folders) or else the model (``vit`` is an image
+            model); the saved config records the decision, so a run loads without its training data.
+        split: how a built-in with speakers (``fsdd``) is split into train and test: ``official`` (the dataset's
+            own split; the default) or ``speaker:NAME`` (that speaker's recordings are the test set, never heard
+            in training). Only for such built-ins.
     """
 
     train: str = "embedded"
@@ -100,7 +107,8 @@ class DataConfig:
     label_field: str | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
-    modality: Literal["auto", "text", "image"] = "auto"
+    modality: Literal["auto", "text", "image", "audio"] = "auto"
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if not self.train.strip():
@@ -111,6 +119,13 @@ class DataConfig:
             )
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"data.val_fraction must be in [0, 0.5), got {self.val_fraction}")
+        if self.split is not None and not (
+            self.split == "official"
+            or (self.split.startswith("speaker:") and self.split[len("speaker:") :].strip())
+        ):
+            raise ConfigError(
+                f"data.split must be null, official or speaker:NAME (leave that speaker out), got {self.split!r}"
+            )
 
     @property
     def has_validation(self) -> bool:
@@ -169,6 +184,93 @@ class ImageSection:
         if self.mode not in ("auto", "L", "RGB"):
             raise ConfigError(f"image.mode must be auto, L or RGB; got {self.mode!r}")
         _check_range("image.random_crop_padding", self.random_crop_padding, 0, 256)
+
+
+@dataclass
+class AudioSection:
+    """How recordings are read, turned into features and augmented (audio runs only).
+
+    Attributes:
+        sample_rate: every recording is resampled to this rate (Hz) and mixed down to mono.
+        max_seconds: the longest recording accepted (a longer one in a folder is skipped and counted; at
+            prediction it is refused); sizes the models' position tables.
+        features: ``logmel`` (log-mel spectrogram, dB) or ``mfcc`` (its DCT-II, the first ``n_mfcc``).
+        n_mels: mel bands.
+        n_mfcc: MFCCs kept (``features: mfcc``), at most ``n_mels``.
+        window_ms: analysis window (Hann); the FFT size is the next power of two.
+        hop_ms: hop between frames: one frame every ``hop_ms`` milliseconds.
+        stack_frames: consecutive frames put side by side into one unit (frame patches for the transformer;
+            ``stack_frames * hop_ms`` per unit).
+        time_masks / time_mask_frames: training-time SpecAugment: this many spans of up to this many frames set to
+            the training mean in each recording; 0 masks = off.
+        freq_masks / freq_mask_bins: the same over bands of up to this many feature channels.
+    """
+
+    sample_rate: int = 8000
+    max_seconds: float = 10.0
+    features: Literal["logmel", "mfcc"] = "logmel"
+    n_mels: int = 40
+    n_mfcc: int = 20
+    window_ms: float = 32.0
+    hop_ms: float = 10.0
+    stack_frames: int = 1
+    time_masks: int = 0
+    time_mask_frames: int = 10
+    freq_masks: int = 0
+    freq_mask_bins: int = 8
+
+    def __post_init__(self) -> None:
+        _check_range("audio.sample_rate", self.sample_rate, 1000, MAX_SAMPLE_RATE)
+        _check_range("audio.max_seconds", self.max_seconds, 0.01, MAX_AUDIO_SECONDS)
+        if self.features not in ("logmel", "mfcc"):
+            raise ConfigError(f"audio.features must be logmel or mfcc, got {self.features!r}")
+        _check_range("audio.n_mels", self.n_mels, 1, 512)
+        _check_range("audio.n_mfcc", self.n_mfcc, 1, self.n_mels if self.features == "mfcc" else 512)
+        _check_range("audio.window_ms", self.window_ms, 1.0, 1000.0)
+        _check_range("audio.hop_ms", self.hop_ms, 0.1, self.window_ms)
+        if self.hop_samples < 1:
+            raise ConfigError(
+                f"audio.hop_ms={self.hop_ms} is under one sample at audio.sample_rate={self.sample_rate}"
+            )
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise ConfigError(
+                f"audio.n_mels={self.n_mels} is more than the {self.n_fft // 2 + 1} frequency bins of a "
+                f"{self.window_ms:g} ms window; lower audio.n_mels or widen audio.window_ms"
+            )
+        _check_range("audio.stack_frames", self.stack_frames, 1, 64)
+        _check_range("audio.time_masks", self.time_masks, 0, 64)
+        _check_range("audio.time_mask_frames", self.time_mask_frames, 0, 10_000)
+        _check_range("audio.freq_masks", self.freq_masks, 0, 64)
+        _check_range("audio.freq_mask_bins", self.freq_mask_bins, 0, self.n_mels)
+
+    @property
+    def win_samples(self) -> int:
+        return max(1, round(self.window_ms * self.sample_rate / 1000))
+
+    @property
+    def n_fft(self) -> int:
+        """The FFT size: the smallest power of two that holds the window."""
+        return 1 << (self.win_samples - 1).bit_length()
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.hop_ms * self.sample_rate / 1000)
+
+    @property
+    def frame_features(self) -> int:
+        """Features per frame: ``n_mels`` or ``n_mfcc``."""
+        return self.n_mfcc if self.features == "mfcc" else self.n_mels
+
+    @property
+    def unit_features(self) -> int:
+        """Features per unit: a frame's times ``stack_frames``."""
+        return self.frame_features * self.stack_frames
+
+    @property
+    def max_units(self) -> int:
+        """Units of a ``max_seconds`` recording (centred frames: ``1 + samples // hop``, then stacked)."""
+        frames = 1 + int(self.max_seconds * self.sample_rate) // self.hop_samples
+        return -(-frames // self.stack_frames)
 
 
 @dataclass
@@ -310,6 +412,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     image: ImageSection = field(default_factory=ImageSection)
+    audio: AudioSection = field(default_factory=AudioSection)
     model: ModelSection = field(default_factory=ModelSection)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -331,7 +434,8 @@ class RunConfig:
 
     @property
     def modality(self) -> str:
-        """``text`` or ``image``: what the run's examples are (``data.modality``, or decided for ``auto``)."""
+        """``text``, ``image`` or ``audio``: what the run's examples are (``data.modality``, or decided for
+        ``auto``)."""
         if self.data.modality != "auto":
             return self.data.modality
         return resolve_modality(self.data, self.model.name)  # auto names no modality
@@ -363,6 +467,12 @@ class RunConfig:
                 "num_classes": num_classes,
                 "image_size": tuple(size),
                 "channels": 3 if self.image.mode == "RGB" else 1,
+            }
+        if self.modality == "audio":
+            return {
+                "num_classes": num_classes,
+                "feature_dim": self.audio.unit_features,
+                "max_units": self.audio.max_units,
             }
         return {
             "vocab_size": self.tokenizer.vocab_size if vocab_size is None else vocab_size,
@@ -563,12 +673,16 @@ def check_model_memory(
 def _size_source(config: RunConfig, model: ModelConfig) -> str:
     if config.modality == "image":
         return f"image_size={list(getattr(model, 'image_size', ()))}"
+    if config.modality == "audio":
+        return f"audio.max_seconds={config.audio.max_seconds:g}"
     return f"tokenizer.vocab_size={getattr(model, 'vocab_size', None)}"
 
 
 def resolve_modality(data: DataConfig, model_name: str) -> str:
-    """``text`` or ``image`` for ``data.modality: auto``: the data's (a built-in image dataset, a folder of image
-    folders), else the model's when only one modality has it, else ``text``."""
+    """``text``, ``image`` or ``audio`` for ``data.modality: auto``: the data's (a built-in image or audio
+    dataset, a folder of image or audio folders), else the model's when only one modality has it, else
+    ``text``."""
+    from attnkit.data.audio import AUDIO_DATASETS, is_audio_folder
     from attnkit.data.vision import VISION_DATASETS, is_image_folder
     from attnkit.models.registry import modalities_of
 
@@ -576,8 +690,12 @@ def resolve_modality(data: DataConfig, model_name: str) -> str:
     path = Path(data.train)
     if name in VISION_DATASETS and not path.exists():
         return "image"
+    if name in AUDIO_DATASETS and not path.exists():
+        return "audio"
     if path.is_dir() and is_image_folder(path):
         return "image"
+    if path.is_dir() and is_audio_folder(path):
+        return "audio"
     owners = modalities_of(model_name)
     return owners[0] if len(owners) == 1 else "text"
 
