@@ -3,7 +3,9 @@ right-padded batch builders."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,6 +69,51 @@ def tiny_data(tmp_path: Path) -> tuple[Path, Path]:
     train = write_jsonl(tmp_path / "train.jsonl", synthetic_rows(400, seed=1))
     test = write_jsonl(tmp_path / "test.jsonl", synthetic_rows(100, seed=2))
     return train, test
+
+
+@pytest.fixture(scope="session")
+def shared_tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """:func:`tiny_data`'s two files (the same rows), written once per session, for runs that several tests
+    share (a run's saved config names its data files, so a shared run and its tests' runs must read the same
+    paths). Read only."""
+    root = tmp_path_factory.mktemp("shared-data")
+    train = write_jsonl(root / "train.jsonl", synthetic_rows(400, seed=1))
+    test = write_jsonl(root / "test.jsonl", synthetic_rows(100, seed=2))
+    return train, test
+
+
+QuickWrites = Callable[[], contextlib.AbstractContextManager[None]]
+
+
+@pytest.fixture(scope="session")
+def quick_writes_patch() -> QuickWrites:
+    """A context manager under which training writes its plots as tiny placeholder files (through the same atomic
+    write points, without matplotlib's time: a third of a tiny run) and skips ``os.fsync`` (it matters after a
+    power loss, not for the files a test reads back). For runs whose tests never read the plots; usable from
+    fixtures of any scope (:func:`quick_writes` is the function-scoped form)."""
+
+    @contextlib.contextmanager
+    def patched() -> Iterator[None]:
+        import attnkit.train.plots as plots
+        from attnkit.atomic import atomic_write
+
+        def placeholder(path: Path) -> None:
+            atomic_write(path, lambda tmp: tmp.write_bytes(b"png"))
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(plots, "plot_curves", lambda history, path: placeholder(path))
+            mp.setattr(plots, "plot_confusion", lambda matrix, labels, path: placeholder(path))
+            mp.setattr(os, "fsync", lambda fd: None)
+            yield
+
+    return patched
+
+
+@pytest.fixture
+def quick_writes(quick_writes_patch: QuickWrites) -> Iterator[None]:
+    """:func:`quick_writes_patch` for the duration of one test."""
+    with quick_writes_patch():
+        yield
 
 
 VOCAB = 50

@@ -24,7 +24,7 @@ def one_class(path: Path) -> Path:
 
 
 def test_a_data_error_leaves_nothing_that_blocks_the_retry(
-    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], quick_writes: None
 ) -> None:
     train, test = tiny_data
     out = tmp_path / "run"
@@ -51,7 +51,7 @@ def test_refit_and_ensemble_check_the_data_before_writing(
 
 
 def test_overwrite_with_bad_data_keeps_the_earlier_run(
-    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], quick_writes: None
 ) -> None:
     train, test = tiny_data
     out = tmp_path / "run"

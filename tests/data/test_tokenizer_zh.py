@@ -215,7 +215,7 @@ def test_segmentation_is_private_deterministic_and_writes_no_files(tmp_path: Pat
     assert not any(home.iterdir()) and not any(tmp.iterdir())
 
 
-def test_tiny_training_run_with_chinese_words(tmp_path: Path) -> None:
+def test_tiny_training_run_with_chinese_words(tmp_path: Path, quick_writes: None) -> None:
     from attnkit.explain import explain
     from attnkit.predictor import Predictor
     from attnkit.train.loop import fit as fit_run

@@ -247,7 +247,7 @@ def test_mistakes_raise_clear_errors() -> None:
 
 
 def test_fit_and_predictor_rebuild_the_rows_from_the_tokenizer(
-    tiny_data: tuple[Path, Path], tmp_path: Path
+    tiny_data: tuple[Path, Path], tmp_path: Path, quick_writes: None
 ) -> None:
     from attnkit.predictor import Predictor
     from attnkit.tasks.text import vocabulary_strings

@@ -235,7 +235,7 @@ def test_remove_tree_never_leaves_a_half_deleted_folder_under_its_name(
 
 
 def test_a_damaged_checkpoint_is_not_resumed_but_the_run_starts_over(
-    tiny_data: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tiny_data: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, quick_writes: None
 ) -> None:
     train, test = tiny_data
     config = RunConfig.from_dict(

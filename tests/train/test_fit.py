@@ -3,6 +3,9 @@ ensembles (members equal standalone runs, the ensemble equals their mean logits)
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import onnx
@@ -18,10 +21,17 @@ from attnkit.train import checkpoint as ckpt
 from attnkit.train.calibration import MIN_EXAMPLES, fit_temperature
 from attnkit.train.config import ConfigError, RunConfig
 from attnkit.train.loop import fit
+from attnkit.train.run import FitResult
+
+QuickWrites = Callable[[], AbstractContextManager[None]]
 
 #: Carves 120 validation examples from tiny_data's 400 rows: at least calibration's MIN_EXAMPLES, so that a
 #: temperature is fitted rather than skipped at T = 1 (with the default 0.1, 40 examples, every T would be 1).
 CALIBRATED_VAL = "data.val_fraction=0.3"
+#: Runs that tests compare with each other (a resumed run with its uninterrupted twin, an ensemble member with its
+#: standalone run, a refit with its by-hand twin) take 64 examples a step instead of 16: a quarter of the steps, and
+#: nothing compared depends on how many there are.
+WIDE_BATCHES = "optim.batch_size=64"
 
 
 def _fitted_temperature(run: Path) -> float:
@@ -43,6 +53,53 @@ def tiny_config(train: Path, test: Path, model: str = "bag-attn", epochs: int = 
             "train": {"epochs": epochs, "seed": 3, "progress": False, "patience": 5},
         }
     )
+
+
+def refit_config(train: Path, test: Path) -> RunConfig:
+    """bag-attn, 3 epochs in wide batches, ``train.refit`` with a validation split large enough to fit a
+    temperature on."""
+    return tiny_config(train, test, epochs=3).with_overrides(
+        ["train.refit=true", CALIBRATED_VAL, WIDE_BATCHES]
+    )
+
+
+def ensemble_config(train: Path, test: Path, *extra: str) -> RunConfig:
+    """An ensemble of 2 bag-attn members, 2 epochs in wide batches, with a validation split large enough to fit a
+    temperature on."""
+    return tiny_config(train, test, epochs=2).with_overrides(
+        ["model.ensemble=2", CALIBRATED_VAL, WIDE_BATCHES, *extra]
+    )
+
+
+# Runs that several tests share (as a test's own run, or as the uninterrupted reference an interrupted and resumed
+# run must equal), trained once for the module on shared_tiny_data. Tests only read them (one also exports the
+# ensemble to ONNX beside its weights).
+@pytest.fixture(scope="module")
+def refit_run(
+    shared_tiny_data: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    quick_writes_patch: QuickWrites,
+) -> FitResult:
+    train, test = shared_tiny_data
+    with quick_writes_patch():  # its tests read no plot
+        return fit(refit_config(train, test), tmp_path_factory.mktemp("refit") / "run")
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(shared_tiny_data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> FitResult:
+    train, test = shared_tiny_data
+    return fit(ensemble_config(train, test), tmp_path_factory.mktemp("ensemble") / "run")
+
+
+@pytest.fixture(scope="module")
+def refit_ensemble_run(
+    shared_tiny_data: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    quick_writes_patch: QuickWrites,
+) -> FitResult:
+    train, test = shared_tiny_data
+    with quick_writes_patch():  # its tests read no plot
+        return fit(ensemble_config(train, test, "train.refit=true"), tmp_path_factory.mktemp("rens") / "run")
 
 
 def test_fit_learns_and_writes_run_dir(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
@@ -74,9 +131,9 @@ def test_fit_learns_and_writes_run_dir(tiny_data: tuple[Path, Path], tmp_path: P
     assert result.metrics["test"]["accuracy"] == metrics["test"]["accuracy"]
 
 
-def test_same_seed_same_weights(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+def test_same_seed_same_weights(tiny_data: tuple[Path, Path], tmp_path: Path, quick_writes: None) -> None:
     train, test = tiny_data
-    config = tiny_config(train, test, model="bilstm-attn", epochs=2)
+    config = tiny_config(train, test, model="bilstm-attn", epochs=2).with_overrides([WIDE_BATCHES])
     fit(config, tmp_path / "a")
     fit(config, tmp_path / "b")
     a = load_file(str(tmp_path / "a" / "model.safetensors"))
@@ -101,10 +158,10 @@ def interrupt_after_saves(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
 
 
 def test_resume_after_interrupt_matches_uninterrupted(
-    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_writes: None
 ) -> None:
     train, test = tiny_data
-    config = tiny_config(train, test, model="cnn-attn", epochs=3)
+    config = tiny_config(train, test, model="cnn-attn", epochs=3).with_overrides([WIDE_BATCHES])
     fit(config, tmp_path / "full")
 
     interrupt_after_saves(monkeypatch, 1)  # Ctrl-C right after epoch 1 was saved
@@ -124,7 +181,7 @@ def test_resume_after_interrupt_matches_uninterrupted(
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-6)
 
 
-def test_test_split_never_selects(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+def test_test_split_never_selects(tiny_data: tuple[Path, Path], tmp_path: Path, quick_writes: None) -> None:
     """Tracking test accuracy records it but model selection follows validation only."""
     train, test = tiny_data
     config = tiny_config(train, test, epochs=2).with_overrides(
@@ -141,7 +198,7 @@ def test_test_split_never_selects(tiny_data: tuple[Path, Path], tmp_path: Path) 
 
 
 def test_fit_initializes_nb_attn_from_the_training_split_only(
-    tiny_data: tuple[Path, Path], tmp_path: Path
+    tiny_data: tuple[Path, Path], tmp_path: Path, quick_writes: None
 ) -> None:
     train, test = tiny_data
     config = tiny_config(train, test, model="nb-attn", epochs=2).with_overrides(
@@ -187,13 +244,14 @@ def test_no_validation_trains_every_epoch_on_all_of_train_and_keeps_the_last_wei
     assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / "confusion.png").is_file()
 
 
-def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+def test_refit_equals_the_two_step_workflow(
+    refit_run: FitResult, shared_tiny_data: tuple[Path, Path], tmp_path: Path, quick_writes: None
+) -> None:
     """``train.refit``: a validated run in RUN_DIR/validated, then the same weights as training by hand on all of
     train for the epochs it selected."""
-    train, test = tiny_data
-    config = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true", CALIBRATED_VAL])
-    result = fit(config, tmp_path / "run")
-    run = tmp_path / "run"
+    train, test = shared_tiny_data
+    result = refit_run
+    run = refit_run.run_dir
     validated = ckpt.read_json(run / "validated" / "metrics.json")
     epochs = validated["best_epoch"]
     saved_config = RunConfig.from_yaml(run / "config.yaml")
@@ -214,7 +272,8 @@ def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_pa
     assert Predictor(run).temperature == temperature
     # The reference: the refit done by hand with the same seed.
     by_hand = fit(
-        tiny_config(train, test, epochs=epochs).with_overrides(["data.val_fraction=0"]), tmp_path / "by_hand"
+        tiny_config(train, test, epochs=epochs).with_overrides(["data.val_fraction=0", WIDE_BATCHES]),
+        tmp_path / "by_hand",
     )
     refit_weights = load_file(str(run / "model.safetensors"))
     for key, value in load_file(str(tmp_path / "by_hand" / "model.safetensors")).items():
@@ -224,53 +283,62 @@ def test_refit_equals_the_two_step_workflow(tiny_data: tuple[Path, Path], tmp_pa
 
 @pytest.mark.parametrize("saves", [1, 4], ids=["validated-stage", "refit-stage"])
 def test_refit_resumes_from_either_stage(
-    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saves: int
+    refit_run: FitResult,
+    shared_tiny_data: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_writes: None,
+    saves: int,
 ) -> None:
-    """Ctrl-C during the validated run (save 1) or during the refit (save 4: the validated run saves 3 epochs)."""
-    train, test = tiny_data
-    config = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true"])
-    fit(config, tmp_path / "full")
+    """Ctrl-C during the validated run (save 1) or during the refit (save 4: the validated run saves 3 epochs).
+    The uninterrupted run is :func:`refit_run`."""
+    train, test = shared_tiny_data
+    full = refit_run.run_dir
     interrupt_after_saves(monkeypatch, saves)
     with pytest.raises(KeyboardInterrupt):
-        fit(config, tmp_path / "cut")
+        fit(refit_config(train, test), tmp_path / "cut")
     monkeypatch.undo()
     assert (tmp_path / "cut" / "validated" / "metrics.json").is_file() == (saves == 4)
     resumed = fit(RunConfig(), tmp_path / "cut", resume=True)
-    _same_weights(tmp_path / "full", tmp_path / "cut")
-    full = ckpt.read_json(tmp_path / "full" / "metrics.json")
-    assert resumed.metrics["validated"]["best_epoch"] == full["validated"]["best_epoch"]
-    assert ckpt.read_json(tmp_path / "cut" / "calibration.json") == ckpt.read_json(
-        tmp_path / "full" / "calibration.json"
-    )
-    assert RunConfig.from_yaml(tmp_path / "cut" / "config.yaml") == RunConfig.from_yaml(
-        tmp_path / "full" / "config.yaml"
-    )
+    _same_weights(full, tmp_path / "cut")
+    full_metrics = ckpt.read_json(full / "metrics.json")
+    assert resumed.metrics["validated"]["best_epoch"] == full_metrics["validated"]["best_epoch"]
+    assert ckpt.read_json(tmp_path / "cut" / "calibration.json") == ckpt.read_json(full / "calibration.json")
+    assert RunConfig.from_yaml(tmp_path / "cut" / "config.yaml") == RunConfig.from_yaml(full / "config.yaml")
 
 
 def test_a_fresh_run_never_reuses_what_an_earlier_run_left(
-    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    refit_run: FitResult,
+    shared_tiny_data: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_writes: None,
 ) -> None:
     """An earlier refit run in the directory (as after --overwrite): a new plain run, interrupted and resumed, stays
-    a plain run; a new refit run, interrupted in its validated stage and resumed, redoes its own validated run."""
-    train, test = tiny_data
-    old = tiny_config(train, test, epochs=3).with_overrides(["train.refit=true", "optim.lr=0.05"])
-    plain = tiny_config(train, test, epochs=2).with_overrides(["train.calibrate=false"])
-    refit = tiny_config(train, test, epochs=2).with_overrides(["train.refit=true"])
-    for name, config in (("plain", plain), ("refit", refit)):
-        fit(config, tmp_path / f"{name}-reference")
-        fit(old, tmp_path / name)
+    a plain run; a new refit run, interrupted in its validated stage and resumed, redoes its own validated run.
+    The new refit run's uninterrupted reference is :func:`refit_run`; the earlier run is trained once and copied."""
+    train, test = shared_tiny_data
+    old = tiny_config(train, test, epochs=1).with_overrides(
+        ["train.refit=true", "optim.lr=0.05", WIDE_BATCHES]
+    )
+    plain = tiny_config(train, test, epochs=2).with_overrides(["train.calibrate=false", WIDE_BATCHES])
+    fit(plain, tmp_path / "plain-reference")
+    fit(old, tmp_path / "old")
+    references = {"plain": tmp_path / "plain-reference", "refit": refit_run.run_dir}
+    for name, config in (("plain", plain), ("refit", refit_config(train, test))):
+        shutil.copytree(tmp_path / "old", tmp_path / name)
         interrupt_after_saves(monkeypatch, 1)
         with pytest.raises(KeyboardInterrupt):
             fit(config, tmp_path / name)
         monkeypatch.undo()
         resumed = fit(RunConfig(), tmp_path / name, resume=True)
-        _same_weights(tmp_path / f"{name}-reference", tmp_path / name)
-        reference = ckpt.read_json(tmp_path / f"{name}-reference" / "metrics.json")
+        _same_weights(references[name], tmp_path / name)
+        reference = ckpt.read_json(references[name] / "metrics.json")
         assert ("validated" in resumed.metrics) == (name == "refit")
         if name == "refit":
             assert resumed.metrics["validated"]["best_epoch"] == reference["validated"]["best_epoch"]
-            # Its own validated run (2 epochs), not the old run's (3 epochs).
-            assert resumed.metrics["validated"]["epochs_run"] == 2
+            # Its own validated run (3 epochs), not the old run's (1 epoch).
+            assert resumed.metrics["validated"]["epochs_run"] == 3
     assert not (tmp_path / "plain" / "calibration.json").exists()  # the old run's temperature is gone
     assert not (tmp_path / "plain" / "validated").exists()
 
@@ -302,19 +370,21 @@ def _mean_member_logits(run: Path, members: list[Path], split: str) -> tuple[tor
 
 
 def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_logits(
-    tiny_data: tuple[Path, Path], tmp_path: Path
+    ensemble_run: FitResult, shared_tiny_data: tuple[Path, Path], tmp_path: Path, quick_writes: None
 ) -> None:
-    train, test = tiny_data
-    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2", CALIBRATED_VAL])
-    result = fit(config, tmp_path / "run")
-    run = tmp_path / "run"
+    train, test = shared_tiny_data
+    config = ensemble_config(train, test)
+    result = ensemble_run
+    run = ensemble_run.run_dir
     # Member m is the same run as training alone with seed train.seed + m.
     alone = []
     for member in range(2):
         seed = config.train.seed + member
         alone.append(
             fit(
-                tiny_config(train, test, epochs=2).with_overrides([f"train.seed={seed}", CALIBRATED_VAL]),
+                tiny_config(train, test, epochs=2).with_overrides(
+                    [f"train.seed={seed}", CALIBRATED_VAL, WIDE_BATCHES]
+                ),
                 tmp_path / f"s{seed}",
             )
         )
@@ -352,31 +422,28 @@ def test_ensemble_members_are_standalone_runs_and_the_ensemble_averages_their_lo
 
 
 def test_interrupted_ensemble_resumes_to_the_same_weights(
-    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ensemble_run: FitResult,
+    shared_tiny_data: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_writes: None,
 ) -> None:
-    train, test = tiny_data
-    config = tiny_config(train, test, model="cnn-attn", epochs=2).with_overrides(["model.ensemble=2"])
-    fit(config, tmp_path / "full")
-
+    """The uninterrupted run is :func:`ensemble_run`."""
+    train, test = shared_tiny_data
     interrupt_after_saves(monkeypatch, 3)  # member 0 saved 2 epochs: Ctrl-C after member 1's first epoch
     with pytest.raises(KeyboardInterrupt):
-        fit(config, tmp_path / "cut")
+        fit(ensemble_config(train, test), tmp_path / "cut")
     assert (tmp_path / "cut" / "members" / "0" / "metrics.json").is_file()
     assert not (tmp_path / "cut" / "members" / "1" / "metrics.json").exists()
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     monkeypatch.undo()
     fit(RunConfig(), tmp_path / "cut", resume=True)
-    _same_weights(tmp_path / "full", tmp_path / "cut")
+    _same_weights(ensemble_run.run_dir, tmp_path / "cut")
 
 
-def test_ensemble_with_refit(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+def test_ensemble_with_refit(refit_ensemble_run: FitResult) -> None:
     """Each member is refitted on all of train; the temperature comes from the validated members' ensemble."""
-    train, test = tiny_data
-    config = tiny_config(train, test, epochs=2).with_overrides(
-        ["model.ensemble=2", "train.refit=true", CALIBRATED_VAL]
-    )
-    fit(config, tmp_path / "run")
-    run = tmp_path / "run"
+    run = refit_ensemble_run.run_dir
     metrics = ckpt.read_json(run / "metrics.json")
     assert metrics["data_sizes"]["train"] == 400 and "val" not in metrics
     assert metrics["validated"]["val"]["n"] == 120
@@ -411,34 +478,41 @@ def test_ensemble_with_refit(tiny_data: tuple[Path, Path], tmp_path: Path) -> No
 
 
 def test_refit_ensemble_resumes_a_member_stopped_in_its_validated_stage(
-    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    refit_ensemble_run: FitResult,
+    shared_tiny_data: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_writes: None,
 ) -> None:
-    train, test = tiny_data
-    config = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2", "train.refit=true"])
-    fit(config, tmp_path / "full")
+    """The uninterrupted run is :func:`refit_ensemble_run`."""
+    train, test = shared_tiny_data
+    full = refit_ensemble_run.run_dir
     member_saves = sum(
-        ckpt.read_json(tmp_path / "full" / "members" / "0" / d / "metrics.json")["epochs_run"]
-        for d in ("validated", ".")
+        ckpt.read_json(full / "members" / "0" / d / "metrics.json")["epochs_run"] for d in ("validated", ".")
     )
     interrupt_after_saves(monkeypatch, member_saves + 1)  # member 1, after its validated run's first epoch
     with pytest.raises(KeyboardInterrupt):
-        fit(config, tmp_path / "cut")
+        fit(ensemble_config(train, test, "train.refit=true"), tmp_path / "cut")
     monkeypatch.undo()
     assert (tmp_path / "cut" / "members" / "1" / "validated" / "state").is_dir()
     fit(RunConfig(), tmp_path / "cut", resume=True)
-    _same_weights(tmp_path / "full", tmp_path / "cut")
-    assert ckpt.read_json(tmp_path / "cut" / "calibration.json") == ckpt.read_json(
-        tmp_path / "full" / "calibration.json"
-    )
+    _same_weights(full, tmp_path / "cut")
+    assert ckpt.read_json(tmp_path / "cut" / "calibration.json") == ckpt.read_json(full / "calibration.json")
 
 
 def test_a_fresh_ensemble_never_reuses_an_earlier_runs_members(
-    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ensemble_run: FitResult,
+    shared_tiny_data: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    quick_writes: None,
 ) -> None:
-    train, test = tiny_data
-    old = tiny_config(train, test, epochs=1).with_overrides(["model.ensemble=2", "optim.lr=0.0001"])
-    new = tiny_config(train, test, epochs=2).with_overrides(["model.ensemble=2"])
-    fit(new, tmp_path / "reference")
+    """The new run's uninterrupted reference is :func:`ensemble_run`."""
+    train, test = shared_tiny_data
+    old = tiny_config(train, test, epochs=1).with_overrides(
+        ["model.ensemble=2", "optim.lr=0.0001", WIDE_BATCHES]
+    )
+    new = ensemble_config(train, test)
     fit(old, tmp_path / "run")
     interrupt_after_saves(monkeypatch, 1)  # the new run stops after member 0's first epoch
     with pytest.raises(KeyboardInterrupt):
@@ -448,7 +522,7 @@ def test_a_fresh_ensemble_never_reuses_an_earlier_runs_members(
         not (tmp_path / "run" / "members" / "1").exists() and not (tmp_path / "run" / "metrics.json").exists()
     )
     fit(RunConfig(), tmp_path / "run", resume=True)
-    _same_weights(tmp_path / "reference", tmp_path / "run")
+    _same_weights(ensemble_run.run_dir, tmp_path / "run")
     # A member on disk that another config trained is refused on resume.
     RunConfig.from_yaml(tmp_path / "run" / "config.yaml").with_overrides(["optim.lr=0.05"]).save_yaml(
         tmp_path / "run" / "config.yaml"

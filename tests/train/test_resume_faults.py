@@ -17,9 +17,6 @@ from types import ModuleType
 
 import pytest
 
-import attnkit.train.plots
-from attnkit.atomic import atomic_write
-
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "resume_faults.py"
 
@@ -35,19 +32,6 @@ def _load_faults() -> ModuleType:
 faults = _load_faults()
 
 
-def _fake_png(path: Path) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(b"png"))
-
-
-@pytest.fixture
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plots written as tiny files (the same write points, without matplotlib's time), and no fsync (it matters
-    for power loss, not for a killed process, and is a third of a tiny run's time)."""
-    monkeypatch.setattr(attnkit.train.plots, "plot_curves", lambda history, path: _fake_png(path))
-    monkeypatch.setattr(attnkit.train.plots, "plot_confusion", lambda matrix, labels, path: _fake_png(path))
-    monkeypatch.setattr(os, "fsync", lambda fd: None)
-
-
 def _check(totals: dict[str, object]) -> None:
     assert totals["failures"] == [], json.dumps(totals["failures"], indent=1)
     assert totals["written_in_place"] == []  # every file of the run was renamed into place whole
@@ -55,7 +39,11 @@ def _check(totals: dict[str, object]) -> None:
     assert totals["epochs_lost"] == 0
 
 
-def test_a_kill_at_every_write_point_resumes_to_the_uninterrupted_run(tmp_path: Path, quick: None) -> None:
+def test_a_kill_at_every_write_point_resumes_to_the_uninterrupted_run(
+    tmp_path: Path, quick_writes: None
+) -> None:
+    """Plots are written as tiny files (the same write points, without matplotlib's time), and fsync is skipped (it
+    matters for power loss, not for a killed process)."""
     config, _ = faults.scenario("plain", faults.tiny_config(tmp_path / "data"))
     totals = faults.sweep(config, tmp_path / "runs")
     _check(totals)
@@ -65,7 +53,7 @@ def test_a_kill_at_every_write_point_resumes_to_the_uninterrupted_run(tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["overwrite", "refit", "ensemble"])
-def test_a_kill_at_every_write_point_of_other_runs(tmp_path: Path, quick: None, name: str) -> None:
+def test_a_kill_at_every_write_point_of_other_runs(tmp_path: Path, quick_writes: None, name: str) -> None:
     """``overwrite``: a kill while the earlier run is cleared leaves that run resumable whole, never the new config
     on its checkpoint; ``refit`` and ``ensemble`` resume through the same checkpoints in their sub-runs."""
     config, prepare = faults.scenario(name, faults.tiny_config(tmp_path / "data"))
