@@ -4,8 +4,6 @@ evaluate, calibrate, resume, ensembles and refit, all through the same task-driv
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import torch
 from PIL import Image
 
 import attnkit
+from attnkit.cli import main
 from attnkit.predictor import Predictor, evaluate_run
 from attnkit.runs import load_run
 from attnkit.tasks.image import PREPARATION_FILE
@@ -72,7 +71,9 @@ def test_the_run_directory_holds_an_image_run(image_run: Path) -> None:
     assert not (image_run / "tokenizer").exists()
 
 
-def test_predictions_agree_across_the_cli_the_api_and_the_model(image_run: Path, image_folder: Path) -> None:
+def test_predictions_agree_across_the_cli_the_api_and_the_model(
+    image_run: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = [image_folder / "top" / "0.png", image_folder / "bottom" / "3.png"]
     run = load_run(image_run)
     # The reference: the model on the pixels normalized with the run's own statistics.
@@ -87,42 +88,28 @@ def test_predictions_agree_across_the_cli_the_api_and_the_model(image_run: Path,
     np.testing.assert_allclose(clf.predict_proba([str(f) for f in files]), expected.numpy(), atol=1e-6)
     np.testing.assert_allclose(clf.predict_proba(Image.open(files[0]))[0], expected[0].numpy(), atol=1e-6)
     assert clf.predict([str(f) for f in files]) == ["top", "bottom"]
-    out = subprocess.run(
-        [sys.executable, "-m", "attnkit.cli", "predict", str(image_run), *map(str, files)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    capsys.readouterr()
+    assert main(["predict", str(image_run), *map(str, files)]) == 0  # the command, in this process
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["file"] for row in rows] == [str(f) for f in files]
     assert [row["label"] for row in rows] == ["top", "bottom"]
     for row, probabilities in zip(rows, expected, strict=True):
         assert row["probabilities"]["top"] == pytest.approx(float(probabilities[2]), abs=1e-5)
 
 
-def test_a_folder_is_predicted_and_a_broken_image_is_skipped(image_run: Path, tmp_path: Path) -> None:
+def test_a_folder_is_predicted_and_a_broken_image_is_skipped(
+    image_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "inbox"
     folder.mkdir()
     Image.fromarray(np.zeros((40, 30), dtype=np.uint8), "L").save(folder / "b.png")  # resized like training
     (folder / "a.png").write_bytes(b"not a png")
     out_csv = tmp_path / "out.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "attnkit.cli",
-            "predict",
-            str(image_run),
-            "--file",
-            str(folder),
-            "--out",
-            str(out_csv),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "skipped 1 of 2" in done.stderr and "a.png" in done.stderr and "Traceback" not in done.stderr
+    capsys.readouterr()
+    code = main(["predict", str(image_run), "--file", str(folder), "--out", str(out_csv)])  # in this process
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "skipped 1 of 2" in err and "a.png" in err and "Traceback" not in err
     lines = out_csv.read_text().splitlines()
     assert lines[0] == "file,predicted_label,prob_bottom,prob_middle,prob_top"
     assert len(lines) == 2 and lines[1].startswith(str(folder / "b.png"))
