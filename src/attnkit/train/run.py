@@ -57,6 +57,9 @@ class Progress:
     best_epoch: int = -1
     stale: int = 0
     train_seconds: float = 0.0
+    #: CPU seconds of this process (all its threads) spent training: on a shared machine it says what the run
+    #: cost where wall-clock time also counts other users' jobs.
+    train_cpu_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     improved_this_epoch: bool = False
 
@@ -67,6 +70,7 @@ class Progress:
             "best_epoch": self.best_epoch,
             "stale": self.stale,
             "train_seconds": self.train_seconds,
+            "train_cpu_seconds": self.train_cpu_seconds,
             "history": self.history,
         }
 
@@ -78,6 +82,7 @@ class Progress:
             best_epoch=saved["best_epoch"],
             stale=saved["stale"],
             train_seconds=saved["train_seconds"],
+            train_cpu_seconds=float(saved.get("train_cpu_seconds", 0.0)),  # absent before it was recorded
             history=saved["history"],
         )
 
@@ -147,7 +152,7 @@ class _Trainer:
     # -- one evaluation point ---------------------------------------------------------------------------
 
     def evaluate_point(
-        self, epoch: int, train_loss: float, examples_per_second: float, elapsed: float
+        self, epoch: int, train_loss: float, examples_per_second: float, elapsed: float, cpu_elapsed: float
     ) -> None:
         """Validate (and optionally track test), record, keep the best weights (the latest without validation)."""
         config, data, task, progress = self.config, self.data, self.task, self.progress
@@ -167,6 +172,7 @@ class _Trainer:
             "val_accuracy": val["accuracy"] if val else None,
             "val_macro_f1": val["macro_f1"] if val else None,
             "train_seconds": elapsed,
+            "train_cpu_seconds": cpu_elapsed,
             "train_examples_per_second": examples_per_second,
             "lr": self.scheduler.get_last_lr()[0],
         }
@@ -201,8 +207,8 @@ class _Trainer:
         # Augmentation draws from its own stream, also a function of (seed, epoch) only.
         augment = torch.Generator().manual_seed(config.train.seed * 7_919 + epoch)
         self.sampler.set_epoch(epoch)
-        epoch_loss, seen, epoch_start = 0.0, 0, time.perf_counter()
-        eval_seconds = 0.0  # time spent validating inside the epoch: not training time
+        epoch_loss, seen, epoch_start, epoch_cpu = 0.0, 0, time.perf_counter(), time.process_time()
+        eval_seconds = eval_cpu = 0.0  # time spent validating inside the epoch: not training time
         self.model.train()
         bar = tqdm(
             total=self.steps_per_epoch,
@@ -238,16 +244,23 @@ class _Trainer:
             bar.set_postfix(loss=f"{epoch_loss / max(seen, 1):.4f}", ex_s=f"{speed:.0f}")
             every = config.train.eval_every_steps
             if every and self.step % every == 0 and self.step % self.steps_per_epoch != 0:
-                eval_start = time.perf_counter()
+                eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
                 elapsed = self.progress.train_seconds + (eval_start - epoch_start - eval_seconds)
-                self.evaluate_point(epoch, epoch_loss / max(seen, 1), speed, elapsed)
+                cpu_elapsed = self.progress.train_cpu_seconds + (eval_cpu_start - epoch_cpu - eval_cpu)
+                self.evaluate_point(epoch, epoch_loss / max(seen, 1), speed, elapsed, cpu_elapsed)
                 eval_seconds += time.perf_counter() - eval_start
+                eval_cpu += time.process_time() - eval_cpu_start
         bar.close()
         epoch_time = time.perf_counter() - epoch_start - eval_seconds
         progress = self.progress
         progress.train_seconds += epoch_time
+        progress.train_cpu_seconds += time.process_time() - epoch_cpu - eval_cpu
         self.evaluate_point(
-            epoch, epoch_loss / max(seen, 1), len(self.data.train) / epoch_time, progress.train_seconds
+            epoch,
+            epoch_loss / max(seen, 1),
+            len(self.data.train) / epoch_time,
+            progress.train_seconds,
+            progress.train_cpu_seconds,
         )
         # Patience counts epochs: an epoch with any improving evaluation resets it.
         progress.stale = 0 if progress.improved_this_epoch else progress.stale + 1
@@ -296,6 +309,7 @@ class _Trainer:
                 "epochs_run": len({h["epoch"] for h in progress.history}),
                 "stopped_early": stopped_early,
                 "train_seconds": progress.train_seconds,
+                "train_cpu_seconds": progress.train_cpu_seconds,
                 "init_seconds": self.init_seconds,
                 "world_size": self.ctx.world_size,
                 "history": progress.history,
