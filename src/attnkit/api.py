@@ -13,6 +13,11 @@ clf.attention(["a wonderful film"])[0].weights   # the weights the model pooled 
 clf.evaluate("test.csv")                      # accuracy, macro-F1, per-class P/R, confusion matrix, ECE
 ```
 
+Image and audio runs take their own inputs in the same calls: ``clf.predict(["shirt.png", pixels])`` (paths,
+bytes, PIL images, uint8 arrays) or ``clf.predict(["clip.wav", waveform])`` (paths, bytes, 1-D float arrays at the
+run's sample rate); ``clf.explain`` then gives per-box or per-frame scores and ``clf.attention`` a recording's
+weights over its frames with their times.
+
 Every function here is what the ``attnkit`` command runs; the command is a thin adapter over it.
 """
 
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 if TYPE_CHECKING:
+    from attnkit.explain.audio import AudioExplanation
     from attnkit.explain.explanation import Explanation
     from attnkit.predictor import Predictor
     from attnkit.train.config import RunConfig
@@ -59,6 +65,26 @@ class TokenAttention:
         """The ``k`` most attended tokens with their weights."""
         order = np.argsort(-self.weights, kind="stable")[:k]
         return [(self.tokens[i], float(self.weights[i])) for i in order]
+
+
+@dataclass
+class FrameAttention:
+    """The attention a model paid to one recording's units (frames, or stacks of frames).
+
+    Attributes:
+        source: where the recording came from (its path), if known.
+        spans: ``(start, end)`` seconds of each unit.
+        weights: ``(U,)`` pooling weights over the units, summing to 1.
+    """
+
+    source: str | None
+    spans: list[tuple[float, float]]
+    weights: np.ndarray
+
+    def top(self, k: int = 5) -> list[tuple[tuple[float, float], float]]:
+        """The ``k`` most attended units' ``(start, end)`` seconds with their weights."""
+        order = np.argsort(-self.weights, kind="stable")[:k]
+        return [(self.spans[i], float(self.weights[i])) for i in order]
 
 
 def _column(table: Any, name: str) -> list[Any]:
@@ -272,9 +298,44 @@ class Classifier:
                 raise TypeError(f"text {i} is {type(item).__name__}, expected a string")
         return items
 
+    def _single(self, items: Any) -> bool:
+        """Whether ``items`` is one text (a str) or one recording (a path, bytes or a 1-D array), not several."""
+        if self.predictor.modality == "text":
+            return isinstance(items, str)
+        if isinstance(items, np.ndarray):
+            return items.ndim == 1
+        return isinstance(items, (str, Path, bytes, bytearray))
+
+    def _recordings(self, items: Any) -> tuple[list[Any], list[str | None]]:
+        """Recordings of an audio run and their sources: paths (read here), encoded bytes (WAV, FLAC, OGG) or 1-D
+        float arrays of samples at the run's sample rate (a ``(N, S)`` array is ``N`` recordings)."""
+        if isinstance(items, np.ndarray) and items.ndim == 2:
+            items = list(items)
+        recordings: list[Any] = []
+        sources: list[str | None] = []
+        for i, item in enumerate([items] if self._single(items) else list(items)):
+            if isinstance(item, (str, Path)):
+                path = Path(item).expanduser()
+                if not path.is_file():
+                    raise ValueError(f"recording {i}: {path} is not a file")
+                recordings.append(path.read_bytes())
+                sources.append(str(item))
+            elif isinstance(item, (bytes, bytearray, np.ndarray)):
+                recordings.append(item)
+                sources.append(None)
+            else:
+                raise TypeError(
+                    f"recording {i} is {type(item).__name__}: give a path, encoded bytes or a 1-D float array of "
+                    "samples"
+                )
+        return recordings, sources
+
     def _inputs(self, items: Any) -> list[Any]:
         """Texts for a text run; for an image run, images: file paths, encoded bytes, PIL images or uint8 arrays
-        (one ``(H, W[, C])`` array is one image, an ``(N, H, W, C)`` array is ``N``)."""
+        (one ``(H, W[, C])`` array is one image, an ``(N, H, W, C)`` array is ``N``); for an audio run, recordings
+        (:meth:`_recordings`)."""
+        if self.predictor.modality == "audio":
+            return self._recordings(items)[0]
         if self.predictor.modality != "image":
             return self._texts(items)
         if isinstance(items, np.ndarray):
@@ -298,14 +359,15 @@ class Classifier:
         return images
 
     def predict(self, texts: Any, *, batch_size: int = 64) -> list[str]:
-        """The predicted label of each text (a single string counts as one text), or of each image of an image
-        run (paths, bytes, PIL images or uint8 arrays; one of them counts as one image)."""
+        """The predicted label of each text (a single string counts as one text), of each image of an image run
+        (paths, bytes, PIL images or uint8 arrays; one of them counts as one image), or of each recording of an
+        audio run (paths, bytes or 1-D float arrays at the run's sample rate; one of them counts as one)."""
         probabilities = self.predict_proba(texts, batch_size=batch_size)
         return [self.labels[i] for i in probabilities.argmax(axis=1)] if len(probabilities) else []
 
     def predict_proba(self, texts: Any, *, batch_size: int = 64) -> np.ndarray:
         """``(N, C)`` calibrated class probabilities (``softmax(logits / T)``), columns in :attr:`labels` order;
-        texts, or images for an image run (as :meth:`predict` takes them)."""
+        texts, or images or recordings for an image or audio run (as :meth:`predict` takes them)."""
         return self.predictor.predict_proba(self._inputs(texts), batch_size=batch_size).numpy()
 
     @overload
@@ -323,21 +385,46 @@ class Classifier:
         ig_steps: int = ...,
     ) -> list[Explanation]: ...
 
+    @overload
+    def explain(  # images, recordings: one or several, as predict takes them
+        self,
+        texts: Path | bytes | bytearray | np.ndarray | Sequence[Any],
+        *,
+        methods: Sequence[str] = ...,
+        target: str | None = ...,
+        ig_steps: int = ...,
+    ) -> Any: ...
+
     def explain(
         self,
-        texts: str | Sequence[str],
+        texts: Any,
         *,
         methods: Sequence[str] = ("attention",),
         target: str | None = None,
         ig_steps: int = 50,
-    ) -> Explanation | list[Explanation]:
+    ) -> Explanation | list[Explanation] | AudioExplanation | list[AudioExplanation]:
         """Per-token scores of each method (``attention``, ``attention-value``, ``gradient``, ``grad-input``,
         ``ig``, ``loo`` or ``all``) for one text (returns one :class:`~attnkit.explain.Explanation`) or several
         (a list). ``target`` explains that label instead of the predicted one. ``.to_json_dict()`` gives the
         format every renderer reads (``docs/explanation-format.md``). For an image run, per-unit scores of one
-        image or several (as :meth:`predict` takes them): :class:`~attnkit.explain.images.ImageExplanation`."""
+        image or several (as :meth:`predict` takes them): :class:`~attnkit.explain.images.ImageExplanation`; for an
+        audio run, per-frame scores of one recording or several, each unit with its start and end in seconds:
+        :class:`~attnkit.explain.audio.AudioExplanation`."""
         if isinstance(methods, str):
             methods = [methods]
+        if self.predictor.modality == "audio":  # per-unit scores over the recording's frames
+            from attnkit.explain.audio import explain_recordings
+
+            recordings, sources = self._recordings(texts)
+            found_audio = explain_recordings(
+                self.predictor,
+                recordings,
+                methods=list(methods),
+                target=target,
+                ig_steps=ig_steps,
+                sources=sources,
+            )
+            return found_audio[0] if self._single(texts) else found_audio
         if self.predictor.modality == "image":  # per-unit scores over the image's boxes
             from attnkit.explain.images import explain_images
 
@@ -354,8 +441,25 @@ class Classifier:
         )
         return explanations[0] if isinstance(texts, str) else explanations
 
-    def attention(self, texts: str | Sequence[str]) -> list[TokenAttention]:
-        """The attention weights the model pooled each text's tokens with (one :class:`TokenAttention` per text)."""
+    def attention(self, texts: Any) -> list[TokenAttention] | list[FrameAttention]:
+        """The attention weights the model pooled each text's tokens with (one :class:`TokenAttention` per text);
+        for an audio run, each recording's weights over its frames (one :class:`FrameAttention` per recording, as
+        :meth:`predict` takes them)."""
+        if self.predictor.modality == "audio":
+            from attnkit.explain.audio import explain_recordings
+
+            recordings, sources = self._recordings(texts)
+            found = explain_recordings(
+                self.predictor, recordings, methods=["attention"], sources=sources, include_audio=False
+            )
+            return [
+                FrameAttention(
+                    source=item.source,
+                    spans=[(unit.start, unit.end) for unit in item.units],
+                    weights=np.asarray(item.scores("attention"), dtype=np.float64),
+                )
+                for item in found
+            ]
         out = []
         for item in self.explain(self._texts(texts), methods=["attention"]):
             out.append(
@@ -394,7 +498,7 @@ class Classifier:
                 f"labels {', '.join(unknown[:5])} are not among the model's labels ({', '.join(self.labels)})"
             )
         index = {name: i for i, name in enumerate(self.labels)}
-        probabilities = self.predict_proba(self._texts(texts))
+        probabilities = self.predict_proba(texts)  # texts, or the run's own inputs (images, recordings)
         report = classification_report(probabilities, np.asarray([index[v] for v in truth]), self.labels)
         report["source"] = "in-memory data"
         return report

@@ -1,9 +1,12 @@
-"""Predict every row of a file and write the rows back with their predictions (``attnkit predict --file``).
+"""Predict every row of a file, or every input file of an image or audio run, and write the rows back with their
+predictions (``attnkit predict``).
 
 The input is read by :func:`attnkit.data.text.sources.read_rows` (the parsers ``train`` and ``evaluate`` use), so a
 CSV header is a header, a quoted multi-line field is one text and a label column is kept but never classified.
 The output keeps every input column and adds ``predicted_label`` and one ``prob_<label>`` column per class
-(in the run's label order), one row per readable input row, in input order.
+(in the run's label order), one row per readable input row, in input order. For runs whose inputs are files
+(``Task.input_suffixes``: images, recordings) the rows are the files, with one column ``file``
+(:func:`predict_files`); a file that cannot be decoded is skipped and listed, like an unreadable row.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import itertools
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +25,7 @@ from attnkit.atomic import atomic_write
 from attnkit.data.text.sources import InputRows, read_rows
 
 if TYPE_CHECKING:
+    from attnkit.data.text.files import SkippedRow
     from attnkit.predictor import Prediction, Predictor
 
 logger = logging.getLogger(__name__)
@@ -212,31 +217,31 @@ def predict_file(
     return batch
 
 
-#: The column that names each image file in image predictions.
+#: The column that names each input file in file predictions (images, recordings).
 FILE_COLUMN = "file"
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    """The image files of ``paths``: files as given, folders searched recursively (image suffixes, natural order).
+def input_files(paths: list[str], suffixes: Iterable[str], kind: str = "input") -> list[Path]:
+    """The input files of ``paths``: files as given, folders searched recursively for ``suffixes`` (lower-case,
+    with the dot; matched case-insensitively), in natural order.
 
     Raises:
-        ValueError: a path does not exist, or a folder holds no image file.
+        ValueError: a path does not exist, or a folder holds no file with one of ``suffixes`` (the message calls
+            them ``kind`` files: ``image``, ``audio``).
     """
-    from attnkit.data.vision import IMAGE_SUFFIXES
     from attnkit.data.vision.folder import natural_key
 
+    wanted = frozenset(suffixes)
     found: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
             inside = sorted(
-                (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted),
                 key=lambda p: natural_key(str(p.relative_to(path))),
             )
             if not inside:
-                raise ValueError(
-                    f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder"
-                )
+                raise ValueError(f"{path}: no {kind} files ({', '.join(sorted(wanted))}) in this folder")
             found += inside
         elif path.is_file():
             found.append(path)
@@ -245,34 +250,112 @@ def image_files(paths: list[str]) -> list[Path]:
     return found
 
 
-def predict_images(predictor: Predictor, paths: list[str], *, batch_size: int = 64) -> BatchPredictions:
-    """Predict every image file of ``paths`` (see :func:`image_files`); unreadable images are skipped and listed.
+def image_files(paths: list[str]) -> list[Path]:
+    """The image files of ``paths`` (:func:`input_files` with the image suffixes)."""
+    from attnkit.data.vision import IMAGE_SUFFIXES
 
-    Each image is decoded and resized as the run's training images were (:meth:`ImageClassificationTask.to_array`);
-    the rows have one column, ``file``.
+    return input_files(paths, IMAGE_SUFFIXES, "image")
+
+
+def run_input_files(predictor: Predictor, paths: list[str]) -> list[Path]:
+    """The files of ``paths`` the run's task reads its raw inputs from (its ``input_suffixes``).
+
+    Raises:
+        ValueError: the run classifies texts (they are not read from files this way), a path does not exist, or
+            a folder holds no such file.
     """
-    from attnkit.data.errors import DataError
+    suffixes = predictor.task.input_suffixes
+    if suffixes is None:
+        raise ValueError(
+            f"{predictor.run_dir} is a {predictor.modality} run: its inputs are texts, not files"
+        )
+    return input_files(paths, suffixes, predictor.modality)
+
+
+def _skip_reason(err: Exception) -> str:
+    """The reason of a decoding error without the name it starts with (``recording 0: empty`` -> ``empty``)."""
+    if isinstance(err, OSError):
+        return f"cannot be read ({err.strerror or type(err).__name__})"
+    return str(err).split(": ", 1)[-1]
+
+
+def read_input_files(
+    predictor: Predictor, paths: list[str]
+) -> tuple[list[bytes], list[str], list[SkippedRow]]:
+    """Read the input files of ``paths`` (:func:`run_input_files`), each checked by encoding it as the run's task
+    encodes raw inputs; a file that cannot be read or decoded is skipped and listed.
+
+    Returns:
+        ``(contents, names, skipped)``: the bytes of each readable file, its path as given, and the skipped files
+        (location = path, reason) in input order.
+    """
     from attnkit.data.text.files import SkippedRow
 
-    files = image_files(paths)
-    to_array = getattr(predictor.task, "to_array")  # noqa: B009 - image tasks only
-    rows: list[dict[str, Any]] = []
-    arrays = []
+    contents: list[bytes] = []
+    names: list[str] = []
     skipped: list[SkippedRow] = []
-    for path in files:
+    for path in run_input_files(predictor, paths):
         try:
-            arrays.append(to_array(path.read_bytes()))
-        except (DataError, OSError) as err:
-            skipped.append(SkippedRow(str(path), str(err).split(": ", 1)[-1]))
+            data = path.read_bytes()
+            predictor.task.encode_inputs([data])  # decoded as the training inputs were
+        except (
+            ValueError,
+            OSError,
+        ) as err:  # a DataError names the reason; OSError a permission, a folder...
+            skipped.append(SkippedRow(str(path), _skip_reason(err)))
             continue
-        rows.append({FILE_COLUMN: str(path)})
+        contents.append(data)
+        names.append(str(path))
+    return contents, names, skipped
+
+
+def predict_files(predictor: Predictor, paths: list[str], *, batch_size: int = 64) -> BatchPredictions:
+    """Predict every input file of ``paths`` (:func:`run_input_files`: images of an image run, recordings of an
+    audio run); files that cannot be read or decoded are skipped and listed in ``result.inputs.skipped``.
+
+    Each file is decoded as the run's training inputs were (:meth:`Task.encode_inputs` on its bytes); the rows
+    have one column, ``file``, in input order.
+    """
+    import torch
+
+    from attnkit.data.text.files import SkippedRow
+
+    files = run_input_files(predictor, paths)
+    rows: list[dict[str, Any]] = []
+    parts: list[Any] = []  # (b, C) probabilities of each chunk's readable files
+    skipped: list[SkippedRow] = []
+    for start in range(0, len(files), batch_size):
+        readable: list[tuple[Path, bytes]] = []
+        for path in files[start : start + batch_size]:
+            try:
+                readable.append((path, path.read_bytes()))
+            except OSError as err:
+                skipped.append(SkippedRow(str(path), _skip_reason(err)))
+        if not readable:
+            continue
+        try:  # the whole chunk at once; only when a file of it is bad, one by one to find it
+            parts.append(predictor.predict_proba([data for _, data in readable], batch_size=batch_size))
+            rows += [{FILE_COLUMN: str(path)} for path, _ in readable]
+        except ValueError:
+            for path, data in readable:
+                try:
+                    parts.append(predictor.predict_proba([data], batch_size=1))
+                except ValueError as err:
+                    skipped.append(SkippedRow(str(path), _skip_reason(err)))
+                    continue
+                rows.append({FILE_COLUMN: str(path)})
+    order = {str(path): i for i, path in enumerate(files)}
+    skipped.sort(key=lambda s: order.get(s.location, 0))
     source = paths[0] if len(paths) == 1 else "<arguments>"
     inputs = InputRows(source, FILE_COLUMN, rows, [row[FILE_COLUMN] for row in rows], [], skipped)
-    label_column, probability_columns = output_columns(
-        inputs.columns or [FILE_COLUMN], list(predictor.labels)
-    )
-    probabilities = predictor.predict_proba(arrays, batch_size=batch_size)  # (N, C)
+    label_column, probability_columns = output_columns([FILE_COLUMN], list(predictor.labels))
+    probabilities = torch.cat(parts) if parts else torch.zeros(0, len(predictor.labels))  # (N, C)
     predictions = [
         predictor.prediction(row[FILE_COLUMN], p) for row, p in zip(rows, probabilities, strict=True)
     ]
     return BatchPredictions(inputs, predictions, label_column, probability_columns)
+
+
+def predict_images(predictor: Predictor, paths: list[str], *, batch_size: int = 64) -> BatchPredictions:
+    """Predict every image file of ``paths``: :func:`predict_files` (its name for image runs)."""
+    return predict_files(predictor, paths, batch_size=batch_size)

@@ -8,12 +8,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from attnkit import __version__
 
 if TYPE_CHECKING:
     from attnkit.data.text.sources import InputRows
+    from attnkit.predictor import Predictor
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -277,8 +278,16 @@ def _read_texts(args: argparse.Namespace, text_field: str | None = None) -> Inpu
     return inputs
 
 
+#: What one raw input of each file-based modality is called in messages.
+_FILE_NOUNS = {"image": "image", "audio": "recording"}
+
+
+def _file_noun(modality: str) -> str:
+    return _FILE_NOUNS.get(modality, f"{modality} file")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from attnkit.batch_predict import check_output_path, predict_images, predict_rows, write_predictions
+    from attnkit.batch_predict import check_output_path, predict_files, predict_rows, write_predictions
     from attnkit.predictor import Predictor
 
     if args.out is not None:
@@ -286,12 +295,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if args.file and Path(args.out).expanduser().resolve() == Path(args.file).expanduser().resolve():
             raise UserError(f"--out {args.out} is the input file; write the predictions to another file")
     predictor = Predictor(args.run_dir, device=args.device)
-    if predictor.modality == "image":
-        batch = predict_images(predictor, [*args.texts, *([args.file] if args.file else [])])
+    from_files = predictor.task.input_suffixes is not None  # images, recordings: files, not texts
+    if from_files:
+        noun = _file_noun(predictor.modality)
+        paths = [*args.texts, *([args.file] if args.file else [])]
+        if not paths:
+            raise UserError(f"give the {noun}s to predict as arguments (files or folders of them)")
+        batch = predict_files(predictor, paths)
         if batch.inputs.skipped:
             print(f"attnkit predict: {batch.inputs.skipped_summary()}", file=sys.stderr)
         if not batch.predictions:
-            raise UserError("no readable image to predict")
+            raise UserError(f"no readable {noun} to predict")
     else:
         batch = predict_rows(predictor, _read_texts(args, predictor.config.data.text_field))
     if args.out is not None:
@@ -299,7 +313,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({len(batch.predictions)} rows)", file=sys.stderr)
         return 0
     for prediction in batch.predictions:
-        key = "file" if predictor.modality == "image" else "text"
+        key = "file" if from_files else "text"
         print(json.dumps({key: prediction.text, **prediction.to_json_dict()}, ensure_ascii=False))
     return 0
 
@@ -319,10 +333,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "texts",
         nargs="*",
-        help="texts to classify (else --file or standard input, one per line); for an image run, image files or "
-        "folders of them",
+        help="texts to classify (else --file or standard input, one per line); for an image or audio run, image "
+        "or audio files (wav, flac, ogg) or folders of them",
     )
-    p.add_argument("--file", help=_FILE_HELP + "; for an image run, an image file or a folder of images")
+    p.add_argument(
+        "--file", help=_FILE_HELP + "; for an image or audio run, one such file or a folder of them"
+    )
     p.add_argument("--text-field", help=_TEXT_FIELD_HELP)
     p.add_argument(
         "--out",
@@ -414,60 +430,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             f"explanation.{suffix[args.format]}" if args.format in ("html", "png") else f"{args.format}.html"
         )
     predictor = Predictor(args.run_dir, device=args.device)
+    if predictor.task.input_suffixes is not None:  # images, recordings: files, not texts
+        return _explain_files(args, predictor)
     written: list[Path] = []
-    if predictor.modality == "image":
-        from attnkit.batch_predict import image_files
-        from attnkit.data.errors import DataError
-        from attnkit.explain import explain_images, render_images
-
-        if args.format in ("head-view", "model-view") or args.layers:
-            raise UserError(
-                f"{'--layers' if args.layers else '--format ' + args.format} is for text runs; an image run's "
-                "explanations are terminal, html, png or json"
-            )
-        if args.file or args.text_field:
-            raise UserError("give the images (files or folders) as arguments; --file is for text runs")
-        if not args.texts:
-            raise UserError("give the images to explain as arguments (image files or folders of them)")
-        images, names = [], []
-        for path in image_files(list(args.texts)):
-            try:  # decoded and resized as the training images were; an unreadable one is skipped
-                images.append(predictor.task.to_array(path.read_bytes()))  # type: ignore[attr-defined]
-            except (DataError, OSError) as err:
-                print(f"attnkit explain: skipped {path}: {str(err).split(': ', 1)[-1]}", file=sys.stderr)
-                continue
-            names.append(str(path))
-        if not images:
-            raise UserError("no readable image to explain")
-        image_explanations = explain_images(
-            predictor,
-            images,
-            _method_list(args.method),
-            target=args.target,
-            ig_steps=args.ig_steps,
-            sources=names,
-        )
-        items = [e.to_json_dict() for e in image_explanations]
-        if args.format == "terminal":
-            render_images.render_image_terminal(items)
-        elif args.format == "json":
-            text = render_images.render_image_json(items)
-            if args.out:
-                write_text(Path(args.out), text + "\n")
-                written.append(Path(args.out))
-            else:
-                print(text)
-        elif args.format == "html":
-            write_text(Path(args.out), render_images.render_image_html(items))
-            written.append(Path(args.out))
-        else:  # png: one file per image
-            for item, path in zip(items, _numbered_paths(Path(args.out), len(items)), strict=True):
-                render_images.render_image_png(item, path)
-                written.append(path)
-        for path in written:
-            print(f"wrote {path}", file=sys.stderr)
-        return 0
-
     texts = _read_texts(args, predictor.config.data.text_field).texts
     has_layers = predictor.model.has_layer_attentions()
     if args.format in ("head-view", "model-view") and not has_layers:
@@ -515,17 +480,81 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_files(args: argparse.Namespace, predictor: Predictor) -> int:
+    """``attnkit explain`` for a run whose inputs are files: per-unit scores of images (boxes) or recordings
+    (frames), in the modality's renderers; an unreadable file is skipped and named."""
+    from attnkit.atomic import write_text
+    from attnkit.batch_predict import read_input_files
+
+    noun = _file_noun(predictor.modality)
+    if args.format in ("head-view", "model-view") or args.layers:
+        raise UserError(
+            f"{'--layers' if args.layers else '--format ' + args.format} is for text runs; an {predictor.modality} "
+            "run's explanations are terminal, html, png or json"
+        )
+    if args.file or args.text_field:
+        raise UserError(f"give the {noun}s (files or folders) as arguments; --file is for text runs")
+    if not args.texts:
+        raise UserError(f"give the {noun}s to explain as arguments (files or folders of them)")
+    contents, names, skipped = read_input_files(predictor, list(args.texts))
+    for item in skipped:  # decoded as the training inputs were; an unreadable one is skipped
+        print(f"attnkit explain: skipped {item.location}: {item.reason}", file=sys.stderr)
+    if not contents:
+        raise UserError(f"no readable {noun} to explain")
+    methods = _method_list(args.method)
+    if predictor.modality == "audio":
+        from attnkit.explain import explain_recordings
+        from attnkit.explain import render_audio as renderer
+
+        found: Sequence[Any] = explain_recordings(
+            predictor, contents, methods=methods, target=args.target, ig_steps=args.ig_steps, sources=names
+        )
+        terminal, to_json = renderer.render_audio_terminal, renderer.render_audio_json
+        to_html, to_png = renderer.render_audio_html, renderer.render_audio_png
+    else:
+        from attnkit.explain import explain_images
+        from attnkit.explain import render_images as renderer_images
+
+        found = explain_images(
+            predictor, contents, methods, target=args.target, ig_steps=args.ig_steps, sources=names
+        )
+        terminal, to_json = renderer_images.render_image_terminal, renderer_images.render_image_json
+        to_html, to_png = renderer_images.render_image_html, renderer_images.render_image_png
+    items = [e.to_json_dict() for e in found]
+    written: list[Path] = []
+    if args.format == "terminal":
+        terminal(items)
+    elif args.format == "json":
+        text = to_json(items)
+        if args.out:
+            write_text(Path(args.out), text + "\n")
+            written.append(Path(args.out))
+        else:
+            print(text)
+    elif args.format == "html":
+        write_text(Path(args.out), to_html(items))
+        written.append(Path(args.out))
+    else:  # png: one file per input
+        for item, path in zip(items, _numbered_paths(Path(args.out), len(items)), strict=True):
+            to_png(item, path)
+            written.append(path)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
-        help="the prediction plus per-token (text) or per-box (image) importance by attention, gradients, IG, LOO",
+        help="the prediction plus per-token (text), per-box (image) or per-frame (audio) importance by attention, "
+        "gradients, IG, LOO",
     )
     p.add_argument("run_dir")
     p.add_argument(
         "texts",
         nargs="*",
-        help="texts to explain (else --file or standard input, one per line); for an image run, image files or "
-        "folders of them",
+        help="texts to explain (else --file or standard input, one per line); for an image or audio run, image or "
+        "audio files or folders of them",
     )
     p.add_argument("--file", help=_FILE_HELP)
     p.add_argument("--text-field", help=_TEXT_FIELD_HELP)
@@ -533,7 +562,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         "--method",
         action="append",
         help="attention, attention-value, gradient, grad-input, ig, loo or all (repeat or comma-separate; default "
-        "attention; transformers and ViTs add rollout to attention; for images loo is occlusion of each box)",
+        "attention; transformers and ViTs add rollout to attention; for images loo is occlusion of each box, for "
+        "recordings it deletes the frame)",
     )
     p.add_argument(
         "--format",
@@ -541,12 +571,14 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="default: from the --out suffix (.html, .png, .json), else terminal. head-view / model-view: "
         "standalone pages of every layer and head (text transformer). For an image run, png shows per method "
-        "the image, the heatmap and the overlay; html switches between methods and shows a box's score on hover",
+        "the image, the heatmap and the overlay; html switches between methods and shows a box's score on hover. "
+        "For an audio run, png shows the spectrogram with one score strip per method under it; html plays the "
+        "clip and follows it on the strips",
     )
     p.add_argument(
         "--out",
         help="output file (html/png default explanation.html/.png; json default stdout). png, head-view and "
-        "model-view write one file per text or image: with several, OUT-0.png, OUT-1.png, ... in input order "
+        "model-view write one file per text, image or recording: with several, OUT-0.png, OUT-1.png, ... in input order "
         "(numbers zero-padded to the same width); every file written is printed",
     )
     p.add_argument("--target", help="explain this label instead of the predicted one")
@@ -566,9 +598,9 @@ def _cmd_faithfulness(args: argparse.Namespace) -> int:
     from attnkit.predictor import Predictor
 
     predictor = Predictor(args.run_dir, device=args.device)
-    inputs, labels = read_inputs(predictor, args.data)  # texts, or images as (H, W, C) uint8 arrays
+    inputs, labels = read_inputs(predictor, args.data)  # texts, images (H, W, C) uint8 or waveforms (S,)
     total = min(args.n, len(inputs))
-    unit = "text" if predictor.modality == "text" else predictor.modality
+    unit = "text" if predictor.modality == "text" else _file_noun(predictor.modality)
     bar = tqdm(total=total, desc="faithfulness", unit=unit, disable=args.no_progress, file=sys.stderr)
 
     def advance(done: int) -> None:
@@ -610,9 +642,10 @@ def _add_faithfulness(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         required=True,
-        help="labelled data to measure on: file, folder or built-in name[:split] (fashion-mnist:test for images)",
+        help="labelled data to measure on: file, folder or built-in name[:split] (fashion-mnist:test for images, "
+        "fsdd:test for speech)",
     )
-    p.add_argument("--n", type=int, default=500, help="texts or images sampled (default 500)")
+    p.add_argument("--n", type=int, default=500, help="texts, images or recordings sampled (default 500)")
     p.add_argument("--method", action="append", help="methods to measure (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ig-steps", type=int, default=50)
@@ -857,9 +890,12 @@ EXAMPLES: dict[str, str] = {
     "evaluate": "attnkit evaluate runs/reviews --data test.csv",
     "calibrate": "attnkit calibrate runs/reviews --data calibration.csv",
     "predict": 'attnkit predict runs/reviews "a wonderful film" "dull"\n'
-    "  attnkit predict runs/reviews --file data.csv --out predictions.csv",
-    "explain": 'attnkit explain runs/reviews "a wonderful film" --method attention,ig',
-    "faithfulness": "attnkit faithfulness runs/reviews --data test.csv --n 200",
+    "  attnkit predict runs/reviews --file data.csv --out predictions.csv\n"
+    "  attnkit predict runs/digits clip.wav recordings/ --out predictions.csv",
+    "explain": 'attnkit explain runs/reviews "a wonderful film" --method attention,ig\n'
+    "  attnkit explain runs/digits clip.wav --method attention,ig --out clip.html",
+    "faithfulness": "attnkit faithfulness runs/reviews --data test.csv --n 200\n"
+    "  attnkit faithfulness runs/digits --data fsdd:test --n 100",
     "data": "attnkit data inspect reviews.csv --test test.csv",
     "data inspect": "attnkit data inspect imdb --offline",
     "data synthetic": "attnkit data synthetic cues/",
@@ -871,7 +907,13 @@ EXAMPLES: dict[str, str] = {
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the examples' line breaks and appends ``(default: X)`` to options whose help does not name one."""
+    """Keeps the examples' line breaks, appends ``(default: X)`` to options whose help does not name one, and
+    never breaks a line at a hyphen (``crnn-attn`` stays one word)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help_text = action.help or ""

@@ -3,7 +3,7 @@
 Loading goes through :func:`attnkit.runs.load_run`, which checks every file of the run: a damaged or mismatched
 run directory is a one-line :class:`attnkit.runs.RunError` naming the file, never a traceback.
 
-Dimension legend: ``B`` batch, ``T`` tokens, ``C`` classes.
+Dimension legend: ``B`` batch, ``T`` tokens, ``U`` units (tokens, image boxes, frames), ``C`` classes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from attnkit.train.config import RunConfig
 
 @dataclass
 class Prediction:
+    """One input's prediction: ``text`` is the text, or the file name of an image or recording."""
+
     text: str
     label: str
     probabilities: dict[str, float]
@@ -35,7 +37,7 @@ class Prediction:
 
 
 class Predictor:
-    """A trained classifier with its tokenizer and labels, in eval mode.
+    """A trained classifier with its task (tokenizer, image or audio preparation) and labels, in eval mode.
 
     Args:
         run_dir: a directory written by ``attnkit train``.
@@ -60,7 +62,7 @@ class Predictor:
 
     @property
     def modality(self) -> str:
-        """``text`` or ``image``: what the run classifies."""
+        """``text``, ``image`` or ``audio``: what the run classifies."""
         return self.task.modality
 
     @property
@@ -87,15 +89,15 @@ class Predictor:
         return encodings, batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
 
     def encode_inputs(self, items: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw inputs (texts; images as bytes or ``(H, W, C)`` uint8 arrays) -> ``(inputs, unit_mask)`` on the
-        device."""
+        """Raw inputs (texts; images as bytes or ``(H, W, C)`` uint8 arrays; recordings as file bytes or 1-D float
+        arrays at the run's sample rate) -> ``(inputs, unit_mask (B, U))`` on the device."""
         inputs, mask = self.task.encode_inputs(items)
         inputs = inputs.to(self.device)
         return inputs, (self.model.unit_mask_of(inputs) if mask is None else mask.to(self.device))
 
     @torch.no_grad()
     def predict_proba(self, texts: list[Any], batch_size: int = 64) -> torch.Tensor:
-        """``(N, C)`` class probabilities of texts (or images, for an image run)."""
+        """``(N, C)`` class probabilities of texts (or images, recordings: the run's raw inputs)."""
         out = []
         for start in range(0, len(texts), batch_size):
             inputs, mask = self.encode_inputs(texts[start : start + batch_size])

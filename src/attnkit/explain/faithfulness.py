@@ -1,6 +1,6 @@
 """Is the explanation why the model decided? Erasure-based faithfulness of every explanation method, for every
-modality: units are tokens of a text or pixel boxes of an image, taken out by the model's ``remove_units``
-(a token is deleted; a box is set to the training mean).
+modality: units are tokens of a text, pixel boxes of an image or frames of a recording, taken out by the model's
+``remove_units`` (a token or a frame is deleted, the rest closing up; a box is set to the training mean).
 
 For each method, on a seeded sample of inputs (DeYoung et al. 2020, ERASER; Jain & Wallace 2019; Wiegreffe &
 Pinter 2019; Petsiuk et al. 2018, RISE, for deletion and insertion over image regions):
@@ -25,7 +25,7 @@ every attention pooling layer (:class:`~attnkit.layers.pooling.AttentionPooling`
 uniform weights. If its predictions barely change, the pooling weights cannot be what drives the decision,
 whatever they look like.
 
-Dimension legend: ``B`` batch, ``U`` units (``T`` tokens for text), ``K`` erasure fractions.
+Dimension legend: ``B`` batch, ``U`` units (``T`` tokens for text, frames for audio), ``K`` erasure fractions.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
 def uniform_pooling(model: nn.Module) -> Iterator[int]:
     """Within the block every :class:`AttentionPooling` of ``model`` uses uniform weights over the real units.
 
-    Any model works (text, image, an ensemble: the pooling layers are found among its modules); self-attention
-    layers outside a pooling (a transformer's or ViT's encoder) are left as they are.
+    Any model works (text, image, audio, an ensemble: the pooling layers are found among its modules);
+    self-attention layers outside a pooling (a transformer's or ViT's encoder) are left as they are.
 
     The scorers' outputs are replaced by zeros, so the masked softmax gives ``1 / n`` to each kept position; the
     value path (and, for the multihead scorer, its projections) is unchanged. Yields the number of pooling layers
@@ -156,7 +156,8 @@ class FaithfulnessReport:
     """Every method's faithfulness on one sample of a run's inputs.
 
     Attributes:
-        modality: ``text`` or ``image``; ``unit``: what one unit is (``token``, ``patch``, ``cell``).
+        modality: ``text``, ``image`` or ``audio``; ``unit``: what one unit is (``token``, ``patch``, ``cell``,
+            ``frame``).
     """
 
     run_dir: str
@@ -221,8 +222,14 @@ def paired_bootstrap(
 ATTENTION_METHODS = ("attention", "rollout", "attention-value")
 
 
+#: What the inputs of each modality are called in the report (``{modality}s`` otherwise).
+ITEM_NAMES = {"text": "texts", "image": "images", "audio": "recordings"}
+#: How each modality's ``remove_units`` takes a unit out, in the findings (``removing`` otherwise).
+REMOVAL_VERBS = {"text": "deleting", "audio": "deleting"}
+
+
 def _item_name(report: FaithfulnessReport) -> str:
-    return "texts" if report.modality == "text" else f"{report.modality}s"
+    return ITEM_NAMES.get(report.modality, f"{report.modality}s")
 
 
 def findings(report: FaithfulnessReport) -> list[str]:
@@ -235,7 +242,7 @@ def findings(report: FaithfulnessReport) -> list[str]:
             f"95% CI [{c.low:+.4f}, {c.high:+.4f}] over {items})."
         )
         if c.other == "random" and c.verdict != "more faithful than":
-            removing = "deleting" if report.modality == "text" else "removing"
+            removing = REMOVAL_VERBS.get(report.modality, "removing")
             notes.append(
                 f"{c.method} is NOT faithful: {removing} its top {unit}s lowers the predicted-class probability no "
                 f"more than {removing} random {unit}s."
@@ -257,7 +264,8 @@ def findings(report: FaithfulnessReport) -> list[str]:
 
 
 def read_inputs(predictor: Predictor, source: str) -> tuple[list[Any], list[str]]:
-    """The raw inputs (texts, or ``(H, W, C)`` uint8 images) and gold labels of ``source``, read by the run's task.
+    """The raw inputs and gold labels of ``source``, read by the run's task: texts, ``(H, W, C)`` uint8 images, or
+    ``(S,)`` float32 waveforms at the run's sample rate (``fsdd:test``, a folder of label folders).
 
     Raises:
         ValueError: the source cannot be read (a :class:`~attnkit.data.errors.DataError`, naming it).
@@ -267,6 +275,8 @@ def read_inputs(predictor: Predictor, source: str) -> tuple[list[Any], list[str]
     labels = task.labels_in(examples)
     if predictor.modality == "text":
         return [example.text for example in examples], labels
+    if predictor.modality == "audio":
+        return list(examples.waveforms), labels
     return list(examples.pixels), labels
 
 
@@ -287,9 +297,10 @@ def faithfulness_report(
 
     Args:
         predictor: the loaded run (any modality).
-        texts: candidate inputs, as :meth:`~attnkit.predictor.Predictor.encode_inputs` takes them: texts, or
-            images (encoded bytes or ``(H, W, C)`` uint8 arrays); ``n`` of them are sampled with ``seed`` (all if
-            fewer). :func:`read_inputs` reads them from a source.
+        texts: candidate inputs, as :meth:`~attnkit.predictor.Predictor.encode_inputs` takes them: texts,
+            images (encoded bytes or ``(H, W, C)`` uint8 arrays) or recordings (encoded bytes or ``(S,)`` float
+            arrays at the run's sample rate); ``n`` of them are sampled with ``seed`` (all if fewer).
+            :func:`read_inputs` reads them from a source.
         labels: gold labels aligned with ``texts``, for the accuracy of the uniform-attention check.
         methods: methods to measure (``all`` = every method); ``random`` is always added, ``rollout`` too for
             models with self-attention when ``attention`` is measured; ``loo`` and ``gradient`` are computed for

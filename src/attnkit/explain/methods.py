@@ -5,7 +5,8 @@ Every method maps a batch ``inputs`` (token ids ``(B, T)``, pixels ``(B, C, H, W
 0 where the mask is False. They use only the model contract of :mod:`attnkit.models.base` (never a model's
 class): ``forward`` returning a ``ModelOutput`` with ``unit_attention``, ``embed`` / ``forward_from_embeddings``
 for the gradient methods, ``remove_units`` for leave-one-out, ``unit_contributions`` for attention-value and
-``has_layer_attentions`` for rollout. A unit is a token of a text, a pixel box of an image.
+``has_layer_attentions`` for rollout. A unit is a token of a text, a pixel box of an image, a frame (or stack of
+frames) of a recording.
 
 - ``attention``: the model's own pooling weights (``unit_attention``), >= 0, summing to 1.
 - ``rollout``: attention rollout (Abnar & Zuidema 2020) of the self-attention layers, read out through the
@@ -15,13 +16,15 @@ for the gradient methods, ``remove_units`` for leave-one-out, ``unit_contributio
   ``a_u * (W v_u)[target]`` (the norm-based view of Kobayashi et al. 2020, signed). The terms add up to the
   explained score minus a constant from the biases. Needs a model with ``has_unit_contributions()`` (not HAN).
 - ``gradient``: L2 norm of the gradient of the explained score w.r.t. each unit's representation (a token's
-  embedding; the pixels of an image box, over channels too), >= 0.
+  embedding; the pixels of an image box, over channels too; a frame's normalized features), >= 0.
 - ``grad-input``: gradient x input, summed over the unit's representation: signed.
 - ``ig``: Integrated Gradients (Sundararajan et al. 2017, computed by Captum) from the all-zero representation
-  (the padding embedding; for images the all-mean image, since pixels are normalized with the training mean),
-  summed over each unit: signed; the scores add up to the score difference between the input and the baseline.
+  (the padding embedding; for images the all-mean image and for recordings all-mean frames, since pixels and
+  features are normalized with the training mean), summed over each unit: signed; the scores add up to the score
+  difference between the input and the baseline.
 - ``loo``: leave-one-out: the drop in the target's probability when the unit is removed by the model's
-  ``remove_units`` (a token is deleted; an image box is set to the training mean, i.e. occlusion): signed.
+  ``remove_units`` (a token or a frame is deleted; an image box is set to the training mean, i.e. occlusion):
+  signed.
 
 The explained score of the gradient methods is the target's *centered logit* ``z_target - mean(z)``: unlike the
 raw logit it does not change when all logits shift, and unlike the probability it does not saturate.
@@ -178,8 +181,16 @@ def rollout_from_layers(layer_attentions: list[Tensor], unit_attention: Tensor, 
     return scores * keep
 
 
+#: The models with self-attention layers, by modality, for the message when rollout is asked of another.
+ROLLOUT_MODELS = {
+    "text": "the transformer model",
+    "image": "the vit or hybrid-vit model",
+    "audio": "the transformer model",
+}
+
+
 def _no_layers_error(model: AttentionModel) -> ValueError:
-    hint = "use the transformer model" if model.modality == "text" else "use the vit or hybrid-vit model"
+    hint = f"use {ROLLOUT_MODELS.get(model.modality, 'a model with self-attention layers')}"
     return ValueError(
         f"attention rollout needs self-attention layers; {type(model).__name__} has none "
         f"({hint}, or the attention method)"

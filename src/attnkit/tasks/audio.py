@@ -26,6 +26,7 @@ from torch import Tensor
 from attnkit.data import BucketBatchSampler
 from attnkit.data.audio import (
     AUDIO_DATASETS,
+    AUDIO_SUFFIXES,
     AudioSet,
     carve_audio_validation,
     decode_audio,
@@ -151,6 +152,7 @@ class AudioClassificationTask(Task):
 
     modality: ClassVar[str] = "audio"
     input_name: ClassVar[str] = "recordings"
+    input_suffixes: ClassVar[frozenset[str] | None] = AUDIO_SUFFIXES
     preparation_name: ClassVar[str] = "audio features"
 
     def __init__(self, config: RunConfig) -> None:

@@ -143,6 +143,8 @@ class Task(ABC):
     input_name: ClassVar[str]
     #: What the fitted preparation is called in messages (``"tokenizer"``, ``"image statistics"``).
     preparation_name: ClassVar[str]
+    #: The file suffixes raw inputs are read from (``attnkit predict RUN FILE...``), or None: inputs are texts.
+    input_suffixes: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config

@@ -20,6 +20,7 @@ from torch import Tensor
 from attnkit.data import BucketBatchSampler
 from attnkit.data.errors import DataError
 from attnkit.data.vision import (
+    IMAGE_SUFFIXES,
     ImageSet,
     channel_stats,
     decode_image,
@@ -128,6 +129,7 @@ class ImageClassificationTask(Task):
 
     modality: ClassVar[str] = "image"
     input_name: ClassVar[str] = "images"
+    input_suffixes: ClassVar[frozenset[str] | None] = IMAGE_SUFFIXES
     preparation_name: ClassVar[str] = "image preparation"
 
     def __init__(self, config: RunConfig) -> None:
