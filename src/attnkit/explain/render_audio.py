@@ -63,6 +63,7 @@ __all__ = [
     "render_audio_png",
     "render_audio_terminal",
     "spectrogram_rgb",
+    "spectrogram_rgb_level",
     "strip_rgb",
     "unit_intensities",
 ]
@@ -152,13 +153,23 @@ def strip_rgb(exp: dict[str, Any], method: str) -> np.ndarray:
     return np.asarray(colours, dtype=np.uint8).reshape(len(colours), 3)
 
 
-def spectrogram_rgb(exp: dict[str, Any]) -> np.ndarray:
-    """``(M, T, 3)`` uint8: the display spectrogram in the ``magma`` colour map (top row = highest band)."""
+def _colour_table() -> np.ndarray:
+    """``(256, 3)`` uint8: the ``magma`` colour of each display level."""
     from matplotlib import colormaps
 
+    return np.floor(colormaps[SPECTROGRAM_COLORMAP](np.arange(256))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
+def spectrogram_rgb_level(level: int) -> tuple[int, int, int]:
+    """The colour of one display level (0 = ``db_low`` or quieter, 255 = the peak)."""
+    r, g, b = (int(c) for c in _colour_table()[level])
+    return r, g, b
+
+
+def spectrogram_rgb(exp: dict[str, Any]) -> np.ndarray:
+    """``(M, T, 3)`` uint8: the display spectrogram in the ``magma`` colour map (top row = highest band)."""
     levels = decode_png(str(_spectrogram(exp)["png"]))[..., 0]  # (M, T) uint8
-    table = np.floor(colormaps[SPECTROGRAM_COLORMAP](np.arange(256))[:, :3] * 255 + 0.5).astype(np.uint8)
-    return table[levels]  # (M, T, 3)
+    return _colour_table()[levels]  # (M, T, 3)
 
 
 def _seconds_text(value: float) -> str:
@@ -272,6 +283,9 @@ def render_audio_png(explanation: dict[str, Any], path: str | Path, methods: lis
             picture, aspect="auto", interpolation="nearest", extent=(0.0, frames * hop, 0.0, float(bands))
         )
         spec_ax.set_xlim(0.0, extent)
+        spec_ax.set_facecolor(
+            tuple(int(c) / 255 for c in spectrogram_rgb_level(0))
+        )  # past the last frame: quiet
         spec_ax.set_ylabel(f"log-mel\n({bands} bands)", fontsize=9)
         spec_ax.set_yticks([])
         spec_ax.tick_params(labelbottom=False, labelsize=8)

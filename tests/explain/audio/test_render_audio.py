@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from attnkit.explain.images import decode_png
 from attnkit.explain.render_audio import (
     audio_png_size,
     is_audio_explanation,
@@ -22,6 +23,7 @@ from attnkit.explain.render_audio import (
     render_audio_png,
     render_audio_terminal,
     spectrogram_rgb,
+    spectrogram_rgb_level,
     strip_rgb,
     unit_intensities,
 )
@@ -61,6 +63,14 @@ def test_strip_colours_and_spectrogram_pixels(hand_explanation: HandExplanation)
     assert attention[12] == 1.0 and attention[0] == 0.0  # the peak is >= 8x uniform, the edges below uniform
     rgb = spectrogram_rgb(exp)
     assert rgb.shape == (8, 51, 3) and rgb.dtype == np.uint8
+    levels = decode_png(exp["spectrogram"]["png"])[..., 0]  # (M, T)
+    for row, col in ((0, 0), (3, 17), (7, 50)):
+        assert tuple(rgb[row, col]) == spectrogram_rgb_level(int(levels[row, col]))
+    assert spectrogram_rgb_level(0) == (0, 0, 4) and spectrogram_rgb_level(255) == (
+        252,
+        253,
+        191,
+    )  # magma's ends
     assert is_audio_explanation(exp) and not is_audio_explanation({"tokens": []})
 
 
