@@ -91,6 +91,13 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
+#: Where the explanations of the other modalities are: (function, what the CLI takes).
+OTHER_EXPLAINERS = {
+    "image": ("attnkit.explain.explain_images", "IMAGE"),
+    "audio": ("attnkit.explain.audio.explain_recordings", "CLIP.wav"),
+}
+
+
 def explain(
     predictor: Predictor,
     texts: Sequence[str],
@@ -115,14 +122,16 @@ def explain(
 
     Raises:
         ValueError: an unknown method or target label, ``layers`` for a model without self-attention, or a run
-            that is not a text run (explain images with :func:`attnkit.explain.images.explain_images`).
+            that is not a text run (explain images with :func:`attnkit.explain.images.explain_images`, recordings
+            with :func:`attnkit.explain.audio.explain_recordings`).
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, got one str; wrap it in a list")
     if predictor.modality != "text":
+        how = OTHER_EXPLAINERS.get(predictor.modality, ("attnkit.explain", "FILE"))
         raise ValueError(
             f"{predictor.run_dir} is an {predictor.modality} run: explain its inputs with "
-            "attnkit.explain.explain_images (or `attnkit explain RUN IMAGE...`)"
+            f"{how[0]} (or `attnkit explain RUN {how[1]}...`)"
         )
     if target is not None and target not in predictor.labels:
         raise ValueError(
