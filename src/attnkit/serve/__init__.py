@@ -1,7 +1,9 @@
 """Serve a trained run over HTTP: REST API, a web page that highlights what the model attends to, ONNX.
 
-A text run takes JSON texts; an image run takes image files (multipart ``file`` uploads or base64 JSON, see
-:mod:`attnkit.serve.images`) and its page shows a heatmap per method over the image.
+A text run takes JSON texts; an image or audio run takes files (multipart ``file`` uploads or base64 JSON, see
+:mod:`attnkit.serve.uploads`, :mod:`attnkit.serve.images`, :mod:`attnkit.serve.audio`). The page shows an image
+run's heatmap per method over the image, and an audio run's spectrogram with each unit's time span shaded per
+method beside a player (a clip may be uploaded or recorded in the browser).
 
 - :func:`create_app`: the FastAPI app (``/predict``, ``/explain``, ``/health``, ``/model``, ``/docs``, ``/``).
 - :func:`run_server`: the app on uvicorn with the connection limits of :mod:`attnkit.serve.protocol`.

@@ -1,17 +1,19 @@
-"""The HTTP server: a thin adapter from requests to a backend's predictions and :func:`attnkit.explain` (texts)
-or :func:`attnkit.explain.images.explain_images` (images).
+"""The HTTP server: a thin adapter from requests to a backend's predictions and :func:`attnkit.explain` (texts),
+:func:`attnkit.explain.images.explain_images` (images) or :func:`attnkit.explain.audio.explain_recordings`
+(recordings).
 
 Endpoints: ``POST /predict``, ``POST /explain``, ``GET /health``, ``GET /model``, the OpenAPI docs at
 ``/docs`` (Swagger UI, its assets served from the package: no CDN) and ``/openapi.json``, and
 the web page at ``/`` (static files shipped in the package). A text run takes JSON (``text`` / ``texts``); an
-image run takes image files as a ``multipart/form-data`` upload (field ``file``, repeated for several) or JSON
-with base64 (``image`` / ``images``), see :mod:`attnkit.serve.images`.
+image or audio run takes files as a ``multipart/form-data`` upload (field ``file``, repeated for several) or JSON
+with base64 (``image`` / ``images``, ``audio`` / ``audios``), see :mod:`attnkit.serve.uploads`.
 
 Every error is JSON ``{"error": kind, "detail": message}``: bad input is a 4xx (413 for a body over the limit,
 400 for a body that is not UTF-8 or a ``Host`` not served here, 401 without the API key when one is set, 422 for
 anything the schema or the limits reject, 429 over the rate limit; for images also 415 not an image, 400
-truncated, corrupt or not base64, 413 too many pixels), a full queue is 503, an explanation over its time limit
-504. ``/predict`` runs through the :class:`MicroBatcher` on its own worker thread; ``/explain`` on the
+truncated, corrupt or not base64, 413 too many pixels; for recordings 415 not audio or unsupported, 413 too
+large, too long or too many channels, 400 empty, truncated, corrupt or without frames), a full queue is 503, an
+explanation over its time limit 504. ``/predict`` runs through the :class:`MicroBatcher` on its own worker thread; ``/explain`` on the
 :class:`~attnkit.serve.explaining.ExplainPool`'s threads, bounded in number, queue and time, so explanations
 cannot starve predictions. :func:`run_server` adds the connection limits of :mod:`attnkit.serve.protocol`.
 """
@@ -35,14 +37,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from attnkit import __version__
+from attnkit.serve.audio import AUDIO_UPLOADS, AudioDecoder
 from attnkit.serve.backends import Backend
 from attnkit.serve.batching import MicroBatcher, Overloaded
-from attnkit.serve.errors import RequestError, error_response
+from attnkit.serve.errors import INPUT_NOUNS, RequestError, error_response, validation_detail
 from attnkit.serve.explaining import (
     ISOLATIONS,
     ExplainPool,
@@ -50,10 +52,11 @@ from attnkit.serve.explaining import (
     thread_budget,
     torch_threads_pool,
 )
-from attnkit.serve.images import FILE_FIELD, ImageDecoder, Upload, check_count, decode_base64, parse_multipart
+from attnkit.serve.images import IMAGE_UPLOADS, ImageDecoder
 from attnkit.serve.protocol import ConnectionLimits, fit_to_descriptor_limit, guarded_protocol
 from attnkit.serve.schemas import (
-    MULTIPART_SCHEMA,
+    AudioExplainRequest,
+    AudioPredictRequest,
     Error,
     ExplainRequest,
     Explanations,
@@ -73,6 +76,13 @@ from attnkit.serve.security import (
     default_allowed_hosts,
     is_loopback,
     is_open_path,
+)
+from attnkit.serve.uploads import (
+    UploadDecoder,
+    UploadKind,
+    check_count,
+    read_upload_request,
+    upload_request_body,
 )
 
 if TYPE_CHECKING:
@@ -113,7 +123,8 @@ class ServeConfig:
         rate_burst: requests a client may make at once before the rate applies.
         allow_unauthenticated: let :func:`run_server` bind beyond loopback without an API key.
         connections: connection timeouts and caps (used by :func:`run_server`).
-        decode_workers: image runs: images decoded at once (each decode of a large image holds its pixels).
+        decode_workers: image and audio runs: files decoded at once (each decode of a large file holds its
+            pixels or samples).
     """
 
     max_batch_size: int = 32
@@ -171,17 +182,18 @@ class ServeConfig:
 
 class BodyGuard:
     """ASGI middleware: refuse request bodies that are not JSON (415), over ``max_bytes`` (413) or not UTF-8
-    (400), before anything parses them. With ``allow_multipart`` (image runs), ``multipart/form-data`` bodies
-    are let through too (binary: not checked for UTF-8).
+    (400), before anything parses them. With ``multipart_files`` (image and audio runs: what the uploads hold,
+    for the message, e.g. ``image files``), ``multipart/form-data`` bodies are let through too (binary: not
+    checked for UTF-8).
 
     The ``Content-Length`` header is checked first, so an announced oversized body is refused without being
     read; a chunked body is counted as it arrives and refused once it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, allow_multipart: bool = False) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, multipart_files: str | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.allow_multipart = allow_multipart
+        self.multipart_files = multipart_files
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -195,13 +207,13 @@ class BodyGuard:
         )
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
-        multipart = self.allow_multipart and content_type == b"multipart/form-data"
+        multipart = self.multipart_files is not None and content_type == b"multipart/form-data"
         if content_type != b"application/json" and not content_type.endswith(b"+json") and not multipart:
             shown = content_type.decode("latin-1")
-            if self.allow_multipart:
+            if self.multipart_files is not None:
                 detail = (
-                    "the body must be JSON sent with Content-Type: application/json, or image files as "
-                    f"multipart/form-data, got {shown!r}"
+                    f"the body must be JSON sent with Content-Type: application/json, or {self.multipart_files} "
+                    f"as multipart/form-data, got {shown!r}"
                 )
             else:
                 detail = f"the body must be JSON sent with Content-Type: application/json, got {shown!r}"
@@ -251,39 +263,6 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
-
-
-def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
-    return out or "body"
-
-
-#: What the body of a request looks like, by modality (for messages).
-BODY_EXAMPLES = {
-    "text": '{"text": "..."} or {"texts": ["...", "..."]}',
-    "image": '{"image": "<base64>"} or {"images": ["<base64>", ...]} (or a multipart upload, field "file")',
-}
-#: Keys that belong to the other modality's requests: sent to the wrong kind of run, they get a plain hint.
-_OTHER_MODALITY_KEYS = {"text": ("image", "images"), "image": ("text", "texts")}
-
-
-def _validation_detail(errors: list[dict[str, Any]], modality: str = "text") -> tuple[str, str]:
-    if any(e.get("type") == "json_invalid" for e in errors):
-        message = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
-        return "invalid_json", f"the request body is not valid JSON ({message})".replace(" ()", "")
-    lines = []
-    for e in errors[:10]:
-        where = _location(tuple(e.get("loc", ())))
-        if where == "body" and e.get("type") in ("model_attributes_type", "dict_type", "model_type"):
-            lines.append(f"the body must be a JSON object such as {BODY_EXAMPLES[modality]}")
-        elif e.get("type") == "extra_forbidden" and where in _OTHER_MODALITY_KEYS[modality]:
-            lines.append(f"{where}: this run classifies {modality}s; send {BODY_EXAMPLES[modality]}")
-        else:
-            lines.append(f"{where}: {e.get('msg', 'invalid')}")
-    return "validation_error", "; ".join(lines)
 
 
 def check_texts(texts: list[str], *, given_both: bool, max_texts: int, max_chars: int) -> list[str]:
@@ -367,7 +346,8 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     )
     self_attention = _has_self_attention(predictor)
     methods_available = check_methods(["all"], predictor.model, has_layers=self_attention)
-    decoder = _image_decoder(predictor, config) if modality == "image" else None
+    uploads = UPLOAD_KINDS.get(modality)  # None: a text run
+    decoder = _decoder(predictor, config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -397,7 +377,8 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
         static_url=DOCS_ASSETS_URL,
         title="attnkit",
         version=__version__,
-        summary=f"Classify {modality}s with a trained {predictor.config.model.label} and see what it attends to.",
+        summary=f"Classify {INPUT_NOUNS[modality]} with a trained {predictor.config.model.label} and see what it "
+        "attends to.",
         lifespan=lifespan,
         responses={422: {"model": Error}, 503: {"model": Error}},
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
@@ -407,7 +388,11 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     app.state.backend = backend
     app.state.config = config
     # Added innermost first: a request meets the Host check, then the rate limit, the key, the body guard.
-    app.add_middleware(BodyGuard, max_bytes=limits.body_bytes(modality), allow_multipart=modality == "image")
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=limits.body_bytes(modality),
+        multipart_files=None if uploads is None else uploads.files,
+    )
     if config.api_key is not None:
         app.add_middleware(ApiKeyGuard, key=config.api_key)
         _document_api_key(app)
@@ -424,7 +409,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        kind, detail = _validation_detail(list(exc.errors()), modality)
+        kind, detail = validation_detail(list(exc.errors()), modality)
         return error_response(422, kind, detail)
 
     @app.exception_handler(StarletteHTTPException)
@@ -477,6 +462,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             "modality": modality,
             "max_length": predictor.tokenizer.config.max_length if modality == "text" else None,
             "image": image_description(predictor) if modality == "image" else None,
+            "audio": audio_description(predictor) if modality == "audio" else None,
             "methods": methods_available,
             "self_attention": self_attention,
             "limits": asdict(limits),
@@ -495,8 +481,8 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             "version": __version__,
         }
 
-    if decoder is not None:
-        _add_image_routes(app, predictor, batcher, explainer, decoder, limits, self_attention)
+    if uploads is not None and decoder is not None:
+        _add_upload_routes(app, predictor, batcher, explainer, decoder, uploads, limits, self_attention)
     else:
         _add_text_routes(app, predictor, batcher, explainer, limits, self_attention)
 
@@ -618,128 +604,102 @@ def image_description(predictor: Any) -> dict[str, Any]:
     return describe(predictor)
 
 
-def _image_decoder(predictor: Any, config: ServeConfig) -> ImageDecoder:
-    prep = predictor.task.preparation
-    return ImageDecoder(
-        tuple(prep.size),
-        prep.mode,
-        max_pixels=config.limits.max_image_pixels,
-        max_bytes=config.limits.max_image_body_bytes,
-        workers=config.decode_workers,
+def audio_description(predictor: Any) -> dict[str, Any]:
+    """An audio run's sample rate, longest recording, features and units (see
+    :func:`attnkit.export.audio_description`)."""
+    from attnkit.export import audio_description as describe
+
+    return describe(predictor)
+
+
+# -- image and audio runs: files in, one route pair for both --------------------------------------------------
+
+#: How the requests of each file modality name their files.
+UPLOAD_KINDS: dict[str, UploadKind] = {"image": IMAGE_UPLOADS, "audio": AUDIO_UPLOADS}
+
+
+def _decoder(predictor: Any, config: ServeConfig) -> UploadDecoder[np.ndarray] | None:
+    """The run's upload decoder (``None`` for a text run)."""
+    limits = config.limits
+    if predictor.modality == "image":
+        prep = predictor.task.preparation
+        return ImageDecoder(
+            tuple(prep.size),
+            prep.mode,
+            max_pixels=limits.max_image_pixels,
+            max_bytes=limits.max_image_body_bytes,
+            workers=config.decode_workers,
+        )
+    if predictor.modality == "audio":
+        prep = predictor.task.preparation
+        return AudioDecoder(
+            prep.sample_rate,
+            prep.max_seconds,
+            max_bytes=limits.max_audio_body_bytes,
+            max_channels=limits.max_audio_channels,
+            workers=config.decode_workers,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class _FileRoutes:
+    """What differs between the image and the audio endpoints."""
+
+    predict_body: type[ImagePredictRequest] | type[AudioPredictRequest]
+    explain_body: type[ImageExplainRequest] | type[AudioExplainRequest]
+    max_predict: int
+    max_explain: int
+    explain_summary: str
+
+
+def _file_routes(kind: UploadKind, limits: Limits) -> _FileRoutes:
+    if kind.modality == "image":
+        return _FileRoutes(
+            ImagePredictRequest,
+            ImageExplainRequest,
+            limits.max_images,
+            limits.max_explain_images,
+            "per-unit scores (pixel boxes) of one or more methods (docs/explanation-format.md)",
+        )
+    return _FileRoutes(
+        AudioPredictRequest,
+        AudioExplainRequest,
+        limits.max_audios,
+        limits.max_explain_audios,
+        "per-unit scores (frames, with start and end seconds) of one or more methods and the log-mel "
+        "spectrogram (docs/explanation-format.md)",
     )
 
 
-# -- image runs ---------------------------------------------------------------------------------------------
-
-#: The multipart fields each endpoint of an image run reads besides ``file``.
-FORM_FIELDS = {"/predict": (), "/explain": ("method", "target")}
-
-
-def _image_request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI ``requestBody`` of an image endpoint: base64 JSON or a multipart upload."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": model.model_json_schema()},
-                "multipart/form-data": {"schema": MULTIPART_SCHEMA},
-            },
-        }
-    }
-
-
-@dataclass
-class ImageRequest:
-    """The images of one request, still encoded, and its options (from the JSON body or the form fields).
-
-    Attributes:
-        uploads: the images, in order.
-        single: the JSON body gave one ``image`` (the response is one object, not a list).
-        methods: ``/explain``'s methods as given (None: the default).
-        target: ``/explain``'s target label.
-    """
-
-    uploads: list[Upload]
-    single: bool
-    methods: list[str] | None = None
-    target: str | None = None
-
-
-async def read_image_request(
-    request: Request, body_model: type[ImagePredictRequest] | type[ImageExplainRequest], *, max_images: int
-) -> ImageRequest:
-    """The images and options of an image-run request, multipart or JSON.
-
-    Raises:
-        RequestError: a malformed body (400), bad base64 (400), a schema or form mistake (422).
-    """
-    body = await request.body()
-    content_type = request.headers.get("content-type", "application/json")
-    endpoint = request.url.path
-    if content_type.split(";")[0].strip().lower() == "multipart/form-data":
-        form = parse_multipart(body, content_type, max_parts=max_images + 16)
-        allowed = FORM_FIELDS.get(endpoint, ())
-        unknown = sorted(set(form.fields) - set(allowed))
-        if unknown:
-            accepted = ", ".join((FILE_FIELD, *allowed))
-            raise RequestError(
-                422,
-                "validation_error",
-                f"unknown form field(s) {', '.join(map(repr, unknown))}; {endpoint} takes {accepted}",
-            )
-        methods = [
-            m.strip() for value in form.fields.get("method", []) for m in value.split(",") if m.strip()
-        ]
-        targets = form.fields.get("target", [])
-        if len(targets) > 1:
-            raise RequestError(422, "validation_error", "give one target, not several")
-        return ImageRequest(form.files, False, methods or None, targets[0] if targets else None)
-    try:
-        parsed = body_model.model_validate_json(body)
-    except ValidationError as err:
-        kind, detail = _validation_detail(list(err.errors()), "image")  # type: ignore[arg-type]
-        raise RequestError(422, kind, detail) from None
-    if parsed.image is not None and parsed.images is not None:
-        raise RequestError(422, "validation_error", "give either 'image' or 'images', not both")
-    encoded = parsed.all_images()
-    single = parsed.image is not None
-    if len(encoded) > max_images:  # before decoding any of them
-        raise RequestError(
-            422, "too_many_images", f"{len(encoded)} images in one request; the limit is {max_images}"
-        )
-    wheres = ["image"] if single else [f"images[{i}]" for i in range(len(encoded))]
-    uploads = [Upload(where, decode_base64(text, where)) for where, text in zip(wheres, encoded, strict=True)]
-    if isinstance(parsed, ImageExplainRequest):
-        if parsed.method is not None and parsed.methods is not None:
-            raise RequestError(422, "validation_error", "give either 'method' or 'methods', not both")
-        asked = None if parsed.method is None and parsed.methods is None else parsed.all_methods()
-        return ImageRequest(uploads, single, asked, parsed.target)
-    return ImageRequest(uploads, single)
-
-
-def _add_image_routes(
+def _add_upload_routes(
     app: FastAPI,
     predictor: Any,
     batcher: MicroBatcher[Any, np.ndarray],
     explainer: ExplainPool,
-    decoder: ImageDecoder,
+    decoder: UploadDecoder[np.ndarray],
+    kind: UploadKind,
     limits: Limits,
     self_attention: bool,
 ) -> None:
-    """``POST /predict`` and ``POST /explain`` of an image run."""
+    """``POST /predict`` and ``POST /explain`` of an image or audio run (multipart ``file`` or base64 JSON)."""
     from attnkit.explain import check_methods
+
+    routes = _file_routes(kind, limits)
 
     @app.post(
         "/predict",
         response_model=Prediction | Predictions,
-        summary="label and class probabilities of one image or several (multipart `file`, or base64 JSON)",
-        openapi_extra=_image_request_body(ImagePredictRequest),
+        summary=f"label and class probabilities of one {kind.noun} or several (multipart `file`, or base64 JSON)",
+        openapi_extra=upload_request_body(routes.predict_body, kind),
     )
-    async def predict_images(request: Request) -> dict[str, Any]:
-        parsed = await read_image_request(request, ImagePredictRequest, max_images=limits.max_images)
-        uploads = check_count(parsed.uploads, limit=limits.max_images)
-        arrays = await decoder.decode(uploads)
-        rows = await batcher.submit(arrays)
+    async def predict_files(request: Request) -> dict[str, Any]:
+        parsed = await read_upload_request(
+            request, routes.predict_body, kind=kind, max_uploads=routes.max_predict
+        )
+        uploads = check_count(parsed.uploads, limit=routes.max_predict, kind=kind)
+        decoded = await decoder.decode(uploads)
+        rows = await batcher.submit(decoded)
         predictions = [
             predictor.prediction(upload.where, torch.from_numpy(row)).to_json_dict()
             for upload, row in zip(uploads, rows, strict=True)
@@ -749,12 +709,14 @@ def _add_image_routes(
     @app.post(
         "/explain",
         response_model=dict[str, Any] | Explanations,
-        summary="per-unit scores (pixel boxes) of one or more methods (docs/explanation-format.md)",
+        summary=routes.explain_summary,
         responses={504: {"model": Error}},
-        openapi_extra=_image_request_body(ImageExplainRequest),
+        openapi_extra=upload_request_body(routes.explain_body, kind),
     )
-    async def explain_images(request: Request) -> dict[str, Any]:
-        parsed = await read_image_request(request, ImageExplainRequest, max_images=limits.max_explain_images)
+    async def explain_files(request: Request) -> dict[str, Any]:
+        parsed = await read_upload_request(
+            request, routes.explain_body, kind=kind, max_uploads=routes.max_explain
+        )
         methods = parsed.methods or ["attention"]
         try:
             check_methods(methods)
@@ -767,10 +729,10 @@ def _add_image_routes(
                 f"unknown target label {parsed.target!r}; the labels are {', '.join(predictor.labels)}",
             )
         names = check_methods(methods, predictor.model, has_layers=self_attention)
-        uploads = check_count(parsed.uploads, limit=limits.max_explain_images)
-        arrays = await decoder.decode(uploads)
+        uploads = check_count(parsed.uploads, limit=routes.max_explain, kind=kind)
+        decoded = await decoder.decode(uploads)
         try:
-            items = await explainer.run(arrays, names, target=parsed.target, layers=False)
+            items = await explainer.run(decoded, names, target=parsed.target, layers=False)
         except ValueError as err:  # a named method this model cannot compute
             raise RequestError(422, "unsupported_method", str(err)) from None
         for item, upload in zip(items, uploads, strict=True):

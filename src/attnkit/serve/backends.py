@@ -1,10 +1,11 @@
 """Inference backends of the server: PyTorch (the run's model) or ONNX Runtime (an exported graph).
 
 Both encode in Python with the run's task (texts: its tokenizer; images: decoded ``(H, W, C)`` uint8 arrays,
-normalized as in training) and return class probabilities for a batch of inputs. They are called from one
-worker thread at a time (see :mod:`attnkit.serve.batching`).
+normalized as in training; recordings: ``(S,)`` float32 waveforms, which an audio graph takes as they are, padded
+into one batch with their lengths) and return class probabilities for a batch of inputs. They are called from
+one worker thread at a time (see :mod:`attnkit.serve.batching`).
 
-Dimension legend: ``N`` inputs (texts or images), ``C`` classes.
+Dimension legend: ``N`` inputs (texts, images or recordings), ``C`` classes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ BACKENDS = ("torch", "onnx")
 
 
 class Backend(Protocol):
-    """Class probabilities for a batch of inputs (texts, or images as uint8 arrays or encoded bytes)."""
+    """Class probabilities for a batch of inputs (texts; images as uint8 arrays or encoded bytes; recordings as
+    float waveforms or encoded bytes)."""
 
     name: str
     predictor: Predictor
@@ -47,8 +49,8 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """An exported graph run by ONNX Runtime; the predictor supplies the encoding (tokenizer, or image
-    normalization) and the labels.
+    """An exported graph run by ONNX Runtime; the predictor supplies the encoding (tokenizer, image
+    normalization, or decoding recordings: an audio graph computes its own features) and the labels.
 
     Args:
         predictor: the run (its task encodes, labels; explanations still use its PyTorch model).
@@ -58,7 +60,7 @@ class OnnxBackend:
     Raises:
         FileNotFoundError: there is no file at ``path``.
         attnkit.runs.RunError: the file is not a model ONNX Runtime loads, or its graph is not one of this
-            run's modality (a text graph for an image run, or the reverse).
+            run's modality (a text graph for an image run, say).
     """
 
     name = "onnx"
@@ -77,16 +79,20 @@ class OnnxBackend:
         graph = session_modality(self.session)
         if graph != predictor.modality:
             raise RunError(
-                f"{self.path} is the graph of a {graph} model but {predictor.run_dir} is a {predictor.modality} "
+                f"{self.path} is the graph of {_a(graph)} model but {predictor.run_dir} is {_a(predictor.modality)} "
                 f"run; export this run with: attnkit export {predictor.run_dir} --format onnx"
             )
 
     def predict_proba(self, items: list[Any]) -> np.ndarray:
-        from attnkit.export import run_onnx
+        from attnkit.export import graph_inputs, run_onnx
 
-        inputs, mask = self.predictor.encode_inputs(items)
-        logits, _ = run_onnx(self.session, inputs, mask)  # (N, C)
+        logits, _ = run_onnx(self.session, *graph_inputs(self.predictor, items))  # (N, C)
         return self.predictor.probabilities(torch.from_numpy(logits)).numpy()
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article (``an image``, ``a text``)."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def load_backend(

@@ -8,8 +8,8 @@ where a prediction costs a share of one batched forward pass. On one shared work
 - ``workers`` at a time, each with ``threads`` torch intra-op threads (the predict worker gets the cores they
   leave, see :func:`thread_budget`), so the two pools do not oversubscribe the cores;
 - a time limit per request, counted from its arrival (queueing included). The work is split in units, one
-  method on one input (a text, bounded by the tokenizer's ``max_length``; an image, at the run's fixed size),
-  and the deadline is checked before each unit; the client gets :class:`ExplainTimeout` (504) as soon as the
+  method on one input (a text, bounded by the tokenizer's ``max_length``; an image, at the run's fixed size; a
+  recording, bounded by the run's ``max_seconds``), and the deadline is checked before each unit; the client gets :class:`ExplainTimeout` (504) as soon as the
   limit passes.
 
 Two isolations:
@@ -38,7 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -46,7 +46,6 @@ from attnkit.serve.batching import Overloaded
 
 if TYPE_CHECKING:
     from attnkit.explain import Explanation
-    from attnkit.explain.images import ImageExplanation
     from attnkit.predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,8 @@ class ExplainTimeout(Exception):
 class ExplainJob:
     """One ``/explain`` request: ``methods`` already expanded (``all`` resolved, ``rollout`` added).
 
-    ``texts`` are the inputs: texts, or for an image run decoded ``(H, W, C)`` uint8 images (``modality``).
+    ``texts`` are the inputs: texts, for an image run decoded ``(H, W, C)`` uint8 images, for an audio run
+    ``(S,)`` float32 waveforms at the run's sample rate (``modality``).
     """
 
     texts: list[Any]
@@ -92,8 +92,24 @@ def _merge(into: Explanation, other: Explanation) -> None:
     into.methods.extend(m for m in other.methods if m not in into.methods)
 
 
-def _merge_image(into: ImageExplanation, other: ImageExplanation) -> None:
-    """Add ``other``'s methods and unit scores (same image, same grid) to ``into``."""
+class _ScoredUnit(Protocol):
+    scores: dict[str, float]
+
+
+class _UnitExplanation(Protocol):
+    """What image and audio explanations share: scored units, the methods, and their JSON."""
+
+    @property
+    def units(self) -> Sequence[_ScoredUnit]: ...
+
+    @property
+    def methods(self) -> list[str]: ...
+
+    def to_json_dict(self) -> dict[str, Any]: ...
+
+
+def _merge_units(into: _UnitExplanation, other: _UnitExplanation) -> None:
+    """Add ``other``'s methods and unit scores (same input, same units) to ``into``."""
     for unit, more in zip(into.units, other.units, strict=True):
         unit.scores.update(more.scores)
     into.methods.extend(m for m in other.methods if m not in into.methods)
@@ -104,14 +120,29 @@ def explain_within(
 ) -> list[dict[str, Any]]:
     """Explain ``job`` one (input, method) unit at a time, checking its deadline before each unit.
 
-    Returns the same JSON dicts as :func:`attnkit.explain.explain` (texts) or
-    :func:`attnkit.explain.images.explain_images` (images) on the whole request.
+    Returns the same JSON dicts as :func:`attnkit.explain.explain` (texts),
+    :func:`attnkit.explain.images.explain_images` (images) or :func:`attnkit.explain.audio.explain_recordings`
+    (recordings, without the recording itself: the client has it) on the whole request.
 
     Raises:
         ExplainTimeout: the deadline passed before every unit was done.
     """
     if job.modality == "image":
-        return _explain_images_within(predictor, job, clock)
+        from attnkit.explain.images import explain_images
+
+        def explain_image(image: Any, method: str) -> _UnitExplanation:
+            return explain_images(predictor, [image], [method], target=job.target)[0]
+
+        return _explain_units_within(job, clock, explain_image, "image")
+    if job.modality == "audio":
+        from attnkit.explain.audio import explain_recordings
+
+        def explain_recording(waveform: Any, method: str) -> _UnitExplanation:
+            return explain_recordings(
+                predictor, [waveform], methods=[method], target=job.target, include_audio=False
+            )[0]
+
+        return _explain_units_within(job, clock, explain_recording, "recording")
     import attnkit.explain
 
     units = len(job.texts) * len(job.methods)
@@ -140,29 +171,32 @@ def explain_within(
     return results
 
 
-def _explain_images_within(
-    predictor: Predictor, job: ExplainJob, clock: Callable[[], float]
+def _explain_units_within(
+    job: ExplainJob,
+    clock: Callable[[], float],
+    explain_one: Callable[[Any, str], _UnitExplanation],
+    noun: str,
 ) -> list[dict[str, Any]]:
-    from attnkit.explain.images import explain_images
-
+    """:func:`explain_within` for inputs whose explanations score units (images, recordings): ``explain_one(input,
+    method)`` per step, merged per input."""
     units = len(job.texts) * len(job.methods)
     done = 0
     results: list[dict[str, Any]] = []
-    for image in job.texts:
-        merged: ImageExplanation | None = None
+    for item in job.texts:
+        merged: _UnitExplanation | None = None
         for method in job.methods:
             if merged is not None and method in merged.methods:  # rollout comes with attention
                 done += 1
                 continue
             if clock() > job.deadline:
                 raise ExplainTimeout(
-                    _timeout_message(job.limit_s, f" ({done} of {units} image x method steps done)")
+                    _timeout_message(job.limit_s, f" ({done} of {units} {noun} x method steps done)")
                 )
-            explanation = explain_images(predictor, [image], [method], target=job.target)[0]
+            explanation = explain_one(item, method)
             if merged is None:
                 merged = explanation
             else:
-                _merge_image(merged, explanation)
+                _merge_units(merged, explanation)
             done += 1
         assert merged is not None
         results.append(merged.to_json_dict())
@@ -388,8 +422,8 @@ class ExplainPool:
     async def run(
         self, texts: Sequence[Any], methods: Sequence[str], *, target: str | None, layers: bool
     ) -> list[dict[str, Any]]:
-        """Explain ``texts`` (or, for an image run, decoded uint8 images) within the time limit; returns one JSON
-        dict per input.
+        """Explain ``texts`` (or, for an image run, decoded uint8 images; for an audio run, waveforms) within the
+        time limit; returns one JSON dict per input.
 
         Raises:
             Overloaded: ``max_pending`` explanations are already running or waiting, or the pool is stopped

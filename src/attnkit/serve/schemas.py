@@ -23,6 +23,12 @@ class Limits:
             checked before the body is parsed; also the most bytes one image file may have.
         max_image_pixels: most pixels (width x height) an uploaded image may declare; larger ones are refused
             from their header, before decoding (decompression bombs).
+        max_audios: recordings per ``/predict`` request of an audio run.
+        max_explain_audios: recordings per ``/explain`` request of an audio run.
+        max_audio_body_bytes: request body size of an audio run (every upload, or the base64 JSON, together),
+            checked before the body is parsed; also the most bytes one audio file may have.
+        max_audio_channels: most channels an uploaded recording may have (it is mixed down to mono); more are
+            refused from the header, before decoding. The longest recording is the run's ``audio.max_seconds``.
     """
 
     max_texts: int = 64
@@ -33,6 +39,10 @@ class Limits:
     max_explain_images: int = 2
     max_image_body_bytes: int = 20_000_000
     max_image_pixels: int = 40_000_000
+    max_audios: int = 16
+    max_explain_audios: int = 2
+    max_audio_body_bytes: int = 20_000_000
+    max_audio_channels: int = 32
 
     def __post_init__(self) -> None:
         for name in (
@@ -44,13 +54,21 @@ class Limits:
             "max_explain_images",
             "max_image_body_bytes",
             "max_image_pixels",
+            "max_audios",
+            "max_explain_audios",
+            "max_audio_body_bytes",
+            "max_audio_channels",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def body_bytes(self, modality: str) -> int:
         """The request body limit of a run of ``modality``."""
-        return self.max_image_body_bytes if modality == "image" else self.max_body_bytes
+        if modality == "image":
+            return self.max_image_body_bytes
+        if modality == "audio":
+            return self.max_audio_body_bytes
+        return self.max_body_bytes
 
 
 class _Body(BaseModel):
@@ -98,6 +116,23 @@ class ExplainRequest(_Body):
         return list(self.methods) if self.methods is not None else ["attention"]
 
 
+class ExplainOptions(BaseModel):
+    """The options of ``/explain`` for runs whose inputs are files (images, recordings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: StrictStr | None = Field(default=None, description="one method (default: attention)")
+    methods: list[StrictStr] | None = Field(default=None, description="several methods, or ['all']")
+    target: StrictStr | None = Field(
+        default=None, description="label to explain (default: the predicted one)"
+    )
+
+    def all_methods(self) -> list[str]:
+        if self.method is not None:
+            return [self.method]
+        return list(self.methods) if self.methods is not None else ["attention"]
+
+
 class _ImageBody(BaseModel):
     """One image (``image``) or several (``images``), base64-encoded: exactly one of the two."""
 
@@ -124,7 +159,7 @@ class ImagePredictRequest(_ImageBody):
     )
 
 
-class ImageExplainRequest(_ImageBody):
+class ImageExplainRequest(_ImageBody, ExplainOptions):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -135,39 +170,69 @@ class ImageExplainRequest(_ImageBody):
         },
     )
 
-    method: StrictStr | None = Field(default=None, description="one method (default: attention)")
-    methods: list[StrictStr] | None = Field(default=None, description="several methods, or ['all']")
-    target: StrictStr | None = Field(
-        default=None, description="label to explain (default: the predicted one)"
+
+class _AudioBody(BaseModel):
+    """One recording (``audio``) or several (``audios``), base64-encoded: exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio: StrictStr | None = Field(
+        default=None,
+        description="one audio file (WAV, FLAC, OGG) in base64, or a data: URL; one object back",
+    )
+    audios: list[StrictStr] | None = Field(
+        default=None, description="several audio files in base64 (or data: URLs); the response has a list"
     )
 
-    def all_methods(self) -> list[str]:
-        if self.method is not None:
-            return [self.method]
-        return list(self.methods) if self.methods is not None else ["attention"]
+
+class AudioPredictRequest(_AudioBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"audio": "UklGRiQAAABXQVZF..."}, {"audios": ["UklGRi...", "ZkxhQw..."]}]
+        },
+    )
 
 
-#: The multipart form of ``/predict`` and ``/explain`` on an image run, for the OpenAPI schema.
-MULTIPART_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "file": {
-            "type": "array",
-            "items": {"type": "string", "format": "binary"},
-            "description": "one or several image files (the field repeated)",
+class AudioExplainRequest(_AudioBody, ExplainOptions):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"audio": "UklGRiQAAABXQVZF...", "methods": ["attention", "ig"]},
+                {"audios": ["UklGRi..."], "method": "loo", "target": "seven"},
+            ]
         },
-        "method": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "/explain: methods (repeated, or comma-separated; default attention)",
+    )
+
+
+def multipart_schema(files: str) -> dict[str, Any]:
+    """The multipart form of ``/predict`` and ``/explain`` of a run taking ``files`` (``image files``), for the
+    OpenAPI schema."""
+    return {
+        "type": "object",
+        "properties": {
+            "file": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": f"one or several {files} (the field repeated)",
+            },
+            "method": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "/explain: methods (repeated, or comma-separated; default attention)",
+            },
+            "target": {
+                "type": "string",
+                "description": "/explain: label to explain (default: the predicted one)",
+            },
         },
-        "target": {
-            "type": "string",
-            "description": "/explain: label to explain (default: the predicted one)",
-        },
-    },
-    "required": ["file"],
-}
+        "required": ["file"],
+    }
+
+
+#: The multipart form of an image run, for the OpenAPI schema.
+MULTIPART_SCHEMA: dict[str, Any] = multipart_schema("image files")
 
 
 class Prediction(BaseModel):
@@ -192,14 +257,20 @@ class ModelInfo(BaseModel):
     device: str = Field(description="where the PyTorch model runs (cpu, cuda:0)")
     labels: list[str] = Field(description="the classes, in the order of the probabilities")
     temperature: float = Field(description="probabilities are softmax(logits / temperature)")
-    modality: str = Field(default="text", description="what the run classifies: text or image")
+    modality: str = Field(default="text", description="what the run classifies: text, image or audio")
     max_length: int | None = Field(
-        description="tokens the model reads; later tokens are not classified (text runs; null for images)"
+        description="tokens the model reads; later tokens are not classified (text runs; null otherwise)"
     )
     image: dict[str, Any] | None = Field(
         default=None,
         description="image runs: the size and mode inputs are resized to (cover, centre crop), the per-channel "
-        "mean and std, and the unit grid (unit_size pixels a side, grid rows x cols); null for text",
+        "mean and std, and the unit grid (unit_size pixels a side, grid rows x cols); null otherwise",
+    )
+    audio: dict[str, Any] | None = Field(
+        default=None,
+        description="audio runs: the sample rate recordings are resampled to, the longest recording "
+        "(max_seconds), the features (log-mel or MFCC, window and hop), frames per unit and seconds per unit; "
+        "null otherwise",
     )
     methods: list[str] = Field(description="explanation methods this model supports ('all' asks for these)")
     self_attention: bool = Field(description="whether /explain can return per-layer, per-head maps")
