@@ -95,7 +95,9 @@ def png_bytes(array: np.ndarray, format: str = "PNG") -> bytes:
 
 
 def train_image_run(root: Path, model: str = "cnn-attn", options: dict[str, object] | None = None) -> Path:
-    """Train ``model`` for one epoch on a folder of 60 tiny PNGs (3 classes); returns the run directory."""
+    """Train ``model`` for two epochs of batches of 8 on a folder of 60 tiny PNGs (3 classes); returns the run
+    directory. (One step per epoch, at the default batch size, leaves cnn-attn's 8-head pooling predicting one
+    class.)"""
     from attnkit.train.config import RunConfig
     from attnkit.train.loop import fit
 
@@ -109,7 +111,8 @@ def train_image_run(root: Path, model: str = "cnn-attn", options: dict[str, obje
         {
             "data": {"train": str(root / "images")},
             "model": {"name": model, "options": options or {"widths": [4, 8], "strides": [2, 2]}},
-            "train": {"epochs": 1, "progress": False, "threads": 1},
+            "optim": {"batch_size": 8},
+            "train": {"epochs": 2, "progress": False, "threads": 1},
         }
     )
     run = root / "run"
