@@ -169,3 +169,16 @@ def test_audio_section_mistakes_are_one_line_errors() -> None:
     audio = RunConfig.from_dict({"audio": {"sample_rate": 16000, "window_ms": 25, "hop_ms": 10}}).audio
     assert (audio.win_samples, audio.n_fft, audio.hop_samples) == (400, 512, 160)
     assert FeatureConfig(sample_rate=16000, n_fft=512, win_length=400, hop_length=160).num_features == 40
+
+
+@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
+def test_features_on_the_runs_device_equal_the_cpus(device: str) -> None:
+    train = _recordings(2)
+    on_cpu = _task()
+    on_cpu.config.train.device = "cpu"
+    on_device = _task()
+    on_device.config.train.device = device
+    assert on_device.feature_device().type == device
+    for a, b in zip(on_cpu._frames_of(train.waveforms), on_device._frames_of(train.waveforms), strict=True):
+        assert b.device.type == "cpu"
+        torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-4)  # dB; float32 FFT kernels differ by device

@@ -245,9 +245,20 @@ class AudioClassificationTask(Task):
 
     # -- features ---------------------------------------------------------------------------------------
 
+    def feature_device(self) -> torch.device:
+        """Where features are computed: the run's device (``train.device``; a GPU when there is one)."""
+        from attnkit.devices import resolve_device
+
+        try:
+            return resolve_device(self.config.train.device)
+        except ValueError:  # a device this machine lacks (a run trained elsewhere): the CPU computes the same
+            return torch.device("cpu")
+
     def _frames_of(self, waveforms: Sequence[np.ndarray]) -> list[Tensor]:
-        """Un-normalized ``(T_i, F)`` frames of each waveform, computed in length-sorted padded batches."""
-        frontend = self.frontend()
+        """Un-normalized ``(T_i, F)`` frames of each waveform, computed in length-sorted padded batches on
+        :meth:`feature_device` (returned on the CPU)."""
+        device = self.feature_device()
+        frontend = self.frontend().to(device)
         hop = frontend.config.hop_length
         order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]))
         out: list[Tensor | None] = [None] * len(waveforms)
@@ -260,7 +271,7 @@ class AudioClassificationTask(Task):
                     batch[row, : len(waveforms[i])] = torch.from_numpy(
                         np.asarray(waveforms[i], dtype=np.float32)
                     )
-                features = frontend(batch)  # (B, T, F)
+                features = frontend(batch.to(device)).cpu()  # (B, T, F)
                 for row, i in enumerate(chunk):
                     count = int(num_frames(len(waveforms[i]), hop))
                     out[i] = features[row, :count].clone()  # (T_i, F)
