@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -98,7 +99,7 @@ def single_clip_latency_ms(predictor: Predictor, clips: list[np.ndarray], repeat
 
 
 def run_model(
-    model: str, split: str, overrides: list[str], config_dir: Path, clips: list[np.ndarray]
+    model: str, split: str, overrides: list[str], config_dir: Path, clips: list[np.ndarray], keep: Path | None
 ) -> dict[str, Any]:
     config_path = config_dir / f"fsdd-{model}.yaml"
     if not config_path.exists():
@@ -107,7 +108,10 @@ def run_model(
         [f"data.split={split}", "train.progress=false", *overrides]
     )
     with tempfile.TemporaryDirectory() as tmp:
-        result = fit(config, Path(tmp) / "run")
+        run_dir = keep / f"{model}-{split.replace(':', '-')}" if keep else Path(tmp) / "run"
+        if keep is not None and run_dir.exists():
+            shutil.rmtree(run_dir)
+        result = fit(config, run_dir)
         predictor = Predictor(result.run_dir)
         assert result.data.test is not None and result.task is not None
         start = time.perf_counter()
@@ -132,6 +136,7 @@ def run_model(
         "best_epoch": metrics["best_epoch"],
         "epochs_run": metrics["epochs_run"],
         "train_seconds": metrics["train_seconds"],
+        "train_cpu_seconds": metrics.get("train_cpu_seconds"),
         "train_examples_per_second": statistics.median(epoch_speeds) if epoch_speeds else None,
         "inference_examples_per_second": len(result.data.test) / infer_seconds,
         "latency_ms": latency,
@@ -152,6 +157,7 @@ def main() -> None:
         "--configs", type=Path, default=ROOT / "configs", help="folder of the shipped configs"
     )
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--keep", type=Path, help="keep the trained runs in this folder (MODEL-SPLIT)")
     args = parser.parse_args()
     if not os.environ.get("ATTNKIT_DATA"):
         raise SystemExit("set ATTNKIT_DATA to the folder holding fsdd/")
@@ -165,7 +171,7 @@ def main() -> None:
             results["rows"].append(svm_baseline(everything, split))
             print(json.dumps(results["rows"][-1]), flush=True)
         for model in args.models:
-            results["rows"].append(run_model(model, split, args.set, args.configs, clips))
+            results["rows"].append(run_model(model, split, args.set, args.configs, clips, args.keep))
             print(json.dumps(results["rows"][-1]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
