@@ -1,7 +1,10 @@
-"""Faithfulness of every explanation method for trained runs, as JSON and a Markdown table for BENCHMARKS.md.
+"""Faithfulness of every explanation method for trained runs (text, image or speech), as JSON and a Markdown table
+for BENCHMARKS.md.
 
     ATTNKIT_DATA=../shared/datasets .venv/bin/python benchmarks/faithfulness.py runs/faith/imdb-bag-attn \
         --data imdb:test --n 500 --out benchmarks/results/faithfulness-imdb-bag-attn.json
+    ATTNKIT_DATA=../shared/datasets .venv/bin/python benchmarks/faithfulness.py runs/digits --data fsdd:test \
+        --n 300 --out benchmarks/results/faithfulness-fsdd-crnn-attn.json
     .venv/bin/python benchmarks/faithfulness.py --table benchmarks/results/faithfulness-imdb-*.json
 
 Each run's report is computed by :func:`attnkit.explain.faithfulness.faithfulness_report` (the same code as
@@ -27,23 +30,22 @@ from attnkit.bench.machine import machine_info
 def measure(run_dir: str, data: str, n: int, seed: int, ig_steps: int, threads: int) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from attnkit.data import load_source
-    from attnkit.explain.faithfulness import faithfulness_report, format_report
+    from attnkit.explain.faithfulness import faithfulness_report, format_report, read_inputs
     from attnkit.predictor import Predictor
 
     torch.set_num_threads(threads)
     predictor = Predictor(run_dir)
-    examples = load_source(data)
+    inputs, labels = read_inputs(predictor, data)  # texts, images or waveforms, as the run's task reads them
     began = time.perf_counter()
-    with tqdm(total=min(n, len(examples)), desc=Path(run_dir).name, file=sys.stderr) as bar:
+    with tqdm(total=min(n, len(inputs)), desc=Path(run_dir).name, file=sys.stderr) as bar:
 
         def advance(done: int) -> None:
             bar.update(done - bar.n)
 
         report = faithfulness_report(
             predictor,
-            [e.text for e in examples],
-            labels=[e.label for e in examples],
+            inputs,
+            labels=labels,
             n=n,
             seed=seed,
             ig_steps=ig_steps,
@@ -62,7 +64,7 @@ def measure(run_dir: str, data: str, n: int, seed: int, ig_steps: int, threads: 
 def table(paths: list[str]) -> str:
     """One row per (model, method): comprehensiveness / sufficiency AOPC, flip rate, Kendall taus."""
     lines = [
-        "| model (test acc) | method | comp. AOPC ↑ | suff. AOPC ↓ | flip@1 | τ vs LOO | τ vs grad | s / text |",
+        "| model (test acc) | method | comp. AOPC ↑ | suff. AOPC ↓ | flip@1 | τ vs LOO | τ vs grad | s / input |",
         "|---|---|---|---|---|---|---|---|",
     ]
     notes = []
