@@ -716,6 +716,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_explain_images=args.max_explain_images,
         max_image_body_bytes=args.max_image_body_bytes,
         max_image_pixels=args.max_image_pixels,
+        max_audios=args.max_audios,
+        max_explain_audios=args.max_explain_audios,
+        max_audio_body_bytes=args.max_audio_body_bytes,
+        max_audio_channels=args.max_audio_channels,
     )
     connections = ConnectionLimits(
         header_timeout_s=args.header_timeout,
@@ -801,6 +805,21 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=40_000_000,
         help="pixels (width x height) an image may declare; larger ones get 413 before decoding",
+    )
+    g = p.add_argument_group("recordings (audio runs: multipart uploads or base64 JSON)")
+    g.add_argument("--max-audios", type=int, default=16, help="recordings per /predict request")
+    g.add_argument("--max-explain-audios", type=int, default=2, help="recordings per /explain request")
+    g.add_argument(
+        "--max-audio-body-bytes",
+        type=int,
+        default=20_000_000,
+        help="request body limit of an audio run in bytes (also the most one audio file may have)",
+    )
+    g.add_argument(
+        "--max-audio-channels",
+        type=int,
+        default=32,
+        help="channels a recording may have (mixed down to mono); more get 413",
     )
     g = p.add_argument_group("explanations (their own workers, apart from /predict)")
     g.add_argument("--explain-workers", type=int, default=1, help="explanations computed at once")
