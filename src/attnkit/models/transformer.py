@@ -7,13 +7,15 @@ Dimension legend: ``B`` batch, ``T`` tokens, ``D`` model size (= embedding size)
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from attnkit.layers.multihead import MultiHeadAttention
-from attnkit.models.base import ClassifierConfig, TextClassifier
+from attnkit.models.base import ClassifierConfig, ModelConfig, TextClassifier
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,7 @@ class TransformerConfig(ClassifierConfig):
     attention_dropout: float = 0.0
 
     def _validate_model(self) -> None:
-        self._require_min("num_layers", 1)
-        self._require_min("num_heads", 1)
-        self._require_min("ff_dim", 1)
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(
-                f"{self._name}.attention_dropout must be in [0, 1), got {self.attention_dropout}"
-            )
-        if self.embed_dim % self.num_heads != 0:
-            raise ValueError(
-                f"{self._name}.num_heads={self.num_heads} must divide embed_dim={self.embed_dim}"
-            )
+        check_encoder_fields(self)
 
 
 class EncoderBlock(nn.Module):
@@ -83,6 +75,62 @@ class EncoderBlock(nn.Module):
         return x, out.weights
 
 
+class EncoderFields(Protocol):
+    """The config fields of an encoder stack (text transformer, ViT, audio transformer)."""
+
+    embed_dim: int
+    num_layers: int
+    num_heads: int
+    ff_dim: int
+    dropout: float
+    attention_dropout: float
+
+
+def check_encoder_fields(config: ModelConfig) -> None:
+    """Validate a config's encoder fields (``embed_dim``, ``num_layers``, ``num_heads``, ``ff_dim``,
+    ``attention_dropout``); one-line ``ValueError`` naming the config and field."""
+    fields = typing.cast(EncoderFields, config)
+    for name in ("embed_dim", "num_layers", "num_heads", "ff_dim"):
+        config._require_min(name, 1)
+    if not 0.0 <= fields.attention_dropout < 1.0:
+        raise ValueError(
+            f"{config._name}.attention_dropout must be in [0, 1), got {fields.attention_dropout}"
+        )
+    if fields.embed_dim % fields.num_heads != 0:
+        raise ValueError(
+            f"{config._name}.num_heads={fields.num_heads} must divide embed_dim={fields.embed_dim}; "
+            "pick a divisor of embed_dim"
+        )
+
+
+def encoder_blocks(config: ModelConfig) -> nn.ModuleList:
+    """``num_layers`` :class:`EncoderBlock` s of the config's sizes."""
+    fields = typing.cast(EncoderFields, config)
+    return nn.ModuleList(
+        EncoderBlock(
+            fields.embed_dim,
+            fields.num_heads,
+            fields.ff_dim,
+            dropout=fields.dropout,
+            attention_dropout=fields.attention_dropout,
+        )
+        for _ in range(fields.num_layers)
+    )
+
+
+def init_encoder_blocks_(blocks: nn.ModuleList) -> None:
+    """GPT-2 / nanoGPT: N(0, 0.02) for every Linear of the blocks, zero biases, and the residual output projections
+    scaled by ``1 / sqrt(2 * layers)``."""
+    residual_std = 0.02 / math.sqrt(2 * len(blocks))
+    for block in blocks:
+        for name, module in block.named_modules():
+            if isinstance(module, nn.Linear):
+                is_residual = name in {"attn.out_proj", "mlp.2"}
+                nn.init.normal_(module.weight, std=residual_std if is_residual else 0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+
 class TransformerClassifier(TextClassifier):
     """Token + learned position embeddings -> pre-LN encoder blocks -> final LN -> attention pooling -> Dense.
 
@@ -100,32 +148,14 @@ class TransformerClassifier(TextClassifier):
         super().__init__(config)
         dim = config.embed_dim
         self.position = nn.Embedding(config.max_length, dim)
-        self.blocks = nn.ModuleList(
-            EncoderBlock(
-                dim,
-                config.num_heads,
-                config.ff_dim,
-                dropout=config.dropout,
-                attention_dropout=config.attention_dropout,
-            )
-            for _ in range(config.num_layers)
-        )
+        self.blocks = encoder_blocks(config)
         self.norm = nn.LayerNorm(dim)
         self.pooling = self._make_pooling(dim)
         self.head = nn.Linear(self.pooling.output_dim, config.num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # GPT-2 / nanoGPT: N(0, 0.02) everywhere, residual output projections scaled by 1/sqrt(2 * layers).
-        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
-        for block in self.blocks:
-            assert isinstance(block, EncoderBlock)
-            for name, module in block.named_modules():
-                if isinstance(module, nn.Linear):
-                    is_residual = name in {"attn.out_proj", "mlp.2"}
-                    nn.init.normal_(module.weight, std=residual_std if is_residual else 0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
+        init_encoder_blocks_(self.blocks)
         nn.init.normal_(self.position.weight, std=0.02)
         self._init_embedding(std=0.02)
 

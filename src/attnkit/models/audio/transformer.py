@@ -6,7 +6,6 @@ Dimension legend: ``B`` batch, ``U`` units, ``E`` features per unit, ``D`` model
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +13,7 @@ from torch import Tensor, nn
 
 from attnkit.models.audio.base import AudioClassifier, AudioModelConfig
 from attnkit.models.pooled import PooledUnits
-from attnkit.models.transformer import EncoderBlock
+from attnkit.models.transformer import check_encoder_fields, encoder_blocks, init_encoder_blocks_
 
 
 @dataclass(frozen=True)
@@ -39,19 +38,7 @@ class AudioTransformerConfig(AudioModelConfig):
     pooling_heads: int = 4
 
     def _validate_model(self) -> None:
-        self._require_min("embed_dim", 1)
-        self._require_min("num_layers", 1)
-        self._require_min("num_heads", 1)
-        self._require_min("ff_dim", 1)
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(
-                f"{self._name}.attention_dropout must be in [0, 1), got {self.attention_dropout}"
-            )
-        if self.embed_dim % self.num_heads != 0:
-            raise ValueError(
-                f"{self._name}.num_heads={self.num_heads} must divide embed_dim={self.embed_dim}; "
-                "pick a divisor of embed_dim"
-            )
+        check_encoder_fields(self)
 
     def pooling_dims(self) -> tuple[int, ...]:
         return (self.embed_dim,)
@@ -72,16 +59,7 @@ class AudioTransformerClassifier(PooledUnits, AudioClassifier):
         dim = config.embed_dim
         self.unit_embed = nn.Linear(config.feature_dim, dim)
         self.position = nn.Parameter(torch.zeros(1, config.max_units, dim))  # (1, U_max, D)
-        self.blocks = nn.ModuleList(
-            EncoderBlock(
-                dim,
-                config.num_heads,
-                config.ff_dim,
-                dropout=config.dropout,
-                attention_dropout=config.attention_dropout,
-            )
-            for _ in range(config.num_layers)
-        )
+        self.blocks = encoder_blocks(config)
         self.norm = nn.LayerNorm(dim)
         self._build_pooling_head(dim)
         self._init_weights()
@@ -90,16 +68,7 @@ class AudioTransformerClassifier(PooledUnits, AudioClassifier):
         return True
 
     def _init_weights(self) -> None:
-        # N(0, 0.02) for the encoder's Linear layers, residual output projections scaled by 1/sqrt(2 * layers).
-        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
-        for block in self.blocks:
-            for name, module in block.named_modules():
-                if isinstance(module, nn.Linear):
-                    nn.init.normal_(
-                        module.weight, std=residual_std if name in {"attn.out_proj", "mlp.2"} else 0.02
-                    )
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
+        init_encoder_blocks_(self.blocks)
         nn.init.normal_(self.position, std=0.02)
 
     def forward_features(

@@ -12,13 +12,12 @@ Dimension legend: ``B`` batch, ``U`` patches (units), ``E`` patch pixels (``C * 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from attnkit.models.transformer import EncoderBlock
+from attnkit.models.transformer import check_encoder_fields, encoder_blocks, init_encoder_blocks_
 from attnkit.models.vision.base import ImageModelConfig
 from attnkit.models.vision.pooled import PooledImageClassifier
 
@@ -50,19 +49,7 @@ class ViTConfig(ImageModelConfig):
     attention_dropout: float = 0.0
 
     def _validate_model(self) -> None:
-        self._require_min("embed_dim", 1)
-        self._require_min("num_layers", 1)
-        self._require_min("num_heads", 1)
-        self._require_min("ff_dim", 1)
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(
-                f"{self._name}.attention_dropout must be in [0, 1), got {self.attention_dropout}"
-            )
-        if self.embed_dim % self.num_heads != 0:
-            raise ValueError(
-                f"{self._name}.num_heads={self.num_heads} must divide embed_dim={self.embed_dim}; "
-                "pick a divisor of embed_dim"
-            )
+        check_encoder_fields(self)
 
     def pooling_dims(self) -> tuple[int, ...]:
         return (self.embed_dim,)
@@ -83,16 +70,7 @@ class ViTClassifier(PooledImageClassifier):
         self._build_tokenizer()
         dim = config.embed_dim
         self.position = nn.Parameter(torch.zeros(1, config.num_units, dim))  # (1, U, D)
-        self.blocks = nn.ModuleList(
-            EncoderBlock(
-                dim,
-                config.num_heads,
-                config.ff_dim,
-                dropout=config.dropout,
-                attention_dropout=config.attention_dropout,
-            )
-            for _ in range(config.num_layers)
-        )
+        self.blocks = encoder_blocks(config)
         self.norm = nn.LayerNorm(dim)
         self._build_pooling_head(dim)
         self._init_weights()
@@ -104,16 +82,8 @@ class ViTClassifier(PooledImageClassifier):
         self.patch_embed = nn.Linear(self.config.unit_input_dim(), self.config.embed_dim)
 
     def _init_weights(self) -> None:
-        # N(0, 0.02) for the encoder's Linear layers, residual output projections scaled by 1/sqrt(2 * layers)
-        # (GPT-2); conv stems keep their own (Kaiming) init.
-        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
-        for block in self.blocks:
-            for name, module in block.named_modules():
-                if isinstance(module, nn.Linear):
-                    is_residual = name in {"attn.out_proj", "mlp.2"}
-                    nn.init.normal_(module.weight, std=residual_std if is_residual else 0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
+        # The encoder's Linear layers as GPT-2's; conv stems keep their own (Kaiming) init.
+        init_encoder_blocks_(self.blocks)
         nn.init.normal_(self.position, std=0.02)
 
     def tokens(self, units: Tensor) -> Tensor:
