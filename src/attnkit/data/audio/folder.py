@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -36,85 +34,41 @@ from attnkit.data.audio.decode import (
     AudioError,
     read_audio_file,
 )
-from attnkit.data.errors import DataError
-from attnkit.data.vision.folder import natural_key
+from attnkit.data.folders import (
+    MAX_NAMED,
+    FolderKind,
+    FolderReport,
+    class_folder_entries,
+    has_suffix,
+    is_dir_entry,
+    scan_class_folders,
+)
+
+__all__ = ["MAX_NAMED", "AudioFolderReport", "is_audio_folder", "load_audio_folder"]
 
 logger = logging.getLogger(__name__)
 
-#: How many skipped files a report names.
-MAX_NAMED = 5
-_KINDS = ".wav, .flac or .ogg"
+_KIND = FolderKind(
+    files="audio files",
+    holding="audio files",
+    leaf="<file>.wav",
+    kinds=".wav, .flac or .ogg",
+    add="recordings",
+    suffixes=AUDIO_SUFFIXES,
+    logger=logger,
+)
 
 
-@dataclass
-class AudioFolderReport:
-    """What happened while reading one audio folder.
+class AudioFolderReport(FolderReport):
+    """What happened while reading one audio folder (the fields: :class:`~attnkit.data.folders.FolderReport`).
 
-    Attributes:
-        source: the folder.
-        kept: recordings returned.
-        reasons: audio files skipped, by :attr:`~attnkit.data.audio.decode.AudioError.reason` (``"empty"``,
-            ``"no frames"``, ``"not audio"``, ``"truncated"``, ``"corrupt"``, ``"too long"``, ...).
-        skipped_files: the first :data:`MAX_NAMED` skipped files, each ``"<path>: <what is wrong>"``.
-        ignored_files: entries that are not audio files by name (other suffixes, nested folders, files beside
-            the class folders); not counted as skipped.
-        hidden_files: entries whose name starts with ``.``, ignored.
-        per_class: recordings kept per class, in class order.
+    ``reasons`` counts audio files by :attr:`~attnkit.data.audio.decode.AudioError.reason` (``"empty"``,
+    ``"no frames"``, ``"not audio"``, ``"truncated"``, ``"corrupt"``, ``"too long"``, ...); ``kept`` and
+    ``per_class`` count recordings. :meth:`summary` reads e.g. ``skipped 2 of 40 audio files in digits/
+    (kept 38): 1 truncated, 1 too long``.
     """
 
-    source: str
-    kept: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-    skipped_files: list[str] = field(default_factory=list)
-    ignored_files: int = 0
-    hidden_files: int = 0
-    per_class: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def skipped(self) -> int:
-        """Audio files skipped for any reason."""
-        return sum(self.reasons.values())
-
-    @property
-    def total(self) -> int:
-        """Audio files seen: kept plus skipped."""
-        return self.kept + self.skipped
-
-    def summary(self) -> str:
-        """One line, e.g. ``skipped 2 of 40 audio files in digits/ (kept 38): 1 truncated, 1 too long``."""
-        if not self.skipped:
-            return f"kept all {self.kept} audio files in {self.source}"
-        reasons = ", ".join(f"{n} {reason}" for reason, n in self.reasons.items() if n)
-        return f"skipped {self.skipped} of {self.total} audio files in {self.source} (kept {self.kept}): {reasons}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serializable fields plus ``skipped``."""
-        return {**asdict(self), "skipped": self.skipped}
-
-    def _skip(self, error: AudioError) -> None:
-        self.reasons[error.reason] = self.reasons.get(error.reason, 0) + 1
-        if len(self.skipped_files) < MAX_NAMED:
-            self.skipped_files.append(str(error))
-        logger.debug("skipping %s", error)
-
-
-def _is_audio_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES
-
-
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: natural_key(e.name))
-    except OSError as e:
-        raise DataError(f"{folder}: cannot list the folder ({e.strerror or e})") from None
-
-
-def _is_dir(entry: os.DirEntry[str]) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
+    noun = "audio files"
 
 
 def is_audio_folder(path: str | os.PathLike[str]) -> bool:
@@ -125,24 +79,12 @@ def is_audio_folder(path: str | os.PathLike[str]) -> bool:
     folder (``<label>/<name>.txt``) is False; so is a file, a missing path, or a folder without sub-folders.
     Only names are looked at.
     """
-    p = Path(path)
-    if not p.is_dir():
+    entries = class_folder_entries(path)
+    if entries is None:
         return False
-    audio = other = 0
-    try:
-        for sub in _entries(p):
-            if sub.name.startswith(".") or not _is_dir(sub):
-                continue
-            for entry in _entries(Path(sub.path)):
-                if entry.name.startswith(".") or _is_dir(entry):
-                    continue
-                if _is_audio_name(entry.name):
-                    audio += 1
-                else:
-                    other += 1
-    except DataError:
-        return False
-    return audio > other
+    files = [entry for entry in entries if not is_dir_entry(entry)]
+    audio = sum(has_suffix(entry.name, AUDIO_SUFFIXES) for entry in files)
+    return audio > len(files) - audio
 
 
 def load_audio_folder(
@@ -173,83 +115,19 @@ def load_audio_folder(
         ValueError: invalid options.
     """
     options = AudioDecodeOptions(sample_rate, max_seconds, max_bytes, max_channels)
-    base = Path(root)
-    if not base.is_dir():
-        raise DataError(f"{base}: not a folder; expected one sub-folder per class holding audio files")
-    report = AudioFolderReport(source=str(base))
-    class_dirs: list[Path] = []
-    for entry in _entries(base):
-        if entry.name.startswith("."):
-            report.hidden_files += 1
-        elif _is_dir(entry):
-            class_dirs.append(Path(entry.path))
-        else:
-            report.ignored_files += 1
-    layout = f"{base}/<class>/<file>.wav"
-    if not class_dirs:
-        raise DataError(
-            f"{base}: no class folders; expected one sub-folder per class holding audio files ({layout})"
-        )
-    if len(class_dirs) == 1:
-        raise DataError(
-            f"{base}: only one class folder ({class_dirs[0].name}); a classifier needs at least two classes, "
-            f"one sub-folder each ({layout})"
-        )
-
-    files: list[tuple[Path, str]] = []  # (audio file, class)
-    for class_dir in class_dirs:
-        found = 0
-        for entry in _entries(class_dir):
-            if entry.name.startswith("."):
-                report.hidden_files += 1
-            elif _is_dir(entry) or not _is_audio_name(entry.name):
-                report.ignored_files += 1
-            else:
-                files.append((Path(entry.path), class_dir.name))
-                found += 1
-        if not found:
-            raise DataError(f"{class_dir}: no audio files ({_KINDS}); add recordings or remove the folder")
-    if report.ignored_files:
-        logger.info("%s: ignoring %d entries that are not audio files", base, report.ignored_files)
-
+    report = AudioFolderReport(source=str(Path(root)))
+    tally = scan_class_folders(root, _KIND, report)
     waveforms: list[np.ndarray] = []
-    labels: list[str] = []
-    sources: list[str] = []
-    seen = dict.fromkeys((d.name for d in class_dirs), 0)  # audio files per class
-    first_error: dict[str, str] = {}  # class -> its first skipped file's message
-    for path, label in files:
-        seen[label] += 1
+    for path, label in tally.files:
         try:
             wave = read_audio_file(path, options)  # (S,)
         except AudioError as e:
-            report._skip(e)
-            first_error.setdefault(label, str(e))
+            tally.skip(label, e)
             continue
         waveforms.append(wave)
-        labels.append(label)
-        sources.append(str(path))
-        report.per_class[label] = report.per_class.get(label, 0) + 1
-
-    if not waveforms:
-        raise DataError(
-            f"{base}: none of the {len(files)} audio files could be read (e.g. {report.skipped_files[0]})"
-        )
-    for class_dir in class_dirs:
-        if not report.per_class.get(class_dir.name):
-            raise DataError(
-                f"{class_dir}: none of its {seen[class_dir.name]} audio files could be read "
-                f"(e.g. {first_error[class_dir.name]})"
-            )
-    report.per_class = {d.name: report.per_class[d.name] for d in class_dirs}
-    report.kept = len(labels)
-    if report.skipped:
-        logger.warning("%s", report.summary())
+        tally.keep(path, label)
+    classes = tally.finish()
     audio = AudioSet(
-        waveforms,
-        labels,
-        sources,
-        options.sample_rate,
-        speakers=None,
-        classes=tuple(d.name for d in class_dirs),
+        waveforms, tally.labels, tally.sources, options.sample_rate, speakers=None, classes=classes
     )
     return audio, report
