@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from attnkit.data.audio import fsdd
 from attnkit.data.audio.audioset import AudioSet
+from attnkit.data.builtins import RegisteredDataset, get_registered, parse_registered_name, split_source
 from attnkit.data.errors import DataError
 
 
@@ -30,7 +31,7 @@ class SplitLoader(Protocol):
 
 
 @dataclass(frozen=True)
-class AudioDataset:
+class AudioDataset(RegisteredDataset):
     """One built-in audio dataset.
 
     Attributes:
@@ -43,17 +44,10 @@ class AudioDataset:
         description: one line for listings and errors.
     """
 
-    name: str
-    splits: tuple[str, ...]
-    classes: tuple[str, ...]
     sample_rate: int
     speakers: tuple[str, ...]
     loader: SplitLoader
     description: str
-
-    @property
-    def default_split(self) -> str:
-        return self.splits[0]
 
     def load(
         self,
@@ -69,11 +63,8 @@ class AudioDataset:
         Raises:
             DataError: an unknown split (listing the valid ones), or the loader's errors.
         """
-        split = self.default_split if split is None else split
-        if split not in self.splits:
-            raise DataError(f"{self.name}: unknown split {split!r}; valid splits: {', '.join(self.splits)}")
         return self.loader(
-            split,
+            self.checked_split(split),
             sample_rate=self.sample_rate if sample_rate is None else sample_rate,
             data_dir=data_dir,
             allow_download=allow_download,
@@ -97,18 +88,10 @@ AUDIO_DATASETS: dict[str, AudioDataset] = {
 }
 
 
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
-
-
 def parse_audio_name(source: str) -> tuple[str, str | None] | None:
     """``"fsdd:test"`` -> ``("fsdd", "test")``, ``" FSDD "`` -> ``("fsdd", None)``; ``None`` when the name
     before ``:`` is not a built-in audio dataset (the split is not checked)."""
-    name, sep, split = str(source).partition(":")
-    key = _key(name)
-    if key not in AUDIO_DATASETS:
-        return None
-    return key, (split.strip() if sep else None)
+    return parse_registered_name(source, AUDIO_DATASETS)
 
 
 def get_audio_dataset(name: str) -> AudioDataset:
@@ -117,10 +100,7 @@ def get_audio_dataset(name: str) -> AudioDataset:
     Raises:
         DataError: an unknown name, listing the known ones.
     """
-    key = _key(name)
-    if key not in AUDIO_DATASETS:
-        raise DataError(f"unknown built-in audio dataset {name!r}; choose from {', '.join(AUDIO_DATASETS)}")
-    return AUDIO_DATASETS[key]
+    return get_registered(name, AUDIO_DATASETS, "audio")
 
 
 def load_audio_dataset(
@@ -144,13 +124,11 @@ def load_audio_dataset(
     Raises:
         DataError: unknown name or split, a split given twice differently, and the loader's errors.
     """
-    base, sep, named_split = str(name).partition(":")
+    base, named_split = split_source(name)
     dataset = get_audio_dataset(base)
-    if sep and split is not None and named_split.strip() != split:
-        raise DataError(
-            f"{name!r} names split {named_split.strip()!r} but split={split!r} was given; give one"
-        )
-    chosen = split if split is not None else (named_split.strip() if sep else None)
+    if named_split is not None and split is not None and named_split != split:
+        raise DataError(f"{name!r} names split {named_split!r} but split={split!r} was given; give one")
+    chosen = split if split is not None else named_split
     return dataset.load(
         chosen, sample_rate=sample_rate, data_dir=data_dir, allow_download=allow_download, cache_dir=cache_dir
     )

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from attnkit.data.errors import DataError
+from attnkit.data.builtins import RegisteredDataset, get_registered, parse_registered_name, split_source
 from attnkit.data.vision import fashion_mnist
 from attnkit.data.vision.images import ImageSet
 
@@ -29,7 +29,7 @@ class SplitLoader(Protocol):
 
 
 @dataclass(frozen=True)
-class VisionDataset:
+class VisionDataset(RegisteredDataset):
     """One built-in image dataset.
 
     Attributes:
@@ -41,16 +41,9 @@ class VisionDataset:
         description: one line for listings and errors.
     """
 
-    name: str
-    splits: tuple[str, ...]
-    classes: tuple[str, ...]
     image_shape: tuple[int, int, int]
     loader: SplitLoader
     description: str
-
-    @property
-    def default_split(self) -> str:
-        return self.splits[0]
 
     def load(
         self,
@@ -65,10 +58,9 @@ class VisionDataset:
         Raises:
             DataError: an unknown split (listing the valid ones), or the loader's errors.
         """
-        split = self.default_split if split is None else split
-        if split not in self.splits:
-            raise DataError(f"{self.name}: unknown split {split!r}; valid splits: {', '.join(self.splits)}")
-        return self.loader(split, data_dir=data_dir, allow_download=allow_download, cache_dir=cache_dir)
+        return self.loader(
+            self.checked_split(split), data_dir=data_dir, allow_download=allow_download, cache_dir=cache_dir
+        )
 
 
 VISION_DATASETS: dict[str, VisionDataset] = {
@@ -83,18 +75,10 @@ VISION_DATASETS: dict[str, VisionDataset] = {
 }
 
 
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
-
-
 def parse_vision_name(source: str) -> tuple[str, str | None] | None:
     """``"fashion-mnist:test"`` -> ``("fashion-mnist", "test")``, ``"Fashion_MNIST"`` -> ``("fashion-mnist",
     None)``; ``None`` when the name before ``:`` is not a built-in image dataset (the split is not checked)."""
-    name, sep, split = str(source).partition(":")
-    key = _key(name)
-    if key not in VISION_DATASETS:
-        return None
-    return key, (split.strip() if sep else None)
+    return parse_registered_name(source, VISION_DATASETS)
 
 
 def get_vision_dataset(name: str) -> VisionDataset:
@@ -103,10 +87,7 @@ def get_vision_dataset(name: str) -> VisionDataset:
     Raises:
         DataError: an unknown name, listing the known ones.
     """
-    key = _key(name)
-    if key not in VISION_DATASETS:
-        raise DataError(f"unknown built-in image dataset {name!r}; choose from {', '.join(VISION_DATASETS)}")
-    return VISION_DATASETS[key]
+    return get_registered(name, VISION_DATASETS, "image")
 
 
 def load_vision_dataset(
@@ -121,8 +102,6 @@ def load_vision_dataset(
     Raises:
         DataError: unknown name or split, and the dataset loader's errors.
     """
-    name, sep, split = str(source).partition(":")
+    name, split = split_source(source)
     dataset = get_vision_dataset(name)
-    return dataset.load(
-        split.strip() if sep else None, data_dir=data_dir, allow_download=allow_download, cache_dir=cache_dir
-    )
+    return dataset.load(split, data_dir=data_dir, allow_download=allow_download, cache_dir=cache_dir)
