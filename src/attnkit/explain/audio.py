@@ -29,8 +29,18 @@ import torch
 
 from attnkit.data.errors import DataError
 from attnkit.explain.images import decode_png, encode_png
-from attnkit.explain.methods import SIGNED, check_methods, compute_scores
+from attnkit.explain.methods import check_methods
 from attnkit.explain.scale import scales_json
+from attnkit.explain.units import (
+    UnitScores,
+    check_target,
+    json_head,
+    label_probabilities,
+    read_head,
+    reading,
+    round_score,
+    score_batch,
+)
 from attnkit.predictor import Predictor
 
 __all__ = [
@@ -58,7 +68,7 @@ class ExplainedFrame:
 
 
 @dataclass
-class AudioExplanation:
+class AudioExplanation(UnitScores[ExplainedFrame]):
     """A recording, its prediction, the explained class and per-unit scores of each method.
 
     Attributes:
@@ -101,18 +111,6 @@ class AudioExplanation:
         last_unit = self.units[-1].end if self.units else 0.0
         return max(last_unit, self.spectrogram.shape[1] * self.hop_seconds, self.duration)
 
-    def scores(self, method: str) -> list[float]:
-        """The scores of one method, one per unit, in time order."""
-        if method not in self.methods:
-            raise KeyError(f"method {method!r} was not computed; have {', '.join(self.methods)}")
-        return [unit.scores[method] for unit in self.units]
-
-    def top_units(self, method: str, k: int = 5) -> list[tuple[ExplainedFrame, float]]:
-        """The ``k`` highest-scoring units of ``method`` with their scores (ties: earlier unit first)."""
-        scores = self.scores(method)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
-        return [(self.units[i], scores[i]) for i in order]
-
     def unit_at(self, seconds: float) -> int | None:
         """The index of the unit playing at ``seconds`` (``start <= seconds < end``), or None outside them."""
         for unit in self.units:
@@ -127,14 +125,8 @@ class AudioExplanation:
     def to_json_dict(self) -> dict[str, Any]:
         """The explanation in the audio JSON format (``modality: audio``): units with start and end seconds."""
         bands, frames = (int(v) for v in self.spectrogram.shape)
-        data: dict[str, Any] = {
-            "modality": "audio",
-            "source": self.source,
-            "label": self.label,
-            "target": self.target,
-            "probabilities": dict(self.probabilities),
-            "methods": list(self.methods),
-            "signed": {method: SIGNED[method] for method in self.methods},
+        data = json_head("audio", self.source, self.label, self.target, self.probabilities, self.methods)
+        data |= {
             "audio": {
                 "sample_rate": self.sample_rate,
                 "duration": self.duration,
@@ -169,7 +161,7 @@ class AudioExplanation:
         Raises:
             ValueError: ``data`` is not an audio explanation (the message names the missing or bad field).
         """
-        try:
+        with reading("an audio"):
             spec = data["spectrogram"]
             image = decode_png(str(spec["png"]))[..., 0]  # (M, T)
             if image.shape != (int(spec["bands"]), int(spec["frames"])):
@@ -190,10 +182,7 @@ class AudioExplanation:
             return cls(
                 spectrogram=image,
                 spectrogram_db=(float(spec["db_low"]), float(spec["db_high"])),
-                label=str(data["label"]),
-                probabilities={str(k): float(v) for k, v in data["probabilities"].items()},
-                target=str(data["target"]),
-                methods=[str(m) for m in data["methods"]],
+                **read_head(data),
                 units=units,
                 duration=float(audio["duration"]),
                 sample_rate=int(audio["sample_rate"]),
@@ -202,12 +191,7 @@ class AudioExplanation:
                 stack_frames=int(unit.get("stack_frames", 1)),
                 unit_name=str(unit.get("name", "frame")),
                 audio_wav=None if audio.get("wav") is None else str(audio["wav"]),
-                source=None if data.get("source") is None else str(data["source"]),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise ValueError(
-                f"not an audio explanation ({type(err).__name__}: {err}); see docs/explanation-format.md"
-            ) from None
 
 
 def encode_wav(waveform: np.ndarray, sample_rate: int) -> str:
@@ -238,11 +222,7 @@ def display_spectrogram(
     low = high - range_db
     levels = np.floor((np.clip(values, low, high) - low) / range_db * 255.0 + 0.5)  # (T, M)
     image = np.flipud(levels.T).astype(np.uint8)  # (M, T): band 0 (lowest) at the bottom
-    return np.ascontiguousarray(image), (_round(low), _round(high))
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.6g}")
+    return np.ascontiguousarray(image), (round_score(low), round_score(high))
 
 
 def _seconds(value: float) -> float:
@@ -315,10 +295,7 @@ def explain_recordings(
         )
     if isinstance(recordings, (bytes, bytearray, np.ndarray, str, Path)):
         raise TypeError("recordings must be a sequence of recordings; wrap a single recording in a list")
-    if target is not None and target not in predictor.labels:
-        raise ValueError(
-            f"unknown target label {target!r}; the model's labels are {', '.join(predictor.labels)}"
-        )
+    check_target(predictor, target)
     items = list(recordings)
     if sources is None:
         names: list[str | None] = [str(item) if isinstance(item, (str, Path)) else None for item in items]
@@ -341,18 +318,7 @@ def explain_recordings(
         chunk_names = names[start : start + batch_size]
         waves = _waveforms(predictor, items[start : start + batch_size], chunk_names, start)
         inputs, mask = predictor.encode_inputs(waves)  # (B, U, E), (B, U)
-        with torch.no_grad():
-            logits = model(inputs, mask).logits  # (B, K)
-        probabilities = predictor.probabilities(logits).cpu()  # (B, K), as predict reports them
-        if target is None:
-            targets = probabilities.argmax(dim=-1)  # (B,)
-        else:
-            targets = torch.full((len(waves),), predictor.labels.index(target), dtype=torch.long)
-        targets = targets.to(inputs.device)
-        scores = {
-            name: compute_scores(name, model, inputs, mask, targets, ig_steps=ig_steps).detach().cpu()
-            for name in chosen
-        }  # each (B, U)
+        probabilities, targets, scores = score_batch(predictor, inputs, mask, chosen, target, ig_steps)
         spans = task.unit_spans(mask.cpu())  # per row: (start, end) seconds of each real unit
         for row, wave in enumerate(waves):
             with torch.no_grad():
@@ -364,7 +330,7 @@ def explain_recordings(
                     index=i,
                     start=_seconds(begin),
                     end=_seconds(end),
-                    scores={name: _round(float(scores[name][row, i])) for name in chosen},
+                    scores={name: round_score(float(scores[name][row, i])) for name in chosen},
                 )
                 for i, (begin, end) in enumerate(spans[row])
             ]
@@ -373,9 +339,7 @@ def explain_recordings(
                     spectrogram=image,
                     spectrogram_db=db_range,
                     label=predictor.labels[int(probs.argmax())],
-                    probabilities={
-                        label: round(float(p), 6) for label, p in zip(predictor.labels, probs, strict=True)
-                    },
+                    probabilities=label_probabilities(predictor.labels, probs),
                     target=predictor.labels[int(targets[row])],
                     methods=list(chosen),
                     units=units,

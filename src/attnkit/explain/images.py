@@ -17,11 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from attnkit.data.errors import DataError
-from attnkit.explain.methods import SIGNED, check_methods, compute_scores
+from attnkit.explain.methods import check_methods
 from attnkit.explain.scale import scales_json
+from attnkit.explain.units import (
+    UnitScores,
+    check_target,
+    json_head,
+    label_probabilities,
+    read_head,
+    reading,
+    round_score,
+    score_batch,
+)
 from attnkit.predictor import Predictor
 
 __all__ = [
@@ -48,7 +57,7 @@ class ExplainedUnit:
 
 
 @dataclass
-class ImageExplanation:
+class ImageExplanation(UnitScores[ExplainedUnit]):
     """An image, its prediction, the explained class and per-unit scores of each method.
 
     Attributes:
@@ -79,12 +88,6 @@ class ImageExplanation:
         """``(H, W)`` of :attr:`image`, in pixels."""
         return int(self.image.shape[0]), int(self.image.shape[1])
 
-    def scores(self, method: str) -> list[float]:
-        """The scores of one method, one per unit (row-major)."""
-        if method not in self.methods:
-            raise KeyError(f"method {method!r} was not computed; have {', '.join(self.methods)}")
-        return [unit.scores[method] for unit in self.units]
-
     def score_grid(self, method: str) -> np.ndarray:
         """``(rows, cols)`` float64: the scores of ``method`` laid out on the grid."""
         return np.asarray(self.scores(method), dtype=np.float64).reshape(self.grid)
@@ -94,24 +97,12 @@ class ImageExplanation:
         boxes = [unit.box for unit in self.units]
         return upsample_scores(self.scores(method), boxes, self.size)
 
-    def top_units(self, method: str, k: int = 5) -> list[tuple[ExplainedUnit, float]]:
-        """The ``k`` highest-scoring units of ``method`` with their scores (ties: earlier unit first)."""
-        scores = self.scores(method)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
-        return [(self.units[i], scores[i]) for i in order]
-
     def to_json_dict(self) -> dict[str, Any]:
         """The explanation in the image JSON format of ``docs/explanation-format.md``."""
         height, width = self.size
         channels = int(self.image.shape[2])
-        data: dict[str, Any] = {
-            "modality": "image",
-            "source": self.source,
-            "label": self.label,
-            "target": self.target,
-            "probabilities": dict(self.probabilities),
-            "methods": list(self.methods),
-            "signed": {method: SIGNED[method] for method in self.methods},
+        data = json_head("image", self.source, self.label, self.target, self.probabilities, self.methods)
+        data |= {
             "image": {
                 "width": width,
                 "height": height,
@@ -139,7 +130,7 @@ class ImageExplanation:
         Raises:
             ValueError: ``data`` is not an image explanation (the message names the missing or bad field).
         """
-        try:
+        with reading("an image"):
             image = decode_png(str(data["image"]["png"]))
             grid = (int(data["grid"]["rows"]), int(data["grid"]["cols"]))
             units = [
@@ -154,20 +145,12 @@ class ImageExplanation:
             ]
             return cls(
                 image=image,
-                label=str(data["label"]),
-                probabilities={str(k): float(v) for k, v in data["probabilities"].items()},
-                target=str(data["target"]),
-                methods=[str(m) for m in data["methods"]],
+                **read_head(data),
                 units=units,
                 grid=grid,
                 unit_size=int(data["grid"]["unit_size"]),
                 unit_name=str(data["grid"].get("unit_name", "patch")),
-                source=None if data.get("source") is None else str(data["source"]),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise ValueError(
-                f"not an image explanation ({type(err).__name__}: {err}); see docs/explanation-format.md"
-            ) from None
 
 
 def encode_png(image: np.ndarray) -> str:
@@ -217,10 +200,6 @@ def upsample_scores(
     return heat
 
 
-def _round(value: float) -> float:
-    return float(f"{value:.6g}")
-
-
 def _arrays(predictor: Predictor, images: Sequence[Any], sources: Sequence[str | None]) -> list[np.ndarray]:
     """Each image as ``(H, W, C)`` uint8 in the run's size and mode; a bad one names its source."""
     arrays = []
@@ -266,10 +245,7 @@ def explain_images(
         )
     if isinstance(images, (bytes, bytearray, np.ndarray)):
         raise TypeError("images must be a sequence of images; wrap a single image in a list")
-    if target is not None and target not in predictor.labels:
-        raise ValueError(
-            f"unknown target label {target!r}; the model's labels are {', '.join(predictor.labels)}"
-        )
+    check_target(predictor, target)
     names = [None] * len(images) if sources is None else list(sources)
     if len(names) != len(images):
         raise ValueError(f"got {len(names)} sources for {len(images)} images")
@@ -285,18 +261,7 @@ def explain_images(
     for start in range(0, len(images), batch_size):
         arrays = _arrays(predictor, images[start : start + batch_size], names[start : start + batch_size])
         inputs, mask = predictor.encode_inputs(arrays)  # (B, C, H, W), (B, U)
-        with torch.no_grad():
-            logits = model(inputs, mask).logits  # (B, K)
-        probabilities = predictor.probabilities(logits).cpu()  # (B, K), as predict reports them
-        if target is None:
-            targets = probabilities.argmax(dim=-1)  # (B,)
-        else:
-            targets = torch.full((len(arrays),), predictor.labels.index(target), dtype=torch.long)
-        targets = targets.to(inputs.device)
-        scores = {
-            name: compute_scores(name, model, inputs, mask, targets, ig_steps=ig_steps).detach().cpu()
-            for name in chosen
-        }  # each (B, U)
+        probabilities, targets, scores = score_batch(predictor, inputs, mask, chosen, target, ig_steps)
         for row, array in enumerate(arrays):
             probs = probabilities[row]
             units = [
@@ -305,7 +270,7 @@ def explain_images(
                     row=i // grid[1],
                     col=i % grid[1],
                     box=box,
-                    scores={name: _round(float(scores[name][row, i])) for name in chosen},
+                    scores={name: round_score(float(scores[name][row, i])) for name in chosen},
                 )
                 for i, box in enumerate(boxes)
             ]
@@ -313,9 +278,7 @@ def explain_images(
                 ImageExplanation(
                     image=array,
                     label=predictor.labels[int(probs.argmax())],
-                    probabilities={
-                        label: round(float(p), 6) for label, p in zip(predictor.labels, probs, strict=True)
-                    },
+                    probabilities=label_probabilities(predictor.labels, probs),
                     target=predictor.labels[int(targets[row])],
                     methods=list(chosen),
                     units=units,
