@@ -483,17 +483,26 @@ def _inline_script(code: str) -> str:
 
 
 def _page(title: str, body: str, data: list[dict[str, Any]], boot: str) -> str:
+    return _page_html(title, [_asset("attnkit-viz.css")], body, data, [_asset("attnkit-viz.js"), boot])
+
+
+def _page_html(
+    title: str, styles: Sequence[str], body: str, data: list[dict[str, Any]], scripts: Sequence[str]
+) -> str:
+    """A standalone page: ``styles`` inlined in one ``<style>``, the explanations as ``#attnkit-data`` JSON,
+    then each of ``scripts`` inlined (the text, image and audio pages)."""
+    style = "\n".join(styles)
+    inlined = "".join(f"{_inline_script(code)}\n" for code in scripts)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n"
-        f"<style>\n{_asset('attnkit-viz.css')}\n</style>\n"
+        f"<style>\n{style}\n</style>\n"
         "</head>\n<body>\n"
         f'<div class="ak-page">\n<h1 class="ak-page-title">{html.escape(title)}</h1>\n{body}\n</div>\n'
         f'<script type="application/json" id="attnkit-data">{_script_json(data)}</script>\n'
-        f"{_inline_script(_asset('attnkit-viz.js'))}\n"
-        f"{_inline_script(boot)}\n"
+        f"{inlined}"
         "</body>\n</html>\n"
     )
 
@@ -503,20 +512,30 @@ def _attr(value: object) -> str:
 
 
 def _html_header(exp: dict[str, Any], number: int) -> str:
+    meta = [_target_meta(exp)]
+    if exp.get("truncated"):
+        meta.append(
+            '<span class="ak-truncated">truncated: only the first tokens were scored; '
+            "the rest of the text is grey</span>"
+        )
+    return _header_markup(exp, number, meta)
+
+
+def _target_meta(exp: dict[str, Any]) -> str:
+    target = str(exp.get("target", exp.get("label", "?")))
+    return f'target <b class="ak-target">{html.escape(target)}</b>'
+
+
+def _header_markup(exp: dict[str, Any], number: int, meta: Sequence[str]) -> str:
+    """A page's header of one explanation (text, image or audio): the predicted label, ``meta`` joined by
+    `` · ``, and a bar per class probability."""
     label = str(exp.get("label", "?"))
-    target = str(exp.get("target", label))
     rows = "".join(
         f'<tr><th scope="row">{html.escape(name)}</th><td class="ak-prob-bar">'
         f'<span style="width: {max(0.0, min(p, 1.0)) * 100:.1f}%"></span></td>'
         f'<td class="ak-prob-value">{p:.3f}</td></tr>'
         for name, p in _probabilities(exp)
     )
-    meta = [f'target <b class="ak-target">{html.escape(target)}</b>']
-    if exp.get("truncated"):
-        meta.append(
-            '<span class="ak-truncated">truncated: only the first tokens were scored; '
-            "the rest of the text is grey</span>"
-        )
     return (
         '<header class="ak-header">'
         f'<h2 class="ak-title">#{number} predicted <span class="ak-label">{html.escape(label)}</span></h2>'
@@ -568,13 +587,17 @@ def legend_html(exp: dict[str, Any], method: str) -> str:
     """The colour legend of ``method`` in this text (the same markup as ``legend`` in attnkit-viz.js): the scale's
     ends, a bar in its colours and a note (for attention: how far it is from uniform)."""
     sc = explanation_scale(exp, method)
-    target = str(exp.get("target", exp.get("label", "")))
+    return _legend_markup(sc, sc.summary(str(exp.get("target", exp.get("label", "")))))
+
+
+def _legend_markup(sc: MethodScale, note: str) -> str:
+    """A legend (text, image or audio page): the scale's ends, a bar in its colours and ``note``."""
     return (
         f'<div class="ak-legend ak-legend-{sc.kind}" data-kind="{sc.kind}">'
         f'<span class="ak-legend-end ak-legend-low">{html.escape(sc.low_label())}</span>'
         f'<span class="ak-legend-bar" style="background: {_legend_gradient(sc.kind)}"></span>'
         f'<span class="ak-legend-end ak-legend-high">{html.escape(sc.high_label())}</span>'
-        f'<span class="ak-legend-note">{html.escape(sc.summary(target))}</span></div>'
+        f'<span class="ak-legend-note">{html.escape(note)}</span></div>'
     )
 
 

@@ -32,16 +32,14 @@ from rich.table import Table
 from rich.text import Text
 
 from attnkit.explain.images import decode_png, encode_png
-from attnkit.explain.render import (
-    _asset,
-    _attr,
-    _css_rgb,
-    _inline_script,
-    _json_safe,
-    _legend_gradient,
-    _probabilities,
-    _script_json,
-    _TerminalScale,
+from attnkit.explain.render import _asset, _attr, _css_rgb, _legend_markup, _page_html, _TerminalScale
+from attnkit.explain.render_units import (
+    render_units_json,
+    unit_header_html,
+    unit_methods,
+    unit_score,
+    unit_terminal_header,
+    unit_title,
 )
 from attnkit.explain.scale import (
     KIND_LABELS,
@@ -86,22 +84,6 @@ def is_audio_explanation(exp: dict[str, Any]) -> bool:
     return exp.get("modality") == "audio" or ("units" in exp and "spectrogram" in exp)
 
 
-def _methods(exp: dict[str, Any]) -> list[str]:
-    methods = exp.get("methods")
-    if methods is None:
-        units = exp.get("units") or []
-        methods = list(units[0].get("scores", {})) if units else []
-    return [str(m) for m in methods]
-
-
-def _score(unit: dict[str, Any], method: str) -> float | None:
-    value = (unit.get("scores") or {}).get(method)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _units(exp: dict[str, Any]) -> list[dict[str, Any]]:
     return list(exp.get("units") or [])
 
@@ -143,7 +125,7 @@ def _check(exp: dict[str, Any]) -> None:
 def unit_intensities(exp: dict[str, Any], method: str) -> list[float]:
     """Each unit's display intensity for ``method`` on the shared scale: ``[0, 1]``, or ``[-1, 1]`` if signed."""
     scale = explanation_scale(exp, method)
-    return scale.intensities([_score(unit, method) for unit in _units(exp)])
+    return scale.intensities([unit_score(unit, method) for unit in _units(exp)])
 
 
 def strip_rgb(exp: dict[str, Any], method: str) -> np.ndarray:
@@ -180,20 +162,6 @@ def _span_text(start: float, end: float) -> str:
     return f"{_seconds_text(start)}–{_seconds_text(end)} s"
 
 
-def _title(exp: dict[str, Any]) -> str:
-    label = str(exp.get("label", "?"))
-    title = f"predicted {label}"
-    probs = dict(_probabilities(exp))
-    if label in probs:
-        title += f" ({probs[label]:.3f})"
-    target = str(exp.get("target", label))
-    if target != label:
-        title += f", explaining {target}"
-    if exp.get("source"):
-        title = f"{exp['source']}: {title}"
-    return title
-
-
 def _summary(exp: dict[str, Any], scale: MethodScale, *, colours: bool = True) -> str:
     target = str(exp.get("target", exp.get("label", "")))
     return scale.summary(target, colours=colours, unit=_unit_name(exp), item="recording")
@@ -202,7 +170,7 @@ def _summary(exp: dict[str, Any], scale: MethodScale, *, colours: bool = True) -
 def _strongest(exp: dict[str, Any], method: str, k: int) -> list[int]:
     """The ``k`` units with the largest score (signed methods: largest ``|score|``), ties by time."""
     signed = explanation_scale(exp, method).signed
-    values = [_score(u, method) for u in _units(exp)]
+    values = [unit_score(u, method) for u in _units(exp)]
 
     def strength(i: int) -> float:
         v = values[i] or 0.0
@@ -222,11 +190,7 @@ def _shown(value: float | None, signed: bool) -> str:
 
 def render_audio_json(explanations: list[dict[str, Any]]) -> str:
     """The audio explanations as pretty JSON, each with its ``scale`` recomputed from its scores."""
-    import json
-
-    return json.dumps(
-        _json_safe([{**exp, "scale": scales_json(exp)} for exp in explanations]), ensure_ascii=False, indent=2
-    )
+    return render_units_json(explanations)
 
 
 # ---------------------------------------------------------------------------------------------------- PNG
@@ -250,10 +214,10 @@ def render_audio_png(explanation: dict[str, Any], path: str | Path, methods: lis
 
     exp = explanation
     _check(exp)
-    methods = list(methods) if methods is not None else _methods(exp)
-    unknown = [m for m in methods if m not in _methods(exp)]
+    methods = list(methods) if methods is not None else unit_methods(exp)
+    unknown = [m for m in methods if m not in unit_methods(exp)]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; this explanation has {_methods(exp)}")
+        raise ValueError(f"unknown methods {unknown}; this explanation has {unit_methods(exp)}")
     width_px, height_px = audio_png_size(len(methods))
     fig_w, fig_h = width_px / PNG_DPI, height_px / PNG_DPI
     spec = _spectrogram(exp)
@@ -262,7 +226,7 @@ def render_audio_png(explanation: dict[str, Any], path: str | Path, methods: lis
     hop = float(spec["hop_seconds"])
     extent = _extent(exp)
     spans = _spans(exp)
-    title = _title(exp).replace("$", r"\$")
+    title = unit_title(exp).replace("$", r"\$")
     plot_w = fig_w - _PNG_LEFT - _PNG_RIGHT
 
     def axes(top: float, height: float) -> Any:
@@ -350,12 +314,7 @@ def render_audio_terminal(
     plain = console.color_system is None or bool(console.no_color)
     for number, exp in enumerate(explanations, 1):
         _check(exp)
-        header = Text(f"#{number} ", style="bold")
-        header.append(_title(exp), style="bold green")
-        probs = _probabilities(exp)
-        if probs:
-            header.append("  " + " · ".join(f"{name} {p:.3f}" for name, p in probs), style="dim")
-        console.print(header)
+        console.print(unit_terminal_header(exp, number))
         audio = exp.get("audio") or {}
         unit = exp.get("unit") or {}
         units = _units(exp)
@@ -367,11 +326,11 @@ def render_audio_terminal(
             )
         )
         table = Table.grid(padding=(0, 2))
-        for method in _methods(exp):
+        for method in unit_methods(exp):
             scale = _TerminalScale(exp, method, console)
             cells = Text()
             for i in _cells(exp, method, TERMINAL_CELLS):
-                score = _score(units[i], method)
+                score = unit_score(units[i], method)
                 if plain:
                     t = scale.scale.intensity(score)
                     digit = min(9, int(abs(t) * 9.999))
@@ -384,7 +343,7 @@ def render_audio_terminal(
             for i in _strongest(exp, method, top_k):
                 start, stop = float(units[i]["start"]), float(units[i]["end"])
                 top.append(
-                    f"{_span_text(start, stop)}  {_shown(_score(units[i], method), scale.scale.signed)}\n"
+                    f"{_span_text(start, stop)}  {_shown(unit_score(units[i], method), scale.scale.signed)}\n"
                 )
             note = Text(f"{method} {KIND_LABELS[scale.scale.kind]}\n", style="bold")
             note.append(_summary(exp, scale.scale, colours=not plain), style="dim")
@@ -535,39 +494,17 @@ _AUDIO_JS = """
 
 def _legend(exp: dict[str, Any], method: str) -> str:
     sc = explanation_scale(exp, method)
-    return (
-        f'<div class="ak-legend ak-legend-{sc.kind}" data-kind="{sc.kind}">'
-        f'<span class="ak-legend-end ak-legend-low">{html.escape(sc.low_label())}</span>'
-        f'<span class="ak-legend-bar" style="background: {_legend_gradient(sc.kind)}"></span>'
-        f'<span class="ak-legend-end ak-legend-high">{html.escape(sc.high_label())}</span>'
-        f'<span class="ak-legend-note">{html.escape(_summary(exp, sc))}</span></div>'
-    )
+    return _legend_markup(sc, _summary(exp, sc))
 
 
 def _header(exp: dict[str, Any], number: int) -> str:
-    label = str(exp.get("label", "?"))
-    target = str(exp.get("target", label))
-    rows = "".join(
-        f'<tr><th scope="row">{html.escape(name)}</th><td class="ak-prob-bar">'
-        f'<span style="width: {max(0.0, min(p, 1.0)) * 100:.1f}%"></span></td>'
-        f'<td class="ak-prob-value">{p:.3f}</td></tr>'
-        for name, p in _probabilities(exp)
-    )
     audio = exp.get("audio") or {}
     unit = exp.get("unit") or {}
-    meta = [f'target <b class="ak-target">{html.escape(target)}</b>']
-    if exp.get("source"):
-        meta.insert(0, f'<span class="ak-source">{html.escape(str(exp["source"]))}</span>')
-    meta.append(
+    return unit_header_html(
+        exp,
+        number,
         f"{float(audio.get('duration', 0.0)):.3f} s at {html.escape(str(audio.get('sample_rate', '?')))} Hz, "
-        f"{len(_units(exp))} {html.escape(_unit_name(exp))}s of {1000 * float(unit.get('seconds', 0.0)):g} ms"
-    )
-    return (
-        '<header class="ak-header">'
-        f'<h2 class="ak-title">#{number} predicted <span class="ak-label">{html.escape(label)}</span></h2>'
-        f'<div class="ak-meta">{" · ".join(meta)}</div>'
-        f'<table class="ak-probs">{rows}</table>'
-        "</header>"
+        f"{len(_units(exp))} {html.escape(_unit_name(exp))}s of {1000 * float(unit.get('seconds', 0.0)):g} ms",
     )
 
 
@@ -587,7 +524,7 @@ def _strip_svg(exp: dict[str, Any], method: str) -> str:
     ]
     for i, (unit, t) in enumerate(zip(_units(exp), unit_intensities(exp, method), strict=True)):
         start, end = float(unit["start"]), float(unit["end"])
-        value = _score(unit, method)
+        value = unit_score(unit, method)
         score_text = "n/a" if value is None else js_number(value)
         when = f"{_unit_name(exp)} {i} · {_span_text(start, end)}"
         parts.append(
@@ -622,7 +559,7 @@ def _top_list(exp: dict[str, Any], method: str, k: int = 5) -> str:
     items = "".join(
         f'<li data-i="{i}" data-start="{js_number(float(units[i]["start"]))}">'
         f"{_span_text(float(units[i]['start']), float(units[i]['end']))} "
-        f"<b>{html.escape(_shown(_score(units[i], method), signed))}</b></li>"
+        f"<b>{html.escape(_shown(unit_score(units[i], method), signed))}</b></li>"
         for i in _strongest(exp, method, k)
     )
     return f'<ol class="ak-audio-top" title="the strongest {html.escape(_unit_name(exp))}s">{items}</ol>'
@@ -630,7 +567,7 @@ def _top_list(exp: dict[str, Any], method: str, k: int = 5) -> str:
 
 def _html_explanation(exp: dict[str, Any], index: int) -> str:
     _check(exp)
-    methods = _methods(exp)
+    methods = unit_methods(exp)
     extent = _extent(exp)
     spec = _spectrogram(exp)
     audio = exp.get("audio") or {}
@@ -687,15 +624,4 @@ def render_audio_html(explanations: list[dict[str, Any]], title: str = "attnkit 
     """
     body = "\n".join(_html_explanation(exp, i) for i, exp in enumerate(explanations))
     data = [{**exp, "scale": scales_json(exp)} for exp in explanations]
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n"
-        f"<style>\n{_asset('attnkit-viz.css')}\n{_AUDIO_CSS}\n</style>\n"
-        "</head>\n<body>\n"
-        f'<div class="ak-page">\n<h1 class="ak-page-title">{html.escape(title)}</h1>\n{body}\n</div>\n'
-        f'<script type="application/json" id="attnkit-data">{_script_json(data)}</script>\n'
-        f"{_inline_script(_AUDIO_JS)}\n"
-        "</body>\n</html>\n"
-    )
+    return _page_html(title, [_asset("attnkit-viz.css"), _AUDIO_CSS], body, data, [_AUDIO_JS])

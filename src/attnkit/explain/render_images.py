@@ -17,7 +17,6 @@ Dimension legend: ``H`` / ``W`` image height / width, ``U`` units (boxes).
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,14 @@ from rich.table import Table
 from rich.text import Text
 
 from attnkit.explain.images import decode_png
-from attnkit.explain.render import (
-    _asset,
-    _attr,
-    _css_rgb,
-    _inline_script,
-    _json_safe,
-    _legend_gradient,
-    _probabilities,
-    _script_json,
-    _TerminalScale,
+from attnkit.explain.render import _asset, _attr, _css_rgb, _legend_markup, _page_html, _TerminalScale
+from attnkit.explain.render_units import (
+    render_units_json,
+    unit_header_html,
+    unit_methods,
+    unit_score,
+    unit_terminal_header,
+    unit_title,
 )
 from attnkit.explain.scale import (
     KIND_LABELS,
@@ -77,22 +74,6 @@ def is_image_explanation(exp: dict[str, Any]) -> bool:
     return exp.get("modality") == "image" or ("units" in exp and "image" in exp)
 
 
-def _methods(exp: dict[str, Any]) -> list[str]:
-    methods = exp.get("methods")
-    if methods is None:
-        units = exp.get("units") or []
-        methods = list(units[0].get("scores", {})) if units else []
-    return [str(m) for m in methods]
-
-
-def _score(unit: dict[str, Any], method: str) -> float | None:
-    value = (unit.get("scores") or {}).get(method)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _unit_name(exp: dict[str, Any]) -> str:
     return str((exp.get("grid") or {}).get("unit_name") or "unit")
 
@@ -127,7 +108,7 @@ def _summary(exp: dict[str, Any], scale: MethodScale, *, colours: bool = True) -
 def unit_intensities(exp: dict[str, Any], method: str) -> list[float]:
     """Each unit's display intensity for ``method`` on the shared scale: ``[0, 1]``, or ``[-1, 1]`` if signed."""
     scale = explanation_scale(exp, method)
-    return scale.intensities([_score(unit, method) for unit in exp.get("units") or []])
+    return scale.intensities([unit_score(unit, method) for unit in exp.get("units") or []])
 
 
 def image_rgb(exp: dict[str, Any]) -> np.ndarray:
@@ -176,30 +157,12 @@ def _unit_label(exp: dict[str, Any], unit: dict[str, Any]) -> str:
     return f"{_unit_name(exp)} ({unit.get('row')}, {unit.get('col')}) · x {x0}–{x1}, y {y0}–{y1}"
 
 
-def _title(exp: dict[str, Any]) -> str:
-    label = str(exp.get("label", "?"))
-    title = f"predicted {label}"
-    probs = dict(_probabilities(exp))
-    if label in probs:
-        title += f" ({probs[label]:.3f})"
-    target = str(exp.get("target", label))
-    if target != label:
-        title += f", explaining {target}"
-    if exp.get("source"):
-        title = f"{exp['source']}: {title}"
-    return title
-
-
 # --------------------------------------------------------------------------------------------------- JSON
 
 
 def render_image_json(explanations: list[dict[str, Any]]) -> str:
     """The image explanations as pretty JSON, each with its ``scale`` recomputed from its scores."""
-    import json
-
-    return json.dumps(
-        _json_safe([{**exp, "scale": scales_json(exp)} for exp in explanations]), ensure_ascii=False, indent=2
-    )
+    return render_units_json(explanations)
 
 
 # ---------------------------------------------------------------------------------------------------- PNG
@@ -215,17 +178,17 @@ def render_image_png(explanation: dict[str, Any], path: str | Path, methods: lis
 
     exp = explanation
     _check(exp)
-    methods = list(methods) if methods is not None else _methods(exp)
-    unknown = [m for m in methods if m not in _methods(exp)]
+    methods = list(methods) if methods is not None else unit_methods(exp)
+    unknown = [m for m in methods if m not in unit_methods(exp)]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; this explanation has {_methods(exp)}")
+        raise ValueError(f"unknown methods {unknown}; this explanation has {unit_methods(exp)}")
     height, width = _size(exp)
     picture = image_rgb(exp)
     rows = max(len(methods), 1)
     panel, bar_w, gap_w, label_w, top_h = 2.4, 0.18, 0.85, 0.55, 0.75
     fig_w = label_w + 3 * panel + bar_w + gap_w + 0.6
     fig_h = top_h + rows * panel + 0.2
-    title = _title(exp).replace("$", r"\$")
+    title = unit_title(exp).replace("$", r"\$")
     grid_x = sorted({b[0] for b in _boxes(exp)} - {0})
     grid_y = sorted({b[1] for b in _boxes(exp)} - {0})
     with font_context([title, *map(str, (exp.get("probabilities") or {}))]):
@@ -289,21 +252,16 @@ def render_image_terminal(
     plain = console.color_system is None or bool(console.no_color)
     for number, exp in enumerate(explanations, 1):
         _check(exp)
-        header = Text(f"#{number} ", style="bold")
-        header.append(_title(exp), style="bold green")
-        probs = _probabilities(exp)
-        if probs:
-            header.append("  " + " · ".join(f"{name} {p:.3f}" for name, p in probs), style="dim")
-        console.print(header)
+        console.print(unit_terminal_header(exp, number))
         grid = exp.get("grid") or {}
         cols = int(grid.get("cols", 1))
         table = Table.grid(padding=(0, 2))
-        for method in _methods(exp):
+        for method in unit_methods(exp):
             scale = _TerminalScale(exp, method, console)
             units = exp.get("units") or []
             cells = Text()
             for i, unit in enumerate(units):
-                score = _score(unit, method)
+                score = unit_score(unit, method)
                 if plain:
                     t = scale.scale.intensity(score)
                     digit = min(9, int(abs(t) * 9.999))
@@ -315,15 +273,15 @@ def render_image_terminal(
             strongest = sorted(
                 range(len(units)),
                 key=lambda i: (
-                    -abs(_score(units[i], method) or 0.0)
+                    -abs(unit_score(units[i], method) or 0.0)
                     if scale.scale.signed
-                    else -(_score(units[i], method) or 0.0),
+                    else -(unit_score(units[i], method) or 0.0),
                     i,
                 ),
             )[:top_k]
             top = Text()
             for i in strongest:
-                value = _score(units[i], method)
+                value = unit_score(units[i], method)
                 shown = (
                     "n/a" if value is None else (f"{value:+.3g}" if scale.scale.signed else f"{value:.3g}")
                 )
@@ -340,39 +298,17 @@ def render_image_terminal(
 
 def _legend(exp: dict[str, Any], method: str) -> str:
     sc = explanation_scale(exp, method)
-    return (
-        f'<div class="ak-legend ak-legend-{sc.kind}" data-kind="{sc.kind}">'
-        f'<span class="ak-legend-end ak-legend-low">{html.escape(sc.low_label())}</span>'
-        f'<span class="ak-legend-bar" style="background: {_legend_gradient(sc.kind)}"></span>'
-        f'<span class="ak-legend-end ak-legend-high">{html.escape(sc.high_label())}</span>'
-        f'<span class="ak-legend-note">{html.escape(_summary(exp, sc))}</span></div>'
-    )
+    return _legend_markup(sc, _summary(exp, sc))
 
 
 def _header(exp: dict[str, Any], number: int) -> str:
-    label = str(exp.get("label", "?"))
-    target = str(exp.get("target", label))
-    rows = "".join(
-        f'<tr><th scope="row">{html.escape(name)}</th><td class="ak-prob-bar">'
-        f'<span style="width: {max(0.0, min(p, 1.0)) * 100:.1f}%"></span></td>'
-        f'<td class="ak-prob-value">{p:.3f}</td></tr>'
-        for name, p in _probabilities(exp)
-    )
     grid = exp.get("grid") or {}
     height, width = _size(exp)
-    meta = [f'target <b class="ak-target">{html.escape(target)}</b>']
-    if exp.get("source"):
-        meta.insert(0, f'<span class="ak-source">{html.escape(str(exp["source"]))}</span>')
-    meta.append(
+    return unit_header_html(
+        exp,
+        number,
         f"{width}×{height} px, {grid.get('rows')}×{grid.get('cols')} {html.escape(_unit_name(exp))}s of "
-        f"{grid.get('unit_size')} px"
-    )
-    return (
-        '<header class="ak-header">'
-        f'<h2 class="ak-title">#{number} predicted <span class="ak-label">{html.escape(label)}</span></h2>'
-        f'<div class="ak-meta">{" · ".join(meta)}</div>'
-        f'<table class="ak-probs">{rows}</table>'
-        "</header>"
+        f"{grid.get('unit_size')} px",
     )
 
 
@@ -395,7 +331,7 @@ def _svg(exp: dict[str, Any], method: str, kind: str) -> str:
         )
     for i, (unit, t) in enumerate(zip(exp.get("units") or [], shades, strict=True)):
         x0, y0, x1, y1 = (int(v) for v in unit["box"])
-        value = _score(unit, method)
+        value = unit_score(unit, method)
         score_text = "n/a" if value is None else js_number(value)
         if kind == "overlay":
             fill, opacity = _css_rgb(_hue(scale, t)), f"{OVERLAY_ALPHA * min(abs(t), 1.0):.4f}"
@@ -414,7 +350,7 @@ def _svg(exp: dict[str, Any], method: str, kind: str) -> str:
 def _top_list(exp: dict[str, Any], method: str, k: int = 5) -> str:
     scale = explanation_scale(exp, method)
     units = exp.get("units") or []
-    values = [_score(u, method) for u in units]
+    values = [unit_score(u, method) for u in units]
 
     def strength(i: int) -> float:
         v = values[i] or 0.0
@@ -431,7 +367,7 @@ def _top_list(exp: dict[str, Any], method: str, k: int = 5) -> str:
 
 def _html_explanation(exp: dict[str, Any], index: int) -> str:
     _check(exp)
-    methods = _methods(exp)
+    methods = unit_methods(exp)
     group = f"ak-img-{index}"
     switches, tabs, views = [], [], []
     for j, method in enumerate(methods):
@@ -486,17 +422,7 @@ def render_image_html(explanations: list[dict[str, Any]], title: str = "attnkit 
     same box in both pictures). The explanations are embedded as JSON (``#attnkit-data``).
     """
     body = "\n".join(_html_explanation(exp, i) for i, exp in enumerate(explanations))
-    count = max((len(_methods(exp)) for exp in explanations), default=0)
+    count = max((len(unit_methods(exp)) for exp in explanations), default=0)
     data = [{**exp, "scale": scales_json(exp)} for exp in explanations]
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n"
-        f"<style>\n{_asset('attnkit-viz.css')}\n{_asset('attnkit-image.css')}\n{_switch_css(count)}\n</style>\n"
-        "</head>\n<body>\n"
-        f'<div class="ak-page">\n<h1 class="ak-page-title">{html.escape(title)}</h1>\n{body}\n</div>\n'
-        f'<script type="application/json" id="attnkit-data">{_script_json(data)}</script>\n'
-        f"{_inline_script(_asset('attnkit-image.js'))}\n"
-        "</body>\n</html>\n"
-    )
+    styles = [_asset("attnkit-viz.css"), _asset("attnkit-image.css"), _switch_css(count)]
+    return _page_html(title, styles, body, data, [_asset("attnkit-image.js")])
