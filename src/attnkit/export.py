@@ -182,6 +182,7 @@ class WaveformGraph(nn.Module):
         self.register_buffer("std", torch.tensor(preparation.std, dtype=torch.float32))  # (F,)
         self.hop_length = config.hop_length
         self.stack = preparation.stack_frames
+        self.recording_mean = preparation.recording_mean
         self.inner = graph
 
     def forward(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -189,6 +190,10 @@ class WaveformGraph(nn.Module):
         batch, count, width = frames.shape
         valid_frames = 1 + torch.div(lengths, self.hop_length, rounding_mode="floor")  # (B,)
         frame_mask = torch.arange(count, device=waveform.device)[None, :] < valid_frames[:, None]  # (B, T)
+        if self.recording_mean:  # a constant of the run: each clip's own mean over its valid frames
+            keep = frame_mask.unsqueeze(-1).to(frames.dtype)  # (B, T, 1)
+            own = (frames * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True)  # (B, 1, F)
+            frames = frames - own  # (B, T, F)
         normalized = torch.where(frame_mask.unsqueeze(-1), (frames - self.mean) / self.std, 0.0)  # (B, T, F)
         units = (count + self.stack - 1) // self.stack
         if self.stack > 1:  # a constant of the run: the traced graph has one branch

@@ -182,3 +182,27 @@ def test_features_on_the_runs_device_equal_the_cpus(device: str) -> None:
     for a, b in zip(on_cpu._frames_of(train.waveforms), on_device._frames_of(train.waveforms), strict=True):
         assert b.device.type == "cpu"
         torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-4)  # dB; float32 FFT kernels differ by device
+
+
+def test_recording_mean_centres_each_recording_before_the_training_statistics(tmp_path: Path) -> None:
+    task, train = _task(recording_mean=True), _recordings()
+    task.fit_preparation(train)
+    prep = task.preparation
+    assert prep.recording_mean
+    raw = [_reference_frames(w, task) for w in train.waveforms]
+    centred = torch.cat([f - f.mean(0) for f in raw]).double()
+    # ~0, since every recording is centred
+    np.testing.assert_allclose(prep.mean, centred.mean(0).numpy(), atol=1e-4)
+    np.testing.assert_allclose(prep.std, centred.std(0, unbiased=False).numpy(), rtol=1e-4)
+    dataset = task.encode(train, ["lo", "hi"])
+    mean, std = torch.tensor(prep.mean), torch.tensor(prep.std)
+    for frames, f in zip(dataset.frames, raw, strict=True):
+        torch.testing.assert_close(frames, (f - f.mean(0) - mean) / std, atol=1e-4, rtol=1e-4)
+    # A constant gain (a louder microphone: +6 dB on every band) no longer changes the features.
+    louder, _ = task.encode_inputs([train.waveforms[0] * 2.0])
+    plain, _ = task.encode_inputs([train.waveforms[0]])
+    torch.testing.assert_close(louder, plain, atol=1e-3, rtol=0)
+    task.save_preparation(tmp_path)
+    loaded = _task()
+    loaded.load_preparation(tmp_path)
+    assert loaded.preparation.recording_mean

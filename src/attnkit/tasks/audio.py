@@ -64,6 +64,8 @@ class AudioPreparation:
         max_seconds: the longest recording accepted.
         mean: per-feature mean of the training frames (dB or MFCC units).
         std: per-feature standard deviation of the training frames (> 0).
+        recording_mean: each recording's own per-feature mean is subtracted first (``audio.recording_mean``);
+            ``mean`` and ``std`` are then those of the centred training frames.
     """
 
     features: dict[str, Any]
@@ -71,6 +73,7 @@ class AudioPreparation:
     max_seconds: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    recording_mean: bool = False
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -101,6 +104,7 @@ class AudioPreparation:
                 max_seconds=float(raw["max_seconds"]),
                 mean=tuple(float(v) for v in raw["mean"]),
                 std=tuple(float(v) for v in raw["std"]),
+                recording_mean=bool(raw.get("recording_mean", False)),  # absent in runs before the option
             )
             prep.feature_config  # noqa: B018 - validates the front end's fields
         except (KeyError, TypeError, ValueError) as err:
@@ -277,8 +281,13 @@ class AudioClassificationTask(Task):
                     out[i] = features[row, :count].clone()  # (T_i, F)
         return [f for f in out if f is not None]
 
+    def _centred(self, frames: list[Tensor], recording_mean: bool) -> list[Tensor]:
+        """Each recording's ``(T_i, F)`` frames minus their own per-feature mean (with ``recording_mean``)."""
+        return [f - f.mean(dim=0, keepdim=True) for f in frames] if recording_mean else frames
+
     def fit_preparation(self, train: AudioSet) -> None:
-        frames = self._frames_of(train.waveforms)
+        recording_mean = self.config.audio.recording_mean
+        frames = self._centred(self._frames_of(train.waveforms), recording_mean)
         normalizer = FeatureNormalizer(frames[0].shape[1])
         lengths = torch.tensor([f.shape[0] for f in frames])
         padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)  # (N, T, F)
@@ -290,12 +299,13 @@ class AudioClassificationTask(Task):
             max_seconds=audio.max_seconds,
             mean=tuple(float(v) for v in normalizer.mean),
             std=tuple(float(v) for v in normalizer.std),
+            recording_mean=recording_mean,
         )
 
     def _normalized(self, frames: list[Tensor]) -> list[Tensor]:
         prep = self.preparation
         mean, std = torch.tensor(prep.mean), torch.tensor(prep.std)
-        return [(f - mean) / std for f in frames]
+        return [(f - mean) / std for f in self._centred(frames, prep.recording_mean)]
 
     def encode(self, examples: AudioSet, labels: list[str]) -> FrameDataset:
         prep = self.preparation

@@ -201,6 +201,9 @@ class AudioSection:
         hop_ms: hop between frames: one frame every ``hop_ms`` milliseconds.
         stack_frames: consecutive frames put side by side into one unit (frame patches for the transformer;
             ``stack_frames * hop_ms`` per unit).
+        recording_mean: subtract each recording's own mean of every feature before the training statistics are
+            applied (cepstral mean normalization): a microphone's or a voice's constant colouring cancels, which
+            helps on speakers and microphones never heard in training.
         time_masks / time_mask_frames: training-time SpecAugment: this many spans of up to this many frames set to
             the training mean in each recording; 0 masks = off.
         freq_masks / freq_mask_bins: the same over bands of up to this many feature channels.
@@ -214,6 +217,7 @@ class AudioSection:
     window_ms: float = 32.0
     hop_ms: float = 10.0
     stack_frames: int = 1
+    recording_mean: bool = False
     time_masks: int = 0
     time_mask_frames: int = 10
     freq_masks: int = 0
