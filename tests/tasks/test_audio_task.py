@@ -206,3 +206,22 @@ def test_recording_mean_centres_each_recording_before_the_training_statistics(tm
     loaded = _task()
     loaded.load_preparation(tmp_path)
     assert loaded.preparation.recording_mean
+
+
+def test_the_training_split_is_framed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    task, train = _task(), _recordings()
+    calls: list[int] = []
+    framed = task._frames_of
+
+    def counting(waveforms: list[np.ndarray]) -> list[torch.Tensor]:
+        calls.append(len(waveforms))
+        return framed(waveforms)
+
+    monkeypatch.setattr(task, "_frames_of", counting)
+    task.fit_preparation(train)
+    first = task.encode(train, ["lo", "hi"])
+    assert calls == [len(train)]  # encode reused the frames fit_preparation computed
+    again = task.encode(train, ["lo", "hi"])  # a later encode frames again (nothing kept)
+    assert calls == [len(train), len(train)]
+    for a, b in zip(first.frames, again.frames, strict=True):
+        assert torch.equal(a, b)

@@ -163,6 +163,8 @@ class AudioClassificationTask(Task):
         super().__init__(config)
         self._preparation: AudioPreparation | None = None
         self._frontend: SpectralFrontend | None = None
+        #: The training split's raw frames from :meth:`fit_preparation`, kept for :meth:`encode` of that split.
+        self._fitted_frames: tuple[list[np.ndarray], list[Tensor]] | None = None
 
     @property
     def preparation(self) -> AudioPreparation:
@@ -287,7 +289,9 @@ class AudioClassificationTask(Task):
 
     def fit_preparation(self, train: AudioSet) -> None:
         recording_mean = self.config.audio.recording_mean
-        frames = self._centred(self._frames_of(train.waveforms), recording_mean)
+        raw = self._frames_of(train.waveforms)
+        self._fitted_frames = (train.waveforms, raw)
+        frames = self._centred(raw, recording_mean)
         normalizer = FeatureNormalizer(frames[0].shape[1])
         lengths = torch.tensor([f.shape[0] for f in frames])
         padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)  # (N, T, F)
@@ -319,7 +323,12 @@ class AudioClassificationTask(Task):
             raise ValueError(
                 f"labels {', '.join(unknown[:5])} do not occur in the training data (known: {', '.join(labels)})"
             )
-        frames = self._normalized(self._frames_of(examples.waveforms))
+        fitted = self._fitted_frames
+        if fitted is not None and fitted[0] is examples.waveforms:  # the split the statistics came from
+            raw, self._fitted_frames = fitted[1], None
+        else:
+            raw = self._frames_of(examples.waveforms)
+        frames = self._normalized(raw)
         return FrameDataset(frames, [index[label] for label in examples.labels])
 
     # -- batches ----------------------------------------------------------------------------------------
