@@ -331,6 +331,20 @@ class _ExportForward(nn.Module):
         return out.logits, out.unit_attention  # (B, C), (B, U)
 
 
+class UnitsExportForward(nn.Module):
+    """``(inputs, unit_mask) -> (logits, unit_attention)`` through ``model.forward_units(model.embed(inputs))``,
+    without ``forward``'s value checks (tracing cannot read tensor values; the server checks inputs first): the
+    export graph of the image and audio models."""
+
+    def __init__(self, model: AttentionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Tensor, unit_mask: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.model.forward_units(self.model.embed(inputs), unit_mask)  # type: ignore[operator]
+        return out.logits, out.unit_attention  # (B, K), (B, U)
+
+
 class TextClassifier(AttentionModel):
     """Base of every classifier: ``embed`` -> ``forward_features`` -> ``pool`` -> ``forward_head``.
 

@@ -22,7 +22,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attnkit.models.base import AttentionModel, ModelConfig, ModelOutput, check_right_padded
+from attnkit.models.base import (
+    AttentionModel,
+    ModelConfig,
+    ModelOutput,
+    UnitsExportForward,
+    check_right_padded,
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class AudioClassifier(AttentionModel):
         return delete_frames(inputs, unit_mask, keep)
 
     def export_module(self) -> nn.Module:
-        return _AudioExportForward(self)
+        return UnitsExportForward(self)
 
     # -- checks -----------------------------------------------------------------------------------------
 
@@ -133,18 +139,6 @@ class AudioClassifier(AttentionModel):
                 f"inputs have {units} frames but the model accepts at most max_units={cfg.max_units}; "
                 "shorten the recordings or train with a larger audio.max_seconds"
             )
-
-
-class _AudioExportForward(nn.Module):
-    """``(features, unit_mask) -> (logits, unit_attention)`` without the value checks of ``forward``."""
-
-    def __init__(self, model: AudioClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: Tensor, unit_mask: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.model.forward_units(features, unit_mask)
-        return out.logits, out.unit_attention  # (B, K), (B, U)
 
 
 def delete_frames(features: Tensor, unit_mask: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from attnkit.models.base import AttentionModel, ModelConfig, ModelOutput
+from attnkit.models.base import AttentionModel, ModelConfig, ModelOutput, UnitsExportForward
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class ImageClassifier(AttentionModel):
         return self.images_of(units), unit_mask
 
     def export_module(self) -> nn.Module:
-        return _ImageExportForward(self)
+        return UnitsExportForward(self)
 
     # -- checks -----------------------------------------------------------------------------------------
 
@@ -189,15 +189,3 @@ class ImageClassifier(AttentionModel):
                 f"{tuple(pixels.shape)} of dtype {pixels.dtype}; normalize and resize the images as the run's "
                 "task does"
             )
-
-
-class _ImageExportForward(nn.Module):
-    """``(pixels, unit_mask) -> (logits, unit_attention)`` without the value checks of ``forward``."""
-
-    def __init__(self, model: ImageClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixels: Tensor, unit_mask: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.model.forward_units(self.model.embed(pixels), unit_mask)
-        return out.logits, out.unit_attention  # (B, K), (B, U)
