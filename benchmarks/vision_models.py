@@ -167,12 +167,16 @@ def lr_factor(progress: float, schedule: str, warmup: float) -> float:
 
 
 @torch.no_grad()
-def accuracy(model: ImageClassifier, x: Tensor, y: Tensor, batch_size: int) -> float:
+def accuracy(model: ImageClassifier, x: Tensor, y: Tensor, batch_size: int, *, flip: bool = False) -> float:
+    """Accuracy on ``x``; with ``flip`` the prediction averages the probabilities of the image and its mirror."""
     model.eval()
     correct = 0
     for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size]).logits  # (b, K)
-        correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
+        batch = x[start : start + batch_size]  # (b, 1, H, W)
+        probs = model(batch).logits.softmax(-1)  # (b, K)
+        if flip:
+            probs = probs + model(batch.flip(-1)).logits.softmax(-1)
+        correct += int((probs.argmax(1) == y[start : start + batch_size]).sum())
     return correct / len(x)
 
 
@@ -241,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--erase-size", type=int, default=10)
     parser.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm (0: off)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channels-last", action="store_true", help="run the convolutions channels-last")
     parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -271,6 +276,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = model_config_from_dict(args.model, fields, modality="image")
     model = build_model(args.model, modality="image", **fields)
     assert isinstance(model, ImageClassifier)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -359,6 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
 
     test = accuracy(model, data.test_x, data.test_y, args.eval_batch_size)
+    test_flip = accuracy(model, data.test_x, data.test_y, args.eval_batch_size, flip=True)
     throughput = inference_throughput(model, data.test_x, 256)
     result: dict[str, Any] = {
         "model": args.model,
@@ -389,6 +397,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "train_cpu_seconds": round(train_cpu, 1),
         "wall_seconds": round(time.perf_counter() - wall_start, 1),
         "test_accuracy": test,
+        "test_accuracy_flip_tta": test_flip,
+        "channels_last": args.channels_last,
         "final_val_accuracy": epochs[-1].val_accuracy if epochs else None,
         "best_val_accuracy": max((e.val_accuracy for e in epochs), default=None),
         "train_seconds_to_val": reached,
@@ -401,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "history": [vars(e) for e in epochs],
     }
     print(
-        f"test {test:.4f}  final val {result['final_val_accuracy']}  train {train_seconds:.0f}s  "
+        f"test {test:.4f} (flip TTA {test_flip:.4f})  final val {result['final_val_accuracy']}  train {train_seconds:.0f}s  "
         f"to val {reached}  inference {throughput:.0f} img/s",
         flush=True,
     )

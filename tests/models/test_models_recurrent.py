@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from attnkit.models.recurrent import BidirectionalRNN, init_recurrent_, run_packed
+from attnkit.models.recurrent import BidirectionalRNN, init_recurrent_, run_bidirectional, run_packed
 
 
 def test_run_packed_matches_each_sequence_alone() -> None:
@@ -49,3 +50,45 @@ def test_bidirectional_rnn_matches_a_packed_bidirectional_rnn() -> None:
         x = torch.randn(4, 9, 5)
         lengths = torch.tensor([9, 4, 0, 1])
         torch.testing.assert_close(ours(x, lengths), run_packed(ref, x, lengths), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_run_bidirectional_equals_packing_in_values_and_gradients(
+    cell: type[nn.RNNBase], layers: int
+) -> None:
+    torch.manual_seed(0)
+    rnn = cell(5, 3, num_layers=layers, bidirectional=True, batch_first=True, dropout=0.3)
+    rnn.eval()  # nn.LSTM's between-layer dropout is random; equality needs it off
+    x = torch.randn(4, 9, 5, requires_grad=True)
+    lengths = torch.tensor([9, 4, 0, 1])
+    packed = run_packed(rnn, x, lengths)
+    packed_grads = torch.autograd.grad(packed.square().sum(), [x, *rnn.parameters()])
+    unpacked = run_bidirectional(rnn, x, lengths)
+    unpacked_grads = torch.autograd.grad(unpacked.square().sum(), [x, *rnn.parameters()])
+    torch.testing.assert_close(unpacked, packed, atol=1e-6, rtol=1e-5)
+    for ours, reference in zip(unpacked_grads, packed_grads, strict=True):
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-4)
+    # Padding never reaches a real step: more of it changes nothing.
+    longer = torch.cat([x, torch.randn(4, 5, 5)], dim=1)  # (4, 14, 5)
+    torch.testing.assert_close(run_bidirectional(rnn, longer, lengths)[:, :9], unpacked, atol=1e-6, rtol=1e-5)
+
+
+def test_run_bidirectional_applies_dropout_between_layers_in_training_only() -> None:
+    torch.manual_seed(0)
+    rnn = nn.LSTM(5, 3, num_layers=2, bidirectional=True, batch_first=True, dropout=0.5)
+    x, lengths = torch.randn(8, 6, 5), torch.full((8,), 6)
+    rnn.train()
+    first, second = run_bidirectional(rnn, x, lengths), run_bidirectional(rnn, x, lengths)
+    assert not torch.allclose(first, second)
+    rnn.eval()
+    torch.testing.assert_close(
+        run_bidirectional(rnn, x, lengths), run_packed(rnn, x, lengths), atol=1e-6, rtol=1e-5
+    )
+    one_layer = nn.LSTM(5, 3, bidirectional=True, batch_first=True).train()  # no dropout with one layer
+    torch.testing.assert_close(run_bidirectional(one_layer, x, lengths), run_packed(one_layer, x, lengths))
+
+
+def test_run_bidirectional_refuses_what_it_cannot_run() -> None:
+    with pytest.raises(ValueError, match="bidirectional"):
+        run_bidirectional(nn.LSTM(5, 3, batch_first=True), torch.randn(1, 2, 5), torch.tensor([2]))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from attnkit.models.base import ClassifierConfig, TextClassifier
-from attnkit.models.recurrent import UnpackedBiLSTM, init_recurrent_, run_packed
+from attnkit.models.recurrent import UnpackedBiLSTM, init_recurrent_, run_bidirectional
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class BiLSTMAttnConfig(ClassifierConfig):
 
 
 class BiLSTMAttnClassifier(TextClassifier):
-    """Embedding -> BiLSTM (packed: padding never enters either direction) -> attention pooling -> Dense."""
+    """Embedding -> BiLSTM (each direction within each row's length: padding never enters either) -> attention
+    pooling -> Dense."""
 
     config: BiLSTMAttnConfig
 
@@ -64,7 +65,7 @@ class BiLSTMAttnClassifier(TextClassifier):
         self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
     ) -> tuple[Tensor, list[Tensor] | None]:
         lengths = attention_mask.sum(dim=1)  # (B,)
-        states = run_packed(self.lstm, self.dropout(embeddings), lengths)  # (B, T, 2 * Hd)
+        states = run_bidirectional(self.lstm, self.dropout(embeddings), lengths)  # (B, T, 2 * Hd)
         return self.dropout(states), None
 
     def export_module(self) -> nn.Module:

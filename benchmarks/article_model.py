@@ -1,0 +1,189 @@
+"""The article's model (Embedding 16 -> BiLSTM 32 -> attention -> Dense) in attnkit and in Keras 3, side by side.
+
+Both train on the same IMDb reviews (attnkit's training split, tokenized once by attnkit's tokenizer with the
+article's sizes: vocabulary 10,000, 500 tokens), with the same batch size and thread count, at the same time on
+the same machine, then predict the 25,000 test reviews. attnkit runs in this process; Keras runs in its own
+environment through ``--keras-python`` (``$ATTNKIT_KERAS_PYTHON``), fed the same ids pre-padded to 500 as the
+article's ``pad_sequences`` does. Without a Keras environment the script says so and reports attnkit alone.
+Keras is never a dependency of attnkit.
+
+    ATTNKIT_DATA=../shared/datasets .venv/bin/python benchmarks/article_model.py \
+        --keras-python ../kerasenv/bin/python --out benchmarks/results/article-model.json
+
+``--limit N`` trains Keras on the first N training reviews only (a quick look at its speed; the table in
+BENCHMARKS.md is one full epoch of both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attnkit.bench.machine import machine_info
+from attnkit.inference.evaluation import predict_dataset
+from attnkit.predictor import Predictor
+from attnkit.tasks import task_for
+from attnkit.train.config import RunConfig
+from attnkit.train.loop import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def article_config(args: argparse.Namespace) -> RunConfig:
+    """The shipped ``imdb-bilstm-attn`` config at the article's batch size, for ``--epochs`` epochs."""
+    return RunConfig.from_yaml(ROOT / "configs" / "imdb-bilstm-attn.yaml").with_overrides(
+        [
+            f"optim.batch_size={args.batch_size}",
+            f"train.epochs={args.epochs}",
+            f"train.threads={args.threads}",
+            "train.progress=false",
+            "train.calibrate=false",
+            "train.patience=100",
+        ]
+    )
+
+
+def write_keras_inputs(config: RunConfig, path: Path, limit: int | None) -> dict[str, int]:
+    """The run's training and test splits as attnkit's ids, pre-padded / pre-truncated to ``max_length``."""
+    task = task_for(config)
+    prepared = task.prepare()
+    length = config.tokenizer.max_length
+
+    def padded(ids: list[list[int]]) -> np.ndarray:
+        out = np.zeros((len(ids), length), dtype=np.int32)  # pad id 0, as pad_sequences
+        for row, seq in enumerate(ids):
+            seq = seq[-length:]
+            if seq:
+                out[row, length - len(seq) :] = seq
+        return out
+
+    train_ids = prepared.train.ids[:limit] if limit else prepared.train.ids
+    train_labels = prepared.train.labels[:limit] if limit else prepared.train.labels
+    assert prepared.test is not None
+    np.savez(
+        path,
+        train_ids=padded(train_ids),
+        train_labels=np.asarray(train_labels, dtype=np.int32),
+        test_ids=padded(prepared.test.ids),
+        test_labels=np.asarray(prepared.test.labels, dtype=np.int32),
+    )
+    return {"train": len(train_ids), "test": len(prepared.test.ids)}
+
+
+def start_keras(python: str, data: Path, out: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    command = [
+        python,
+        str(ROOT / "benchmarks" / "keras_article_model.py"),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--threads",
+        str(args.threads),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.Popen(command, env=env)
+
+
+def run_attnkit(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    start = time.perf_counter()
+    result = fit(config, run_dir)
+    wall = time.perf_counter() - start
+    metrics = result.metrics
+    predictor = Predictor(result.run_dir)
+    assert result.data.test is not None
+    start = time.perf_counter()
+    probs = predict_dataset(predictor.model, predictor.task, result.data.test, 256, predictor.device)
+    infer_seconds = time.perf_counter() - start
+    accuracy = float(np.mean(probs.argmax(1) == np.asarray(result.data.test.labels)))
+    history = metrics.get("history", [])
+    examples = len(result.data.train) * len(history)  # one evaluation per epoch
+    return {
+        "framework": f"attnkit (torch {torch.__version__})",
+        "train_examples": len(result.data.train),
+        "train_seconds": metrics["train_seconds"],
+        "train_cpu_seconds": metrics.get("train_cpu_seconds"),
+        "train_examples_per_second": examples / metrics["train_seconds"] if examples else None,
+        "fit_wall_seconds": wall,
+        "test_accuracy": accuracy,
+        "inference_examples_per_second": len(result.data.test) / infer_seconds,
+        "parameters": sum(p.numel() for p in result.model.parameters()),
+        "history": history,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keras-python", default=os.environ.get("ATTNKIT_KERAS_PYTHON"))
+    parser.add_argument("--threads", type=int, default=1, help="compute threads of each framework")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="the article's 32")
+    parser.add_argument("--limit", type=int, help="train Keras on the first N reviews only (quick looks)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    config = article_config(args)
+    report: dict[str, Any] = {
+        "command": "benchmarks/article_model.py",
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "machine": machine_info(),
+        "load_average_start": list(os.getloadavg()),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        keras = None
+        keras_out = Path(tmp) / "keras.json"
+        if args.keras_python and Path(args.keras_python).exists():
+            report["sizes"] = write_keras_inputs(config, Path(tmp) / "ids.npz", args.limit)
+            keras = start_keras(args.keras_python, Path(tmp) / "ids.npz", keras_out, args)
+        else:
+            print(
+                "Keras is not installed for this benchmark (pass --keras-python or set ATTNKIT_KERAS_PYTHON to a "
+                "Python with keras and tensorflow): reporting attnkit alone"
+            )
+        report["attnkit"] = run_attnkit(config, Path(tmp) / "run")
+        report["load_average_after_attnkit"] = list(os.getloadavg())
+        if keras is not None:
+            if keras.wait() != 0:
+                raise SystemExit(f"the Keras run failed (exit {keras.returncode})")
+            report["keras"] = json.loads(keras_out.read_text(encoding="utf-8"))
+    ours, theirs = report["attnkit"], report.get("keras")
+    print(
+        f"attnkit: {ours['train_examples_per_second']:.0f} train ex/s, "
+        f"{ours['inference_examples_per_second']:.0f} test reviews/s, test {ours['test_accuracy']:.4f}"
+    )
+    if theirs:
+        report["train_speedup"] = ours["train_examples_per_second"] / theirs["train_examples_per_second"]
+        report["inference_speedup"] = (
+            ours["inference_examples_per_second"] / theirs["inference_examples_per_second"]
+        )
+        print(
+            f"keras:   {theirs['train_examples_per_second']:.0f} train ex/s, "
+            f"{theirs['inference_examples_per_second']:.0f} test reviews/s, test {theirs['test_accuracy']:.4f}"
+        )
+        print(
+            f"attnkit / keras: training {report['train_speedup']:.2f}x, inference {report['inference_speedup']:.2f}x"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
