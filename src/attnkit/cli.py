@@ -54,6 +54,28 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _thread_setting(value: str) -> int | str:
+    from attnkit.threads import check_thread_setting
+
+    try:
+        setting = check_thread_setting(value, "--threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    assert setting is not None
+    return setting
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        dest="compute_threads",
+        metavar="N|auto",
+        type=_thread_setting,
+        default="auto",
+        help="CPU compute threads: auto (the cores other processes leave idle) or a number (default: auto)",
+    )
+
+
 def _is_main_process() -> bool:
     """False in the non-zero ranks of a ``torchrun`` job: only rank 0 prints results."""
     import os
@@ -228,6 +250,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="labelled data: file, folder or built-in name[:split]")
     p.add_argument("--json", action="store_true")
     _add_device(p)
+    _add_threads(p)
     p.set_defaults(handler=_cmd_evaluate)
 
 
@@ -252,6 +275,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true")
     _add_device(p)
+    _add_threads(p)
     p.set_defaults(handler=_cmd_calibrate)
 
 
@@ -346,6 +370,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "class, in input order, to .csv, .jsonl or .parquet (default: JSON lines on stdout)",
     )
     _add_device(p)
+    _add_threads(p)
     p.set_defaults(handler=_cmd_predict)
 
 
@@ -587,6 +612,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
     _add_device(p)
+    _add_threads(p)
     p.set_defaults(handler=_cmd_explain)
 
 
@@ -653,6 +679,7 @@ def _add_faithfulness(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="write the deletion, sufficiency and insertion curves to this PNG")
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
+    _add_threads(p)
     p.set_defaults(handler=_cmd_faithfulness)
 
 
@@ -782,7 +809,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        help="compute threads of /predict (default: the cores the explain workers leave)",
+        help="compute threads of /predict (default: auto, at most the cores the explain workers leave, fewer "
+        "while other processes keep cores busy)",
     )
     p.add_argument("--max-batch-size", type=int, default=32, help="texts per model call")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="wait for a batch to fill")
@@ -1017,6 +1045,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
+        if getattr(args, "compute_threads", None) is not None:
+            from attnkit.threads import ThreadGovernor
+
+            ThreadGovernor(args.compute_threads).start(probe_seconds=0.1)
         return handler(args)
     # ValueError covers attnkit's own (ConfigError, DataError, RunError); OSError a path that is a file, not a
     # folder, a permission, a full disk: one line that names the file, not a traceback.

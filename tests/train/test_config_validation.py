@@ -27,7 +27,7 @@ COMMON: dict[str, Any] = {"vocab_size": 50, "num_classes": 3, "max_length": 64, 
 
 # (override, pattern of the one-line error): each was a traceback, a silent default or a segfault before.
 BAD_OVERRIDES = [
-    ("train.threads=-1", r"train.threads must be null .* or in \[1, \d+\]"),
+    ("train.threads=-1", r"train.threads must be auto .* null .* or a number in \[1, \d+\]"),
     ("train.threads=0", r"train.threads must be"),
     ("train.threads=100000", r"train.threads must be .*\(4 per CPU core"),
     ("optim.label_smoothing=5", r"optim.label_smoothing must be in \[0, 1\), got 5"),

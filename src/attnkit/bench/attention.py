@@ -62,6 +62,7 @@ from attnkit.layers import (
     LocalAttention,
     ScaledDotScorer,
 )
+from attnkit.threads import check_thread_setting, resolve_threads
 
 logger = logging.getLogger(__name__)
 
@@ -944,13 +945,6 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
 # CLI.
 
 
-def _default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _memory_bound(value: str) -> str:
     if value not in {"auto", "off"}:
         try:
@@ -1028,9 +1022,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=int,
-        default=_default_threads(),
-        help="torch threads per worker (default: usable cores)",
+        default="auto",
+        metavar="N|auto",
+        help="torch threads per worker; auto (default): the cores other processes leave idle at the start",
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -1071,7 +1065,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         clock=args.clock,
         max_seconds=args.max_seconds,
         skip_over_gb=bound,
-        threads=args.threads,
+        threads=resolve_threads(check_thread_setting(args.threads, "--threads")),
         device=args.device,
         seed=args.seed,
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from http import HTTPStatus
@@ -50,7 +51,6 @@ from attnkit.serve.explaining import (
     ExplainPool,
     ExplainTimeout,
     thread_budget,
-    torch_threads_pool,
 )
 from attnkit.serve.images import IMAGE_UPLOADS, ImageDecoder
 from attnkit.serve.protocol import ConnectionLimits, fit_to_descriptor_limit, guarded_protocol
@@ -84,6 +84,7 @@ from attnkit.serve.uploads import (
     read_upload_request,
     upload_request_body,
 )
+from attnkit.threads import AUTO, ThreadGovernor
 
 if TYPE_CHECKING:
     import uvicorn
@@ -323,9 +324,15 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
     predictor = backend.predictor
     modality = predictor.modality
     predict_threads = thread_budget(config.predict_threads, config.explain_workers, config.explain_threads)
-    executor = torch_threads_pool(1, predict_threads, "attnkit-model")
+    # Fixed with predict_threads; else "auto" up to the cores the explain workers leave, re-checked every few
+    # seconds in the predict worker's own thread (torch's thread count is per calling thread).
+    governor = ThreadGovernor(config.predict_threads or AUTO, cap=predict_threads)
+    executor = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="attnkit-model", initializer=governor.start, initargs=(0.0,)
+    )
 
     def predict_batch(items: list[Any]) -> list[np.ndarray]:
+        governor.maybe_update()
         return list(backend.predict_proba(items))  # (C,) per text or image
 
     batcher: MicroBatcher[Any, np.ndarray] = MicroBatcher(
@@ -354,8 +361,8 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
         batcher.start()
         explainer.start()
         logger.info(
-            "compute threads: predict %d, explanations %d x %d (%s workers)",
-            predict_threads,
+            "compute threads: predict %s, explanations %d x %d (%s workers)",
+            predict_threads if config.predict_threads else f"auto (at most {predict_threads})",
             config.explain_workers,
             config.explain_threads,
             config.explain_isolation,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 
 import yaml
 
+from attnkit.threads import check_thread_setting
+
 if TYPE_CHECKING:
     from attnkit.models.base import ModelConfig
 
@@ -365,6 +367,9 @@ class TrainConfig:
 
     Attributes:
         patience: stop after this many epochs without a better validation accuracy.
+        threads: torch compute threads on the CPU. ``auto`` (default) uses the cores other processes leave idle
+            and re-checks every few seconds (:mod:`attnkit.threads`): never the 10x slowdown of spinning threads
+            on a busy machine, every core on an idle one. A number fixes it; ``null`` leaves torch's default.
         max_train_seconds: stop at the first epoch end past this much training time.
         eval_every_steps: also evaluate on validation every N optimizer steps (besides each epoch end).
         track_test: also record test accuracy at each evaluation, for time-to-accuracy reports only; it is
@@ -379,7 +384,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 2
     device: str = "auto"
-    threads: int | None = None
+    threads: int | str | None = "auto"
     progress: bool = True
     max_train_seconds: float | None = None
     eval_every_steps: int | None = None
@@ -396,11 +401,10 @@ class TrainConfig:
             raise ConfigError(f"train.patience must be >= 1, got {self.patience}")
         if self.device != "auto" and not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"train.device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
-        if self.threads is not None and not 1 <= self.threads <= max_threads():
-            raise ConfigError(
-                f"train.threads must be null (the library's choice) or in [1, {max_threads()}] (4 per CPU core of "
-                f"this machine), got {self.threads}"
-            )
+        try:
+            check_thread_setting(self.threads, "train.threads")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.max_train_seconds is not None and not (
             math.isfinite(self.max_train_seconds) and self.max_train_seconds > 0
         ):

@@ -27,6 +27,7 @@ from attnkit.inference.evaluation import evaluate_dataset, labels_of
 from attnkit.runs import CONFIG_FILE, LABELS_FILE, METRICS_FILE, build_run_model, read_labels
 from attnkit.tasks import task_for
 from attnkit.tasks.base import BatchSampler, PreparedData, Task
+from attnkit.threads import ThreadGovernor
 from attnkit.train import checkpoint as ckpt
 from attnkit.train.calibration import CALIBRATION_FILE
 from attnkit.train.config import RunConfig
@@ -117,8 +118,10 @@ class _Trainer:
         ctx: DistContext,
         *,
         resume: bool,
+        threads: ThreadGovernor | None = None,
     ) -> None:
         self.config, self.run_dir, self.task, self.data, self.ctx = config, run_dir, task, data, ctx
+        self.threads = threads or ThreadGovernor(None)
         torch.manual_seed(config.train.seed)
         model = build_run_model(config, task, len(data.labels))
         self.init_seconds = 0.0
@@ -236,6 +239,7 @@ class _Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
+            self.threads.maybe_update()  # "auto": follow the machine's load (a clock read between re-checks)
             self.step += 1
             epoch_loss += float(loss_sum.detach()) * weight
             seen += len(local) if weight else 0
@@ -312,6 +316,8 @@ class _Trainer:
                 "train_cpu_seconds": progress.train_cpu_seconds,
                 "init_seconds": self.init_seconds,
                 "world_size": self.ctx.world_size,
+                # (seconds into the run, torch threads) at the start and at each change ("auto" follows the load)
+                "threads": {"setting": self.config.train.threads, "changes": self.threads.changes},
                 "history": progress.history,
                 "data_sizes": data.sizes,
             }
@@ -351,8 +357,8 @@ def train_run(
     """
     run_dir = Path(run_dir)
     ctx = init_distributed(config.train.device)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    threads = ThreadGovernor(config.train.threads)
+    threads.start()
     if resume:
         config, resume = _resume_state(config, run_dir, ctx)
     task = task_for(config)
@@ -370,7 +376,7 @@ def train_run(
             raise ValueError(
                 f"{run_dir / LABELS_FILE}: the run's labels {saved_labels} differ from the data's {data.labels}"
             )
-    trainer = _Trainer(config, run_dir, task, data, ctx, resume=resume)
+    trainer = _Trainer(config, run_dir, task, data, ctx, resume=resume, threads=threads)
     if not resume and ctx.is_main:
         task.save_preparation(run_dir)
         ckpt.write_json(run_dir / LABELS_FILE, data.labels)
