@@ -392,16 +392,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         console.print(f"report (one test image per class, with heatmaps): {result.report_path}")
         return 0
-    result = run_demo(args.out or "runs/demo", epochs=args.epochs or 4, seed=args.seed)
+    result = run_demo(
+        args.out or "runs/demo", epochs=args.epochs, seed=args.seed, model=args.model, baseline=args.baseline
+    )
     test = result.metrics.get("test", result.metrics["val"])
     console.print(
-        f"[bold]held-out test accuracy {test['accuracy']:.4f}[/bold] (macro-F1 {test['macro_f1']:.4f}, "
-        f"n = {test['n']}), trained {result.metrics['train_seconds']:.0f} s"
+        f"[bold]{args.model}: held-out test accuracy {test['accuracy']:.4f}[/bold] (macro-F1 "
+        f"{test['macro_f1']:.4f}, n = {test['n']}), trained {result.metrics['train_seconds']:.0f} s"
     )
-    console.print("Test reviews, tokens shaded by their attention weight:")
+    if result.baseline is not None:
+        base = result.baseline
+        console.print(
+            f"baseline, {base['name']} (fitted on train + validation): {base['accuracy']:.4f} on the same "
+            f"{base['n']} reviews, {base['train_seconds']:.0f} s"
+        )
+    if args.model != "bilstm-attn":
+        console.print(
+            "the seed article's BiLSTM + attention on the same data: attnkit demo --model bilstm-attn"
+        )
+    console.print(
+        "Test reviews, tokens shaded by their attention weight:"
+        if args.model == "bilstm-attn"
+        else "Test reviews, tokens shaded by their exact share of the decision (attention-value):"
+    )
     render_terminal([item.to_json_dict() for item in result.examples], console)
     console.print(f"report: {result.report_path}")
     return 0
+
+
+#: The text demo's models (attnkit.demo.DEMO_MODELS, repeated so that --help does not import torch).
+DEMO_MODEL_CHOICES = ("nb-attn", "bilstm-attn")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -419,6 +439,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default runs/demo, or runs/demo-vision)")
     p.add_argument("--epochs", type=int, help="epochs (default 4 for text, 2 for vision)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--model",
+        choices=DEMO_MODEL_CHOICES,
+        default=DEMO_MODEL_CHOICES[0],
+        help="text demo: nb-attn (default, the most accurate: attention over character n-gram evidence) or "
+        "bilstm-attn (the seed article's Embedding -> BiLSTM -> attention -> Dense, over Chinese words)",
+    )
+    p.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="text demo: skip the character n-gram TF-IDF + logistic regression shown beside the model",
+    )
     p.set_defaults(handler=_cmd_demo)
 
 

@@ -33,6 +33,27 @@ def _metrics_table(name: str, metrics: dict[str, Any]) -> str:
     )
 
 
+def _comparison(metrics: dict[str, Any], baseline: dict[str, Any]) -> str:
+    test = metrics["test"]
+    verdict = "matches or beats" if test["accuracy"] >= baseline["accuracy"] else "is below"
+    return (
+        "<h3>Against a strong baseline on the same test split</h3><table>"
+        "<tr><th>model</th><th>test accuracy</th><th>n</th><th>training s</th></tr>"
+        f"<tr><td>this run</td><td>{test['accuracy']:.4f}</td><td>{test['n']}</td>"
+        f"<td>{metrics.get('train_seconds', 0):.1f}</td></tr>"
+        f"<tr><td>{html.escape(baseline['name'])}</td><td>{baseline['accuracy']:.4f}</td><td>{baseline['n']}</td>"
+        f"<td>{baseline['train_seconds']:.1f}</td></tr></table>"
+        f"<p>The model {verdict} the baseline (fitted on train + validation).</p>"
+    )
+
+
+#: What the report says about text examples shaded by ``attention-value`` (each token's exact signed share).
+CONTRIBUTION_EXAMPLES_NOTE = (
+    "Each token is shaded by its attention-value score: its exact share of the decision (attention weight times "
+    "the token's evidence for the predicted class; green supports it, red speaks against it). This model's "
+    "attention itself is close to uniform: its evidence sits in the character n-grams each token ends."
+)
+
 #: What the report says about text examples (each token shaded by its attention).
 TEXT_EXAMPLES_NOTE = (
     "Each token is shaded by its attention-pooling weight (darkest = most attended). Attention shows where the "
@@ -48,6 +69,8 @@ def write_report(
     *,
     examples_html: str | None = None,
     examples_note: str = TEXT_EXAMPLES_NOTE,
+    baseline: dict[str, Any] | None = None,
+    method: str = "attention",
 ) -> Path:
     """Write ``report.html`` into ``run_dir`` and return its path.
 
@@ -55,15 +78,20 @@ def write_report(
         examples: text explanations, each shown with its tokens shaded by attention.
         examples_html: the examples section ready made instead (an image run's heatmaps).
         examples_note: the paragraph above the examples.
+        baseline: a baseline's ``name``, ``accuracy``, ``n`` and ``train_seconds`` on the same test split,
+            shown beside the model's.
+        method: the explanation method the text examples are shaded by (one the examples hold).
     """
     sections = [_metrics_table(split, metrics[split]) for split in ("val", "test") if split in metrics]
+    if baseline is not None and "test" in metrics:
+        sections.insert(0, _comparison(metrics, baseline))
     example_rows = (
         examples_html
         if examples_html is not None
         else "".join(
             f"<div class='ex'><div class='pred'>predicted <b>{html.escape(item.prediction.label)}</b> "
             f"({max(item.prediction.probabilities.values()):.3f})</div>"
-            f"<div class='text'>{tokens_html(item.to_json_dict(), 'attention')}</div></div>"
+            f"<div class='text'>{tokens_html(item.to_json_dict(), method)}</div></div>"
             for item in examples
         )
     )
