@@ -155,7 +155,7 @@ def test_a_run_defaults_to_auto_and_records_its_threads(
     assert metrics["threads"]["setting"] == "auto"
     assert all(1 <= threads <= usable_cores() for _, threads in metrics["threads"]["changes"])
     assert metrics["threads"]["changes"][0][0] == 0.0
-    with pytest.raises(ConfigError, match="train.threads must be auto"):
+    with pytest.raises(ConfigError, match=r"train\.threads must be auto"):
         RunConfig.from_dict({"train": {"threads": "lots"}})
 
 
