@@ -104,6 +104,21 @@ def test_image_graph_equals_pytorch_at_other_batch_sizes(name: str, tmp_path: Pa
     assert attention.shape == (3, 49)
 
 
+def test_a_test_time_flip_model_exports_both_passes(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        "cnn-attn", modality="image", num_classes=3, channels=3, test_time_flip=True, **TINY["cnn-attn"]
+    )
+    model.eval()
+    session = onnx_session(export_classifier(model, tmp_path / "flip.onnx", pixels(2, seed=0)), threads=1)
+    assert_same_outputs(model, session, pixels(4, seed=5))
+    plain = build_model("cnn-attn", modality="image", num_classes=3, channels=3, **TINY["cnn-attn"]).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        one_pass = plain(pixels(4, seed=5)).logits.numpy()
+    assert np.abs(run_onnx(session, pixels(4, seed=5))[0] - one_pass).max() > 1e-3  # the mirror pass is in it
+
+
 @pytest.mark.slow
 def test_image_ensemble_graph_equals_pytorch(tmp_path: Path) -> None:
     model = EnsembleClassifier([tiny("cnn-attn", seed=1), tiny("vit", seed=2)]).eval()
