@@ -92,3 +92,16 @@ def test_run_bidirectional_applies_dropout_between_layers_in_training_only() -> 
 def test_run_bidirectional_refuses_what_it_cannot_run() -> None:
     with pytest.raises(ValueError, match="bidirectional"):
         run_bidirectional(nn.LSTM(5, 3, batch_first=True), torch.randn(1, 2, 5), torch.tensor([2]))
+
+
+def test_recurrences_run_in_float32_under_a_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 3, bidirectional=True, batch_first=True)
+    gru = BidirectionalRNN(5, 3)
+    x, lengths = torch.randn(3, 6, 5), torch.tensor([6, 2, 4])
+    expected = run_bidirectional(lstm, x, lengths), gru(x, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # oneDNN has no bf16 LSTM here: it used to raise
+        got = run_bidirectional(lstm, x.bfloat16(), lengths), gru(x.bfloat16(), lengths)
+    for ours, reference in zip(got, expected, strict=True):
+        assert ours.dtype == torch.float32
+        torch.testing.assert_close(ours, reference, atol=2e-2, rtol=0)  # inputs rounded to bf16 only

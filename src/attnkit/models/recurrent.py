@@ -59,6 +59,12 @@ class WithinLengthReversal:
         return x.flatten(0, 1).index_select(0, self.flat_order).view_as(x)
 
 
+def float32_recurrence(device_type: str) -> torch.autocast:
+    """Autocast off: recurrences run in float32 under a bf16 training autocast (oneDNN has no bf16 LSTM on CPUs
+    without bf16 units, and small recurrences gain nothing from it)."""
+    return torch.autocast(device_type, enabled=False)
+
+
 def run_bidirectional(rnn: nn.LSTM | nn.GRU, inputs: Tensor, lengths: Tensor) -> Tensor:
     """Run a ``batch_first`` bidirectional ``nn.LSTM`` / ``nn.GRU`` over the first ``lengths[n]`` steps of each
     row, without packing: the same outputs as :func:`run_packed`, several times faster to train on CPU.
@@ -80,6 +86,9 @@ def run_bidirectional(rnn: nn.LSTM | nn.GRU, inputs: Tensor, lengths: Tensor) ->
     """
     if not (rnn.bidirectional and rnn.batch_first) or rnn.proj_size:
         raise ValueError("run_bidirectional needs a bidirectional, batch_first RNN without projections")
+    if torch.is_autocast_enabled(inputs.device.type):
+        with float32_recurrence(inputs.device.type):
+            return run_bidirectional(rnn, inputs.float(), lengths)
     reverse = WithinLengthReversal(lengths.to(inputs.device), inputs.shape[1])
     keep = reverse.real.unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
     zeros = inputs.new_zeros(1, inputs.shape[0], rnn.hidden_size)  # (1, N, H)
@@ -152,6 +161,9 @@ class BidirectionalRNN(nn.Module):
     def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
         """``inputs (N, L, I)``, ``lengths (N,)`` -> ``(N, L, 2H)`` (forward then backward features), zero at
         steps ``>= lengths[n]``."""
+        if torch.is_autocast_enabled(inputs.device.type):
+            with float32_recurrence(inputs.device.type):
+                return self.forward(inputs.float(), lengths)
         reverse = WithinLengthReversal(lengths.to(inputs.device), inputs.shape[1])
         ahead, _ = self.forward_rnn(inputs)  # (N, L, H)
         behind, _ = self.backward_rnn(reverse(inputs))  # (N, L, H), in reversed order

@@ -53,10 +53,24 @@ class Batch:
     targets: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
+        """The batch on ``device``; to a GPU through pinned memory, copied without blocking the host."""
+        target = torch.device(device)
+        if target.type != "cuda":
+            return Batch(
+                self.inputs.to(target),
+                None if self.unit_mask is None else self.unit_mask.to(target),
+                None if self.targets is None else self.targets.to(target),
+            )
+
+        def move(tensor: Tensor) -> Tensor:
+            if tensor.device.type != "cpu":  # already on a device (the audio task computes features there)
+                return tensor.to(target)
+            return tensor.pin_memory().to(target, non_blocking=True)
+
         return Batch(
-            self.inputs.to(device),
-            None if self.unit_mask is None else self.unit_mask.to(device),
-            None if self.targets is None else self.targets.to(device),
+            move(self.inputs),
+            None if self.unit_mask is None else move(self.unit_mask),
+            None if self.targets is None else move(self.targets),
         )
 
     def __len__(self) -> int:

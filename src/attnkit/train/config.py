@@ -370,6 +370,11 @@ class TrainConfig:
         threads: torch compute threads on the CPU. ``auto`` (default) uses the cores other processes leave idle
             and re-checks every few seconds (:mod:`attnkit.threads`): never the 10x slowdown of spinning threads
             on a busy machine, every core on an idle one. A number fixes it; ``null`` leaves torch's default.
+        precision: ``bf16`` runs the training forward pass and loss under bfloat16 autocast (weights, optimizer
+            and evaluation stay float32): for GPUs with bfloat16 (Ampere and later); on a CPU without native
+            bfloat16 it is slower, not faster.
+        compile: train through ``torch.compile`` (dynamic shapes): a GPU speed-up for the larger models after a
+            compile of tens of seconds; selection, checkpoints and inference use the uncompiled model.
         max_train_seconds: stop at the first epoch end past this much training time.
         eval_every_steps: also evaluate on validation every N optimizer steps (besides each epoch end).
         track_test: also record test accuracy at each evaluation, for time-to-accuracy reports only; it is
@@ -385,6 +390,8 @@ class TrainConfig:
     patience: int = 2
     device: str = "auto"
     threads: int | str | None = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
     progress: bool = True
     max_train_seconds: float | None = None
     eval_every_steps: int | None = None

@@ -149,6 +149,9 @@ class _Trainer:
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None
             )
+        if config.train.compile:
+            self.train_model = torch.compile(self.train_model, dynamic=True)  # type: ignore[assignment]
+        self.autocast_dtype = torch.bfloat16 if config.train.precision == "bf16" else None
         self.train_targets = labels_of(data.train)
         self.step = self.steps_per_epoch * self.progress.next_epoch
 
@@ -228,10 +231,15 @@ class _Trainer:
                 local, weight = [global_batch[0]], 0.0
             batch = task.collate(self.data.train, local, train=True, generator=augment).to(ctx.device)
             assert batch.targets is not None
-            logits = self.train_model(batch.inputs, batch.unit_mask).logits  # (B, C)
-            # Sum over this rank's slice / global batch size * world size: DDP's gradient mean then equals the
-            # gradient of the mean loss over the global batch, so N ranks train exactly like one process.
-            loss_sum = task.objective.loss_sum(logits, batch.targets)
+            with torch.autocast(
+                ctx.device.type,
+                dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None,
+            ):
+                logits = self.train_model(batch.inputs, batch.unit_mask).logits  # (B, C)
+                # Sum over this rank's slice / global batch size * world size: DDP's gradient mean then equals
+                # the gradient of the mean loss over the global batch, so N ranks train exactly like one process.
+                loss_sum = task.objective.loss_sum(logits.float(), batch.targets)
             loss = loss_sum * weight * ctx.world_size / len(global_batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -123,6 +123,9 @@ class ImageCNNAttnClassifier(PooledImageClassifier):
         self.features = conv_stack(
             config.channels, config.widths, config.strides, kernel_size=config.kernel_size
         )
+        # Channels-last kernels: 15% more training images per second on CPU (benchmarks/vision_models.py);
+        # checkpoints are written contiguous, and loading copies into this layout.
+        self.features.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.position = nn.Parameter(torch.zeros(1, config.num_units, config.widths[-1]))  # (1, U, F)
         self._build_pooling_head(config.widths[-1])
 
