@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--eval-batch-size", type=int, default=256)
+    parser.add_argument("--eval-batch-sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--vocab-size", type=int, default=10000)
     parser.add_argument("--embed-dim", type=int, default=16)
     parser.add_argument("--units", type=int, default=32)
@@ -92,9 +92,11 @@ def main() -> None:
     if len(clock.times) > 40:
         span = clock.times[-1] - clock.times[20]
         steady = (len(clock.times) - 21) * args.batch_size / span
-    start = time.perf_counter()
-    probs = model.predict(test_x, batch_size=args.eval_batch_size, verbose=0)[:, 0]
-    infer_seconds = time.perf_counter() - start
+    by_batch_size = {}
+    for size in args.eval_batch_sizes:
+        start = time.perf_counter()
+        probs = model.predict(test_x, batch_size=size, verbose=0)[:, 0]
+        by_batch_size[size] = len(test_x) / (time.perf_counter() - start)
     accuracy = float(np.mean((probs >= 0.5) == (test_y >= 0.5)))
     result = {
         "framework": f"keras {keras.__version__} (tensorflow {tf.__version__}, CPU)",
@@ -108,7 +110,8 @@ def main() -> None:
         "train_examples_per_second": args.epochs * len(train_x) / train_seconds,
         "train_examples_per_second_steady": steady,
         "test_accuracy": accuracy,
-        "inference_examples_per_second": len(test_x) / infer_seconds,
+        "inference_by_batch_size": by_batch_size,
+        "inference_examples_per_second": max(by_batch_size.values()),
         "parameters": int(model.count_params()),
         "load_average_end": list(os.getloadavg()),
     }
