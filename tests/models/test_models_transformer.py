@@ -83,3 +83,23 @@ def test_init_scales() -> None:
     assert isinstance(block, EncoderBlock)
     assert abs(block.attn.out_proj.weight.std().item() - 0.01) < 1e-3  # 0.02 / sqrt(2 * 2 layers)
     assert torch.all(block.attn.q_proj.bias == 0)
+
+
+def test_bigram_embeddings_are_added_per_token_and_padding_never_makes_one(
+    tiny_model: ModelFactory, make_batch: BatchFactory, repad: Callable[..., tuple[Tensor, Tensor]]
+) -> None:
+    from attnkit.models.bag import bigram_buckets
+
+    model = tiny_model("transformer", bigram_buckets=64).eval()
+    assert isinstance(model, TransformerClassifier) and model.bigram_embedding is not None
+    ids, mask = make_batch([9, 5], 9)
+    pad = model.config.pad_id
+    expected = model.embedding(ids) + model.bigram_embedding(bigram_buckets(ids, pad_id=pad, num_buckets=64))
+    torch.testing.assert_close(model.embed(ids), expected)
+    assert not torch.equal(model.embed(ids), model.embedding(ids))
+    with torch.no_grad():
+        out = model(ids, mask)
+        wider = model(*repad(ids, mask, 14))  # more padding: the same logits and attention
+    torch.testing.assert_close(wider.logits, out.logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(wider.token_attention[:, :9], out.token_attention, atol=1e-6, rtol=1e-4)
+    assert tiny_model("transformer").bigram_embedding is None  # off by default

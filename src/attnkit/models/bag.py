@@ -39,6 +39,25 @@ def bigram_buckets(input_ids: Tensor, *, pad_id: int, num_buckets: int) -> Tenso
     return torch.cat([first, torch.where(real, hashed, 0)], dim=1)  # (B, T)
 
 
+def bigram_table(num_buckets: int, dim: int, *, std: float) -> nn.Embedding | None:
+    """The hashed bigram embedding (row 0, "no bigram", fixed at zero), or ``None`` for ``num_buckets = 0``."""
+    if not num_buckets:
+        return None
+    table = nn.Embedding(num_buckets, dim, padding_idx=0)
+    nn.init.normal_(table.weight, std=std)
+    with torch.no_grad():
+        table.weight[0].zero_()
+    return table
+
+
+def with_bigrams(words: Tensor, input_ids: Tensor, table: nn.Embedding | None, *, pad_id: int) -> Tensor:
+    """``words (B, T, E)`` plus the embedding of the bigram each token closes (unchanged without a table)."""
+    if table is None:
+        return words
+    buckets = bigram_buckets(input_ids, pad_id=pad_id, num_buckets=table.num_embeddings)  # (B, T)
+    return words + table(buckets)  # (B, T, E)
+
+
 @dataclass(frozen=True)
 class BagAttnConfig(ClassifierConfig):
     """Config of :class:`BagAttnClassifier`.
@@ -76,24 +95,15 @@ class BagAttnClassifier(TextClassifier):
     def __init__(self, config: BagAttnConfig | None = None) -> None:
         config = config or BagAttnConfig()
         super().__init__(config)
-        self.bigram_embedding: nn.Embedding | None = None
-        if config.bigram_buckets:
-            self.bigram_embedding = nn.Embedding(config.bigram_buckets, config.embed_dim, padding_idx=0)
-            nn.init.normal_(self.bigram_embedding.weight, std=0.1)
-            with torch.no_grad():
-                self.bigram_embedding.weight[0].zero_()
+        self.bigram_embedding = bigram_table(config.bigram_buckets, config.embed_dim, std=0.1)
         self.pooling = self._make_pooling(config.embed_dim)
         self.head = nn.Linear(self.pooling.output_dim, config.num_classes)
         self._init_embedding(std=0.1)
 
     def embed(self, input_ids: Tensor) -> Tensor:
-        words = self.embedding(input_ids)  # (B, T, E)
-        if self.bigram_embedding is None:
-            return words
-        buckets = bigram_buckets(
-            input_ids, pad_id=self.config.pad_id, num_buckets=self.config.bigram_buckets
-        )  # (B, T)
-        return words + self.bigram_embedding(buckets)  # (B, T, E)
+        return with_bigrams(
+            self.embedding(input_ids), input_ids, self.bigram_embedding, pad_id=self.config.pad_id
+        )
 
     def forward_features(
         self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from attnkit.layers.multihead import MultiHeadAttention
+from attnkit.models.bag import bigram_table, with_bigrams
 from attnkit.models.base import ClassifierConfig, ModelConfig, TextClassifier
 
 
@@ -31,6 +32,8 @@ class TransformerConfig(ClassifierConfig):
             its slow path and draws a ``(B, H, T, T)`` random mask per layer; ``dropout`` still regularizes
             the embeddings and both residual branches.
         max_length: number of learned positions.
+        bigram_buckets: rows of a hashed bigram embedding added to each token's (as ``bag-attn`` has; row 0 is
+            "no bigram"); 0 (default) turns it off.
     """
 
     embed_dim: int = 128
@@ -38,9 +41,14 @@ class TransformerConfig(ClassifierConfig):
     num_heads: int = 4
     ff_dim: int = 256
     attention_dropout: float = 0.0
+    bigram_buckets: int = 0
 
     def _validate_model(self) -> None:
         check_encoder_fields(self)
+        if self.bigram_buckets != 0 and self.bigram_buckets < 2:
+            raise ValueError(
+                f"{self._name}.bigram_buckets must be 0 (no bigrams) or >= 2, got {self.bigram_buckets}"
+            )
 
 
 class EncoderBlock(nn.Module):
@@ -148,6 +156,7 @@ class TransformerClassifier(TextClassifier):
         super().__init__(config)
         dim = config.embed_dim
         self.position = nn.Embedding(config.max_length, dim)
+        self.bigram_embedding = bigram_table(config.bigram_buckets, dim, std=0.02)
         self.blocks = encoder_blocks(config)
         self.norm = nn.LayerNorm(dim)
         self.pooling = self._make_pooling(dim)
@@ -158,6 +167,12 @@ class TransformerClassifier(TextClassifier):
         init_encoder_blocks_(self.blocks)
         nn.init.normal_(self.position.weight, std=0.02)
         self._init_embedding(std=0.02)
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """Token embeddings, plus the bigram each token closes when ``bigram_buckets`` is set: ``(B, T, D)``."""
+        return with_bigrams(
+            self.embedding(input_ids), input_ids, self.bigram_embedding, pad_id=self.config.pad_id
+        )
 
     def forward_features(
         self, embeddings: Tensor, attention_mask: Tensor, *, need_layer_attentions: bool = False
