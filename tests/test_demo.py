@@ -73,3 +73,13 @@ def test_demo_configs_and_the_report_comparison(tmp_path: Path) -> None:
     assert "0.8500" in page and "0.9000" in page and "is below the baseline" in page
     page = write_report(tmp_path, metrics, [], "t", baseline={**baseline, "accuracy": 0.8}).read_text("utf-8")
     assert "matches or beats the baseline" in page
+
+
+def test_the_contribution_note_names_the_colours_the_page_uses() -> None:
+    from attnkit.explain.scale import NEGATIVE_RGB, POSITIVE_RGB
+    from attnkit.report import CONTRIBUTION_EXAMPLES_NOTE
+
+    red, _, blue = POSITIVE_RGB
+    assert red > blue and "red supports it" in CONTRIBUTION_EXAMPLES_NOTE
+    red, _, blue = NEGATIVE_RGB
+    assert blue > red and "blue speaks against it" in CONTRIBUTION_EXAMPLES_NOTE

@@ -21,8 +21,9 @@ from safetensors.torch import load_file, save_file
 from attnkit import runs
 from attnkit.data import TextTokenizer, TokenizerConfig
 from attnkit.runs import RunError, RunNotFoundError, build_classifier, load_run
+from attnkit.threads import max_threads
 from attnkit.train import calibration, checkpoint
-from attnkit.train.config import RunConfig, max_threads
+from attnkit.train.config import RunConfig
 
 TEXTS = [
     "a wonderful film with a great cast",

@@ -58,7 +58,7 @@ def _thread_setting(value: str) -> int | str:
     from attnkit.threads import check_thread_setting
 
     try:
-        setting = check_thread_setting(value, "--threads")
+        setting = check_thread_setting(value, "--threads", allow_null=False)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     assert setting is not None

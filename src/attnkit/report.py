@@ -50,7 +50,7 @@ def _comparison(metrics: dict[str, Any], baseline: dict[str, Any]) -> str:
 #: What the report says about text examples shaded by ``attention-value`` (each token's exact signed share).
 CONTRIBUTION_EXAMPLES_NOTE = (
     "Each token is shaded by its attention-value score: its exact share of the decision (attention weight times "
-    "the token's evidence for the predicted class; green supports it, red speaks against it). This model's "
+    "the token's evidence for the predicted class; red supports it, blue speaks against it). This model's "
     "attention itself is close to uniform: its evidence sits in the character n-grams each token ends."
 )
 

@@ -45,12 +45,13 @@ from attnkit.models.ensemble import EnsembleClassifier
 from attnkit.tasks import task_for
 from attnkit.tasks.text import SENTENCE_END_TOKENS as SENTENCE_END_TOKENS
 from attnkit.tasks.text import vocabulary_strings as vocabulary_strings
+from attnkit.threads import max_threads
 
 # The layout's names that the checkpoint and calibration modules own, re-exported: one definition each.
 from attnkit.train.calibration import CALIBRATION_FILE as CALIBRATION_FILE
 from attnkit.train.checkpoint import STATE_DIR as STATE_DIR
 from attnkit.train.checkpoint import WEIGHTS_FILE as WEIGHTS_FILE
-from attnkit.train.config import ConfigError, RunConfig, check_model_memory, max_threads, read_yaml_mapping
+from attnkit.train.config import ConfigError, RunConfig, check_model_memory, read_yaml_mapping
 
 if TYPE_CHECKING:
     from attnkit.tasks.base import Task

@@ -40,17 +40,26 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def check_thread_setting(value: object, name: str) -> ThreadSetting:
-    """``value`` as a :data:`ThreadSetting`, or ``ValueError`` naming ``name`` and what is allowed."""
-    if value is None or value == AUTO:
+def max_threads() -> int:
+    """The most compute threads a setting may ask for: 4 per CPU core (torch segfaults far above)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_thread_setting(value: object, name: str, *, allow_null: bool = True) -> ThreadSetting:
+    """``value`` as a :data:`ThreadSetting`, or ``ValueError`` naming ``name`` and what is allowed.
+
+    ``allow_null`` is False for command-line options, where there is no ``null`` to write.
+    """
+    if value == AUTO or (value is None and allow_null):
         return value
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    limit = 4 * (os.cpu_count() or 1)  # torch segfaults far above
+    limit = max_threads()
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        null = ", null (torch's default: every core)" if allow_null else ""
         raise ValueError(
-            f"{name} must be auto (the cores other processes leave idle), null (torch's default: every core) or "
-            f"a number in [1, {limit}] (4 per CPU core of this machine), got {value!r}"
+            f"{name} must be auto (the cores other processes leave idle){null} or a number in [1, {limit}] "
+            f"(4 per CPU core of this machine), got {value!r}"
         )
     return value
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from attnkit.models import available_models, build_model, model_config_from_dict
+from attnkit.threads import max_threads
 from attnkit.train import config as config_module
 from attnkit.train.config import (
     ConfigError,
     RunConfig,
     check_model_memory,
     count_parameters,
-    max_threads,
     parameter_bound,
 )
 

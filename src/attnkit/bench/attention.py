@@ -1065,7 +1065,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         clock=args.clock,
         max_seconds=args.max_seconds,
         skip_over_gb=bound,
-        threads=resolve_threads(check_thread_setting(args.threads, "--threads")),
+        threads=resolve_threads(check_thread_setting(args.threads, "--threads", allow_null=False)),
         device=args.device,
         seed=args.seed,
     )

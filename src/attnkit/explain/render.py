@@ -674,7 +674,8 @@ def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
         yield items[start : start + size]
 
 
-def _png_title(exp: dict[str, Any], n_tokens: int, n_shown: int, scales: dict[str, MethodScale]) -> str:
+def prediction_title(exp: dict[str, Any]) -> str:
+    """``predicted LABEL (p)[, explaining TARGET]``: the first line of every rendered explanation."""
     label = str(exp.get("label", "?"))
     title = f"predicted {label}"
     probs = dict(_probabilities(exp))
@@ -683,6 +684,11 @@ def _png_title(exp: dict[str, Any], n_tokens: int, n_shown: int, scales: dict[st
     target = str(exp.get("target", label))
     if target != label:
         title += f", explaining {target}"
+    return title
+
+
+def _png_title(exp: dict[str, Any], n_tokens: int, n_shown: int, scales: dict[str, MethodScale]) -> str:
+    title = prediction_title(exp)
     notes = []
     if n_tokens > n_shown:
         notes.append(f"showing the first {n_shown} of {n_tokens} tokens")

@@ -19,6 +19,7 @@ from attnkit.explain.render import (
     _json_safe,
     _probabilities,
     _target_meta,
+    prediction_title,
 )
 from attnkit.explain.scale import scales_json
 
@@ -43,14 +44,7 @@ def unit_score(unit: dict[str, Any], method: str) -> float | None:
 
 def unit_title(exp: dict[str, Any]) -> str:
     """``[source: ]predicted LABEL (p)[, explaining TARGET]``."""
-    label = str(exp.get("label", "?"))
-    title = f"predicted {label}"
-    probs = dict(_probabilities(exp))
-    if label in probs:
-        title += f" ({probs[label]:.3f})"
-    target = str(exp.get("target", label))
-    if target != label:
-        title += f", explaining {target}"
+    title = prediction_title(exp)
     if exp.get("source"):
         title = f"{exp['source']}: {title}"
     return title

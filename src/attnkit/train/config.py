@@ -59,11 +59,6 @@ class ConfigError(ValueError):
     """A configuration value or key the user can fix."""
 
 
-def max_threads() -> int:
-    """The most compute threads ``train.threads`` may ask for: 4 per CPU core (torch segfaults far above)."""
-    return 4 * (os.cpu_count() or 1)
-
-
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     """Raise unless ``low <= value <= high``; NaN never passes."""
     if value < low:
