@@ -7,7 +7,7 @@ tracked for this report only, never for selection), training and inference throu
 parameters. Reads the data from ``$ATTNKIT_DATA/fashion-mnist``.
 
     ATTNKIT_DATA=../shared/datasets .venv/bin/python benchmarks/vision.py --models cnn-attn vit \
-        --set train.threads=2 --out benchmarks/results/fashion-mnist.json
+        --set train.threads=2 --out benchmarks/results/fashion-mnist.json [--keep runs/vision]
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def single_image_latency_ms(predictor: Predictor, images: np.ndarray, repeats: i
     return statistics.median(times)
 
 
-def run_model(model: str, overrides: list[str], config_dir: Path) -> dict[str, Any]:
+def run_model(
+    model: str, overrides: list[str], config_dir: Path, keep: Path | None = None
+) -> dict[str, Any]:
     config_path = config_dir / f"fashion-mnist-{model}.yaml"
     if not config_path.exists():
         raise SystemExit(f"no shipped config {config_path}")
@@ -87,7 +89,8 @@ def run_model(model: str, overrides: list[str], config_dir: Path) -> dict[str, A
         ["train.track_test=true", "train.progress=false", *overrides]
     )
     with tempfile.TemporaryDirectory() as tmp:
-        result = fit(config, Path(tmp) / "run")
+        run_dir = keep / model if keep is not None else Path(tmp) / "run"
+        result = fit(config, run_dir)
         predictor = Predictor(result.run_dir)
         assert result.data.test is not None and result.task is not None
         start = time.perf_counter()
@@ -134,6 +137,9 @@ def main() -> None:
         "--configs", type=Path, default=ROOT / "configs", help="folder of the shipped configs"
     )
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--keep", type=Path, help="keep each trained run in KEEP/MODEL (for `attnkit faithfulness`, serving)"
+    )
     args = parser.parse_args()
     if not os.environ.get("ATTNKIT_DATA"):
         raise SystemExit("set ATTNKIT_DATA to the folder holding fashion-mnist/")
@@ -143,7 +149,7 @@ def main() -> None:
         results["rows"].append(pixel_baseline(kind))
         print(json.dumps(results["rows"][-1]), flush=True)
     for model in args.models:
-        results["rows"].append(run_model(model, args.set, args.configs))
+        results["rows"].append(run_model(model, args.set, args.configs, args.keep))
         print(json.dumps({k: v for k, v in results["rows"][-1].items() if k != "history"}), flush=True)
     results["machine_after"] = machine_info()
     results["wall_seconds"] = time.time() - started

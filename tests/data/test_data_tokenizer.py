@@ -164,6 +164,60 @@ def test_long_texts_are_cut_before_encoding_without_changing_the_result() -> Non
     assert short.encode(texts[1]).tokens[:2] == ["x" * 20_000, "tail"]
 
 
+def _head_and_tail(ids: list, max_length: int) -> list:
+    """By hand: the first max_length // 4 and the last max_length - max_length // 4 of a longer list."""
+    if len(ids) <= max_length:
+        return ids
+    head = max_length // 4
+    return ids[:head] + ids[len(ids) - (max_length - head) :]
+
+
+@pytest.mark.parametrize("level", ["word", "char", "word-zh", "word-zh+char"])
+def test_head_and_tail_truncation_keeps_both_ends_of_the_untruncated_encoding(level: str) -> None:
+    words = [f"w{i % 41}" for i in range(5000)]
+    texts = [
+        " ".join(words) + " VERDICT",  # long: encoded as two pieces (head, tail)
+        "x" * 20_000 + " tail " + " ".join(words[:150]),  # a huge first word: the whole-text fallback
+        "Σ İ " + " ".join(words[:600]),  # lowercasing that changes length: the split path
+        "这本书写得很不错，" * 90 + " END",  # Chinese
+        "short text, kept whole",
+        " ".join(words[:101]),  # one token over the limit
+        "",
+    ]
+    tok = fit(texts, level=level)  # max_length BIG: the reference encodings, untruncated
+    for max_length in (1, 4, 101, 400):
+        cut = TextTokenizer.fit(
+            texts, TokenizerConfig(level=level, vocab_size=BIG, max_length=max_length, truncation="head+tail")
+        )
+        assert cut.get_vocab() == tok.get_vocab()
+        encodings = cut.encode_batch(texts)
+        assert cut.encode_ids(texts) == [e.ids for e in encodings]
+        for text, enc in zip(texts, encodings, strict=True):
+            full = tok.encode(text)
+            assert enc.ids == _head_and_tail(full.ids, max_length), (level, max_length, text[:30])
+            assert enc.offsets == _head_and_tail(full.offsets, max_length)
+            assert enc == cut.encode(text)
+    assert cut.encode(texts[0]).tokens[-1] == "VERDICT"
+
+
+def test_truncation_setting_is_checked_saved_and_absent_means_head(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="truncation must be one of head, head\\+tail"):
+        TokenizerConfig(truncation="tail")  # type: ignore[arg-type]
+    text = " ".join(f"w{i}" for i in range(30))
+    tok = TextTokenizer.fit([text], TokenizerConfig(max_length=8, truncation="head+tail"))
+    loaded = TextTokenizer.load(tok.save(tmp_path / "tok"))
+    assert loaded.config.truncation == "head+tail" and loaded.encode(text).tokens == [
+        "w0",
+        "w1",
+        *[f"w{i}" for i in range(24, 30)],
+    ]
+    # A tokenizer saved before the setting existed truncates at the head, as it did.
+    meta = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())
+    del meta["config"]["truncation"]
+    (tmp_path / "tok" / "tokenizer_config.json").write_text(json.dumps(meta))
+    assert TextTokenizer.load(tmp_path / "tok").encode(text).tokens == [f"w{i}" for i in range(8)]
+
+
 def test_encode_ids_matches_encode_batch() -> None:
     texts = ["Hello there!", "", "İi Σσ", "中文 text", "   "]
     tok = fit(texts)

@@ -38,7 +38,8 @@ class Explanation:
         prediction: the predicted label and class probabilities.
         target: the class the scores explain.
         methods: the score keys, in display order.
-        tokens: the scored tokens (the first ``max_length`` of the text).
+        tokens: the scored tokens (the first ``max_length`` of the text, or its head and tail with
+            ``tokenizer.truncation: head+tail``).
         truncated: whether the text had more tokens than the model reads.
         layer_attentions: ``A[l][h][i][j]`` for models with self-attention when asked, else ``None``.
     """
@@ -82,9 +83,18 @@ class Explanation:
         return data
 
 
-def is_truncated(text: str, token_count: int, last_end: int, max_length: int) -> bool:
-    """Whether tokens were cut: the encoding is full and text (other than spaces) follows its last token."""
-    return token_count >= max_length and bool(clean_text(text)[last_end:].strip())
+def is_truncated(text: str, offsets: Sequence[tuple[int, int]], max_length: int) -> bool:
+    """Whether tokens were cut: the encoding is full and text other than spaces lies outside its tokens (after
+    the last one, or between two: ``head+tail`` truncation drops the middle). Every non-space character of a
+    text is in some token, so nothing else leaves such a gap."""
+    if len(offsets) < max_length:
+        return False
+    cleaned, cursor = clean_text(text), 0
+    for start, end in offsets:
+        if cleaned[cursor:start].strip():
+            return True
+        cursor = max(cursor, end)
+    return bool(cleaned[cursor:].strip())
 
 
 def _round(value: float) -> float:
@@ -189,7 +199,7 @@ def explain(
                     target=predictor.labels[int(targets[row])],
                     methods=names,
                     tokens=tokens,
-                    truncated=is_truncated(text, n, enc.offsets[-1][1] if n else 0, max_length),
+                    truncated=is_truncated(text, enc.offsets, max_length),
                     layer_attentions=maps,
                 )
             )

@@ -117,7 +117,8 @@ def segments(exp: dict[str, Any]) -> list[Segment]:
     Concatenating the ``text`` of all segments gives back the original text exactly. Tokens whose span is empty
     (special tokens such as ``[CLS]``) or overlaps an earlier token are clamped and come out as empty segments,
     so every token still has exactly one segment. After the last token the rest of the text (for truncated
-    inputs: the unscored tail) is one gap segment.
+    inputs: the unscored tail) is one gap segment; with ``head+tail`` truncation the unread middle is the gap
+    between two tokens.
     """
     text: str = exp.get("text", "")
     n = len(text)
@@ -328,7 +329,7 @@ def _terminal_header(exp: dict[str, Any], number: int) -> Text:
         header.append("  ")
         header.append(" · ".join(f"{name} {p:.3f}" for name, p in probs), style="dim")
     if exp.get("truncated"):
-        header.append("  [truncated: only the first tokens are scored]", style="yellow")
+        header.append("  [truncated: only the scored tokens were read]", style="yellow")
     return header
 
 
@@ -339,7 +340,7 @@ def _terminal_text(exp: dict[str, Any], method: str, scale: _TerminalScale, plai
     out = Text()
     for seg in segments(exp):
         if seg.token is None:
-            out.append(seg.text, style="dim" if seg.start > 0 and _after_last(exp, seg) else "")
+            out.append(seg.text, style="dim" if _unread(exp, seg) else "")
             continue
         shown = seg.text or _token_label(exp, seg.token)
         score = scores[seg.token]
@@ -356,9 +357,10 @@ def _terminal_text(exp: dict[str, Any], method: str, scale: _TerminalScale, plai
     return out
 
 
-def _after_last(exp: dict[str, Any], seg: Segment) -> bool:
-    """True for the unscored tail of a truncated text."""
-    return bool(exp.get("truncated")) and seg.end == len(exp.get("text", ""))
+def _unread(exp: dict[str, Any], seg: Segment) -> bool:
+    """True for text of a truncated input that the model did not read: a gap segment with more than spaces
+    (the tail, or with ``head+tail`` truncation the middle; every other character is in a token)."""
+    return bool(exp.get("truncated")) and seg.token is None and bool(seg.text.strip())
 
 
 def _top_tokens(scale: MethodScale, scores: Sequence[float | None], k: int) -> list[int]:
@@ -515,7 +517,7 @@ def _html_header(exp: dict[str, Any], number: int) -> str:
     meta = [_target_meta(exp)]
     if exp.get("truncated"):
         meta.append(
-            '<span class="ak-truncated">truncated: only the first tokens were scored; '
+            '<span class="ak-truncated">truncated: only the scored tokens were read; '
             "the rest of the text is grey</span>"
         )
     return _header_markup(exp, number, meta)
@@ -551,12 +553,10 @@ def tokens_html(exp: dict[str, Any], method: str) -> str:
     signed = _is_signed(exp, method)
     scores = _scores(exp, method)
     shade = intensities(exp, method)
-    truncated = bool(exp.get("truncated"))
     pieces = []
     for seg in segments(exp):
         if seg.token is None:
-            tail = truncated and seg.end == len(exp.get("text", "")) and seg.start > 0
-            cls = "ak-gap ak-unscored" if tail else "ak-gap"
+            cls = "ak-gap ak-unscored" if _unread(exp, seg) else "ak-gap"
             pieces.append(f'<span class="{cls}">{html.escape(seg.text)}</span>')
             continue
         i = seg.token

@@ -157,6 +157,7 @@ class TextClassificationTask(Task):
             min_freq=t.min_freq,
             lowercase=t.lowercase,
             max_length=t.max_length,
+            truncation=t.truncation,
         )
         start = time.perf_counter()
         log.info("fitting the tokenizer on %d training texts", len(train))

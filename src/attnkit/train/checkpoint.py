@@ -66,6 +66,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
+AVERAGE_FILE = "average.safetensors"  # in STATE_DIR: the weights' moving average (optim.ema_decay)
 STATE_DIR = "state"  # resumable training state: weights, optimizer, scheduler, progress, best weights
 STAGING_DIR = "state.new"  # the next checkpoint while it is written; committed once it holds its manifest
 _OLD_DIR = "state.old"  # the previous checkpoint during the switch; never read
@@ -202,14 +203,19 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     progress: dict[str, Any],
+    average: nn.Module | None = None,
 ) -> None:
     """Commit a checkpoint with everything ``--resume`` needs, then publish its best weights.
+
+    ``average`` is the moving average of the weights (``optim.ema_decay``), saved beside them.
 
     The best weights are those of the last :func:`stage_best_weights` since the previous checkpoint, else the
     previous checkpoint's (else an existing ``RUN_DIR/model.safetensors``, as an older attnkit left it).
     """
     staging = _staging(run_dir)
     save_weights(model, staging / "model.safetensors")
+    if average is not None:
+        save_weights(average, staging / AVERAGE_FILE)
     tensors, scalars = _optimizer_tensors(optimizer)
     _save_tensors(tensors, staging / "optimizer.safetensors")
     write_json(staging / "optimizer.json", scalars)
@@ -232,16 +238,21 @@ def load_training_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    average: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Restore the last committed checkpoint; returns its progress record.
+    """Restore the last committed checkpoint (and the weights' moving average into ``average``); returns its
+    progress record.
 
     Raises:
-        FileNotFoundError: the run has no committed checkpoint.
+        FileNotFoundError: the run has no committed checkpoint, or ``average`` is given and it has none (the
+            run was trained without ``optim.ema_decay``).
     """
     state_dir = _current_state_dir(run_dir)
     if state_dir is None:
         raise FileNotFoundError(f"{run_dir} has no resumable state (no complete {run_dir / STATE_DIR})")
     load_weights(model, state_dir / "model.safetensors")
+    if average is not None:
+        load_weights(average, state_dir / AVERAGE_FILE)
     tensors = load_file(str(state_dir / "optimizer.safetensors"))
     scalars = read_json(state_dir / "optimizer.json")
     state: dict[int, dict[str, Any]] = {}

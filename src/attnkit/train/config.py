@@ -132,15 +132,22 @@ class DataConfig:
 
 @dataclass
 class TokenizerSection:
-    """Tokenizer settings (see :class:`attnkit.data.text.tokenizer.TokenizerConfig`)."""
+    """Tokenizer settings (see :class:`attnkit.data.text.tokenizer.TokenizerConfig`).
+
+    ``truncation``: what a text longer than ``max_length`` tokens keeps: ``head`` (its first tokens) or
+    ``head+tail`` (its first quarter and last three quarters, where a review's verdict usually is).
+    """
 
     level: Literal["word", "char", "word-zh", "word-zh+char", "auto"] = "auto"
     vocab_size: int = 10_000
     min_freq: int = 1
     lowercase: bool = True
     max_length: int = 500
+    truncation: Literal["head", "head+tail"] = "head"
 
     def __post_init__(self) -> None:
+        if self.truncation not in ("head", "head+tail"):
+            raise ConfigError(f"tokenizer.truncation must be head or head+tail, got {self.truncation!r}")
         if self.level not in ("word", "char", "word-zh", "word-zh+char", "auto"):
             raise ConfigError(
                 f"tokenizer.level must be one of word, char, word-zh, word-zh+char, auto; got {self.level!r}"
@@ -321,7 +328,13 @@ class ModelSection:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup then linear or cosine decay, and gradient clipping."""
+    """AdamW with linear warmup then linear or cosine decay, and gradient clipping.
+
+    Attributes:
+        ema_decay: 0 (off), or the decay of an exponential moving average of the weights, e.g. 0.999 (an
+            average over about the last 1 / (1 - decay) steps): it is the model that is validated, selected,
+            saved and served, while training updates the raw weights (:mod:`attnkit.train.averaging`).
+    """
 
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -331,6 +344,7 @@ class OptimConfig:
     batch_size: int = 64
     eval_batch_size: int = 256
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -354,6 +368,10 @@ class OptimConfig:
         _check_range("optim.eval_batch_size", self.eval_batch_size, 1, MAX_BATCH_SIZE)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(
+                f"optim.ema_decay must be 0 (off) or in (0, 1), e.g. 0.999; got {self.ema_decay}"
+            )
 
 
 @dataclass

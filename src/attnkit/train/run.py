@@ -29,6 +29,7 @@ from attnkit.tasks import task_for
 from attnkit.tasks.base import BatchSampler, PreparedData, Task
 from attnkit.threads import ThreadGovernor
 from attnkit.train import checkpoint as ckpt
+from attnkit.train.averaging import WeightAverage
 from attnkit.train.calibration import CALIBRATION_FILE
 from attnkit.train.config import RunConfig
 from attnkit.train.distributed import DistContext, barrier, broadcast_flag, init_distributed
@@ -139,9 +140,18 @@ class _Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(total_steps, warmup, optim.schedule)
         )
+        # With optim.ema_decay the moving average of the weights is what is validated and kept.
+        self.average = WeightAverage(self.model, optim.ema_decay) if optim.ema_decay > 0 else None
+        self.eval_model: nn.Module = self.average.model if self.average else self.model
         self.progress = Progress()
         if resume:
-            saved = ckpt.load_training_state(run_dir, self.model, self.optimizer, self.scheduler)
+            saved = ckpt.load_training_state(
+                run_dir,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.average.model if self.average else None,
+            )
             self.progress = Progress.from_checkpoint(saved)
             log.info("resuming %s after epoch %d", run_dir, saved["epoch"] + 1)
         self.train_model: nn.Module = self.model
@@ -165,7 +175,7 @@ class _Trainer:
         batch_size, device = config.optim.eval_batch_size, self.ctx.device
         metric = task.objective.selection_metric
         val = (
-            evaluate_dataset(self.model, task, data.val, data.labels, batch_size, device)
+            evaluate_dataset(self.eval_model, task, data.val, data.labels, batch_size, device)
             if len(data.val) > 0
             else None
         )
@@ -184,7 +194,7 @@ class _Trainer:
         }
         if config.train.track_test and data.test is not None:  # reported only, never used for selection
             record["test_accuracy"] = evaluate_dataset(
-                self.model, task, data.test, data.labels, batch_size, device
+                self.eval_model, task, data.test, data.labels, batch_size, device
             )["accuracy"]
         improved = val is None or val[metric] > progress.best_score
         if improved:
@@ -192,7 +202,7 @@ class _Trainer:
             progress.best_epoch = epoch + 1
             progress.improved_this_epoch = True
             if self.ctx.is_main:  # published as RUN_DIR/model.safetensors with the epoch's checkpoint
-                ckpt.stage_best_weights(self.run_dir, self.model)
+                ckpt.stage_best_weights(self.run_dir, self.eval_model)
         progress.history.append(record)
         log.info(
             "epoch %.2f: loss %.4f, %s (%.0f ex/s)",
@@ -247,6 +257,8 @@ class _Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
+            if self.average is not None:
+                self.average.update(self.step)
             self.threads.maybe_update()  # "auto": follow the machine's load (a clock read between re-checks)
             self.step += 1
             epoch_loss += float(loss_sum.detach()) * weight
@@ -279,7 +291,12 @@ class _Trainer:
         progress.improved_this_epoch = False
         if ctx.is_main:
             ckpt.save_training_state(
-                self.run_dir, self.model, self.optimizer, self.scheduler, progress.to_checkpoint(epoch)
+                self.run_dir,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                progress.to_checkpoint(epoch),
+                self.average.model if self.average else None,
             )
         barrier(ctx)
 

@@ -32,6 +32,11 @@ construction because the segmenter only ever splits a Han run into pieces that c
 segmenter's dictionary is compiled into the ``rjieba`` wheel (pinned in ``pyproject.toml``): it writes no cache
 file and reads no state, so it segments identically across runs, processes and machines.
 
+Truncation: texts longer than ``max_length`` tokens keep their first ``max_length`` tokens (``head``), or
+(``head+tail``) their first quarter and their last three quarters: a long review's verdict is usually at its
+end (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification", found head + tail best on IMDb). The
+offsets of the kept tokens still point into the original text.
+
 Special tokens: ``[PAD]`` is id 0 and ``[UNK]`` id 1. They are ordinary vocabulary entries, not "added
 tokens", so text that happens to contain ``[PAD]`` is tokenized like any other text and id 0 only ever means
 padding.
@@ -95,6 +100,8 @@ _CHARS_PER_TOKEN_BOUND = 16
 ResolvedLevel = Literal["word", "char", "word-zh", "word-zh+char"]
 Level = Literal["word", "char", "word-zh", "word-zh+char", "auto"]
 LEVELS: tuple[str, ...] = get_args(Level)
+Truncation = Literal["head", "head+tail"]
+TRUNCATIONS: tuple[str, ...] = get_args(Truncation)
 #: Levels that segment Han runs into Chinese words.
 CHINESE_WORD_LEVELS: tuple[str, ...] = ("word-zh", "word-zh+char")
 
@@ -110,6 +117,8 @@ class TokenizerConfig:
         min_freq: tokens seen fewer times in the training texts map to ``[UNK]``.
         lowercase: lowercase before lookup (offsets still point into the original text).
         max_length: encodings are truncated to this many tokens.
+        truncation: which tokens a longer text keeps: ``head`` (the first ``max_length``) or ``head+tail``
+            (the first ``max_length // 4`` and the last ``max_length - max_length // 4``).
     """
 
     level: Level = "auto"
@@ -117,8 +126,11 @@ class TokenizerConfig:
     min_freq: int = 1
     lowercase: bool = True
     max_length: int = 500
+    truncation: Truncation = "head"
 
     def __post_init__(self) -> None:
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}; got {self.truncation!r}")
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {self.level!r}")
         if not isinstance(self.vocab_size, int) or self.vocab_size < 3:
@@ -257,6 +269,7 @@ class TextTokenizer:
         if self._vocab.get(PAD_TOKEN) != PAD_ID or self._vocab.get(UNK_TOKEN) != UNK_ID:
             raise ValueError(f"vocabulary must map {PAD_TOKEN} to {PAD_ID} and {UNK_TOKEN} to {UNK_ID}")
         self._pre = _pre_tokenizer(level)
+        self._hf_whole: Tokenizer | None = None
 
     # ------------------------------------------------------------------------------------------------
     # Building.
@@ -367,6 +380,8 @@ class TextTokenizer:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got one str; use encode() for a single text")
         max_length = self.config.max_length
+        if self.config.truncation == "head+tail":
+            return self._encode_head_and_tail(texts, with_offsets)
         if self.level in CHINESE_WORD_LEVELS:
             return [self._encode_chinese(text, i) for i, text in enumerate(texts)]
         results: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(texts)
@@ -398,6 +413,86 @@ class TextTokenizer:
                     results[i] = (ids, enc.offsets if with_offsets else [])
         return results
 
+    def _encode_head_and_tail(
+        self, texts: Sequence[str], with_offsets: bool
+    ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """``head+tail`` truncation: the first quarter and the last three quarters of a long text's tokens.
+
+        A long text is tokenized as two pieces, its first and its last ``max_length * 16`` characters, each cut
+        at whitespace (no token spans whitespace, so the head piece's first tokens are the text's first tokens
+        and the tail piece's last tokens its last ones); when a piece yields too few tokens (very long words)
+        the whole text is tokenized instead.
+        """
+        max_length = self.config.max_length
+        limit = max_length * _CHARS_PER_TOKEN_BOUND
+        keep_head = max_length // 4
+        keep_tail = max_length - keep_head
+        whole = self._untruncated()
+        results: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(texts)
+        pieces: list[str] = []
+        # (position, piece index of the head, the tail's start in the text or -1 for a whole text)
+        plans: list[tuple[int, int, int]] = []
+        whole_texts: dict[int, str] = {}  # the lowered text of each two-piece plan, for the rare fallback
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            cleaned = clean_text(text)
+            if self.level in CHINESE_WORD_LEVELS:
+                results[i] = self._ends(*self._chinese_tokens(cleaned, capped=False))
+                continue
+            lowered = _lower_in_place(cleaned) if self.config.lowercase else cleaned
+            if lowered is None:
+                results[i] = self._ends(*self._encode_split(cleaned, capped=False))
+                continue
+            head_end = _cut_point(lowered, limit)
+            tail_start = _tail_cut_point(lowered, len(lowered) - limit) if head_end < len(lowered) else -1
+            if tail_start <= head_end:  # short enough to tokenize whole
+                plans.append((i, len(pieces), -1))
+                pieces.append(lowered)
+            else:
+                plans.append((i, len(pieces), tail_start))
+                pieces += [lowered[:head_end], lowered[tail_start:]]
+                whole_texts[i] = lowered
+        encode = whole.encode_batch if with_offsets else whole.encode_batch_fast
+        encodings = encode(pieces, add_special_tokens=False) if pieces else []
+        for i, first, tail_start in plans:
+            head = encodings[first]
+            if tail_start < 0:
+                results[i] = self._ends(head.ids, head.offsets if with_offsets else [])
+                continue
+            tail = encodings[first + 1]
+            if len(head.ids) < keep_head or len(tail.ids) < keep_tail:  # very long words: the whole text
+                enc = whole.encode(whole_texts[i], add_special_tokens=False)
+                results[i] = self._ends(enc.ids, enc.offsets if with_offsets else [])
+                continue
+            ids = head.ids[:keep_head] + tail.ids[len(tail.ids) - keep_tail :]
+            offsets: list[tuple[int, int]] = []
+            if with_offsets:
+                offsets = head.offsets[:keep_head] + [
+                    (start + tail_start, end + tail_start)
+                    for start, end in tail.offsets[len(tail.ids) - keep_tail :]
+                ]
+            results[i] = (ids, offsets)
+        return results
+
+    def _ends(
+        self, ids: list[int], offsets: list[tuple[int, int]]
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """All of a text's tokens cut to its first ``max_length // 4`` and last ``max_length - max_length // 4``."""
+        max_length = self.config.max_length
+        if len(ids) <= max_length:
+            return ids, offsets
+        keep_head = max_length // 4
+        tail = len(ids) - (max_length - keep_head)
+        return ids[:keep_head] + ids[tail:], offsets[:keep_head] + offsets[tail:] if offsets else offsets
+
+    def _untruncated(self) -> Tokenizer:
+        """A copy of the Rust tokenizer that does not truncate (``head+tail`` cuts the tokens itself)."""
+        if self._hf_whole is None:
+            self._hf_whole = Tokenizer.from_str(self._hf.to_str())
+            self._hf_whole.no_truncation()
+        return self._hf_whole
+
     def _encode_whole(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         cleaned = clean_text(text)
         lowered = _lower_in_place(cleaned) if self.config.lowercase else cleaned
@@ -419,8 +514,9 @@ class TextTokenizer:
             ids, offsets = self._chinese_tokens(cleaned)
         return ids, offsets
 
-    def _chinese_tokens(self, cleaned: str) -> tuple[list[int], list[tuple[int, int]]]:
-        max_length = self.config.max_length
+    def _chinese_tokens(self, cleaned: str, *, capped: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
+        """The tokens of ``cleaned``: the first ``max_length``, or all of them with ``capped=False``."""
+        max_length = self.config.max_length if capped else len(cleaned) + 1
         fallback = self.level == "word-zh+char"
         lower = self.config.lowercase
         vocab = self._vocab
@@ -445,9 +541,11 @@ class TextTokenizer:
                 break
         return ids[:max_length], offsets[:max_length]
 
-    def _encode_split(self, cleaned: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Slow path: split the un-lowercased text, then lowercase and look up each piece on its own."""
-        pieces = self._pre.pre_tokenize_str(cleaned)[: self.config.max_length]
+    def _encode_split(self, cleaned: str, *, capped: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
+        """Slow path: split the un-lowercased text, then lowercase and look up each piece on its own (the first
+        ``max_length`` pieces, or all of them with ``capped=False``)."""
+        pieces = self._pre.pre_tokenize_str(cleaned)
+        pieces = pieces[: self.config.max_length] if capped else pieces
         lower = self.config.lowercase
         ids = [self._vocab.get(p.lower() if lower else p, UNK_ID) for p, _ in pieces]
         return ids, [offsets for _, offsets in pieces]
@@ -525,6 +623,13 @@ def _cut_point(text: str, limit: int) -> int:
         return len(text)
     cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
     return cut if cut > 0 else len(text)
+
+
+def _tail_cut_point(text: str, start: int) -> int:
+    """A whitespace position at or after ``start`` (``-1`` if none): the tokens of ``text[cut:]`` are the last
+    tokens of ``text``."""
+    found = [i for i in (text.find(" ", max(start, 0)), text.find("\n", max(start, 0))) if i >= 0]
+    return min(found) if found else -1
 
 
 def _fit_chinese_words(

@@ -291,11 +291,11 @@
     var scores = scoresOf(exp, method);
     var shade = intensities(exp, method);
     var labels = tokenLabels(exp);
-    var textLength = Array.from(exp.text || "").length;
     segments(exp).forEach(function (seg) {
       if (seg.token === null) {
-        var tail = exp.truncated && seg.end === textLength && seg.start > 0;
-        container.appendChild(el("span", { class: tail ? "ak-gap ak-unscored" : "ak-gap", text: seg.text }));
+        // Unread text of a truncated input: a gap with more than spaces (the tail, or head+tail's middle).
+        var unread = exp.truncated && /\S/.test(seg.text);
+        container.appendChild(el("span", { class: unread ? "ak-gap ak-unscored" : "ak-gap", text: seg.text }));
         return;
       }
       var i = seg.token;
@@ -759,7 +759,7 @@
     var meta = el("div", { class: "ak-meta" }, ["target ", el("b", { class: "ak-target", text: target })]);
     if (exp.truncated) {
       appendAll(meta, [" · ", el("span", {
-        class: "ak-truncated", text: "truncated: only the first tokens were scored; the rest of the text is grey",
+        class: "ak-truncated", text: "truncated: only the scored tokens were read; the rest of the text is grey",
       })]);
     }
     return el("header", { class: "ak-header" }, [

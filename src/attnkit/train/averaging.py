@@ -1,0 +1,61 @@
+"""An exponential moving average of a model's weights (``optim.ema_decay``), the model that is evaluated and kept.
+
+After every optimizer step each floating-point parameter and buffer of the average moves toward the trained
+model's: ``average <- average + (1 - d) * (weight - average)``, with ``d = min(ema_decay, (1 + t) / (10 + t))``
+at step ``t`` (the warm-up of TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``: early steps are not
+dominated by the random initialization). Integer buffers (BatchNorm's batch counter) are copied. The average has
+the trained model's class and state dict, so selection, checkpoints, export and inference use it unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def warmed_decay(decay: float, step: int) -> float:
+    """The decay used at optimizer step ``step`` (0-based): ``min(decay, (1 + step) / (10 + step))``."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+class WeightAverage:
+    """The moving average of ``model``'s weights; :attr:`model` is a copy of it that holds the average.
+
+    The copy is in eval mode and never trained (no gradients); call :meth:`update` after each optimizer step.
+    ``model`` must not be moved or have its tensors replaced afterwards (loading weights into it is fine).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self._pairs = self._floating_pairs(model)
+
+    def _floating_pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[tuple]]:
+        """(averaged tensors, trained tensors) for the floating-point entries; (average, trained) integer ones."""
+        mine = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        theirs = dict(model.named_parameters()) | dict(model.named_buffers())
+        if mine.keys() != theirs.keys():
+            raise ValueError("the averaged model and the trained model have different parameters")
+        averaged, trained, copied = [], [], []
+        for name, tensor in mine.items():
+            if tensor.is_floating_point():
+                averaged.append(tensor)
+                trained.append(theirs[name])
+            else:
+                copied.append((tensor, theirs[name]))
+        return averaged, trained, copied
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Move the average toward the trained model after optimizer step ``step`` (0-based)."""
+        averaged, trained, copied = self._pairs
+        weight = 1.0 - warmed_decay(self.decay, step)
+        torch._foreach_lerp_(averaged, [t.detach() for t in trained], weight)
+        for mine, theirs in copied:
+            mine.copy_(theirs)
