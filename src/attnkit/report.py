@@ -10,6 +10,7 @@ from typing import Any
 from attnkit.atomic import write_text
 from attnkit.explain import Explanation
 from attnkit.explain.render import tokens_html
+from attnkit.runs import MEMBERS_DIR
 
 
 def _image_tag(path: Path, alt: str) -> str:
@@ -17,6 +18,37 @@ def _image_tag(path: Path, alt: str) -> str:
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _training_summary(metrics: dict[str, Any]) -> str:
+    """One sentence on how the model was trained: epochs and selection, or an ensemble's members."""
+    seconds = float(metrics.get("train_seconds", 0.0))
+    members = metrics.get("members")
+    if members:
+        seeds = ", ".join(str(m.get("seed", "?")) for m in members)
+        best = ", ".join(str(m.get("best_epoch", "?")) for m in members)
+        return html.escape(
+            f"An ensemble of {len(members)} runs (seeds {seeds}), its logits their mean; each run selected its "
+            f"epoch by validation accuracy (best epochs {best}); {seconds:.1f} s of training in all."
+        )
+    return html.escape(
+        f"Trained {metrics.get('epochs_run', '?')} epochs in {seconds:.1f} s; best epoch "
+        f"{metrics.get('best_epoch', '?')} by validation accuracy."
+    )
+
+
+def _curves(run_dir: Path, metrics: dict[str, Any]) -> str:
+    """The run's training curves, or each ensemble member's."""
+    members = metrics.get("members")
+    if not members:
+        return _image_tag(run_dir / "curves.png", "training curves")
+    return "".join(
+        _image_tag(
+            run_dir / MEMBERS_DIR / str(m["member"]) / "curves.png", f"training curves, member {m['member']}"
+        )
+        for m in members
+        if "member" in m
+    )
 
 
 def _metrics_table(name: str, metrics: dict[str, Any]) -> str:
@@ -108,10 +140,9 @@ td:first-child {{ text-align: left; }}
 img {{ max-width: 100%; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Trained {metrics.get("epochs_run", "?")} epochs in {metrics.get("train_seconds", 0):.1f} s; best epoch
-{metrics.get("best_epoch", "?")} by validation accuracy. Test data was not used for model selection.</p>
+<p>{_training_summary(metrics)} Test data was not used for model selection.</p>
 <h2>Metrics</h2>{"".join(sections)}
-<h2>Training curves</h2>{_image_tag(run_dir / "curves.png", "training curves")}
+<h2>Training curves</h2>{_curves(run_dir, metrics)}
 <h2>Confusion matrix</h2>{_image_tag(run_dir / "confusion.png", "confusion matrix")}
 <h2>What the model attends to</h2>
 <p>{html.escape(examples_note)}</p>
