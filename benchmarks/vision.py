@@ -79,9 +79,7 @@ def single_image_latency_ms(predictor: Predictor, images: np.ndarray, repeats: i
     return statistics.median(times)
 
 
-def run_model(
-    model: str, overrides: list[str], config_dir: Path, keep: Path | None = None
-) -> dict[str, Any]:
+def run_model(model: str, overrides: list[str], config_dir: Path, keep: Path | None = None) -> dict[str, Any]:
     config_path = config_dir / f"fashion-mnist-{model}.yaml"
     if not config_path.exists():
         raise SystemExit(f"no shipped config {config_path}")

@@ -145,7 +145,10 @@ def _model_choices() -> str:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from attnkit.train.config import ModelSection, TrainConfig
 
-    p = sub.add_parser("train", help="train a text classifier (also under torchrun for several processes)")
+    p = sub.add_parser(
+        "train",
+        help="train a classifier of texts, images or audio (also under torchrun for several processes)",
+    )
     p.add_argument("--data", help="training data: file, folder, or built-in name (imdb, sst2, embedded, ...)")
     p.add_argument("--test", help="held-out test data (never used for model selection)")
     p.add_argument(
@@ -437,7 +440,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "(else downloaded once, checksum verified), attention over image regions",
     )
     p.add_argument("--out", help="run directory (default runs/demo, or runs/demo-vision)")
-    p.add_argument("--epochs", type=int, help="epochs (default 4 for text, 2 for vision)")
+    p.add_argument(
+        "--epochs", type=int, help="epochs (default 2 for nb-attn, 4 for bilstm-attn, 2 for vision)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--model",

@@ -211,6 +211,8 @@ def test_truncation_setting_is_checked_saved_and_absent_means_head(tmp_path: Pat
         "w1",
         *[f"w{i}" for i in range(24, 30)],
     ]
+    head = TextTokenizer.fit([text], TokenizerConfig(max_length=8)).save(tmp_path / "head")
+    assert "truncation" not in json.loads((head / "tokenizer_config.json").read_text())["config"]
     # A tokenizer saved before the setting existed truncates at the head, as it did.
     meta = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())
     del meta["config"]["truncation"]

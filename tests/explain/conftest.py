@@ -171,6 +171,17 @@ def make_emoji_truncated() -> dict[str, Any]:
     )
 
 
+def make_head_tail_truncated() -> dict[str, Any]:
+    # head+tail truncation: the tokens read are the first three and the last two; the <br /> between the second
+    # and the third was read as a space, the middle was not read.
+    text = "Great film<br />really. The middle part nobody reads here. Sad ending"
+    words = spans(text, r"[A-Za-z]+")
+    words = [w for w in words if text[w[0] : w[1]] != "br"]
+    kept = words[:3] + words[-2:]
+    scores = {"attention": [0.3, 0.1, 0.1, 0.1, 0.4], "ig": [0.2, -0.1, 0.05, 0.0, 0.3]}
+    return explanation(text, kept, scores, truncated=True)
+
+
 def make_zero() -> dict[str, Any]:
     text = "nothing matters here"
     offsets = spans(text)
@@ -185,6 +196,7 @@ FIXTURES = {
     "transformer": make_transformer,
     "xss": make_xss,
     "emoji_truncated": make_emoji_truncated,
+    "head_tail_truncated": make_head_tail_truncated,
     "zero": make_zero,
 }
 

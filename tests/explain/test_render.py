@@ -95,7 +95,7 @@ def test_truncated_tail_is_one_gap(named: dict[str, dict[str, Any]]) -> None:
 def test_the_unread_middle_of_a_head_and_tail_truncation_is_grey() -> None:
     from attnkit.explain.explanation import is_truncated
 
-    from .conftest import explanation, spans
+    from .conftest import explanation, make_head_tail_truncated, spans
 
     text = "great start so so middle part here sad ending"
     words = spans(text, r"\S+")
@@ -108,6 +108,11 @@ def test_the_unread_middle_of_a_head_and_tail_truncation_is_grey() -> None:
     gaps = [seg.text for seg in segments(exp) if seg.token is None]
     assert gaps == [" ", " so so middle part here ", " "]
     markup = render.tokens_html(exp, "attention")
+    # What the tokenizer read as spaces (a <br />) is not unread text.
+    fixture = make_head_tail_truncated()
+    unread = [s.text for s in segments(fixture) if s.token is None and render._unread(fixture, s)]
+    assert unread == [". The middle part nobody reads here. "]
+    assert "<br />" in fixture["text"] and '"ak-gap">&lt;br /&gt;</span>' in render.tokens_html(fixture, "ig")
     assert (
         markup.count("ak-unscored") == 1
         and '<span class="ak-gap ak-unscored"> so so middle part here </span>' in markup

@@ -105,6 +105,7 @@ ROW_TOKENS = """section => Array.from(section.querySelectorAll('.ak-method')).ma
     tokens: Array.from(row.querySelectorAll('.ak-tok')).map(t => [
         Number(t.dataset.i), t.textContent, getComputedStyle(t).backgroundColor, t.dataset.score]),
     kind: row.querySelector('.ak-kind').textContent,
+    unread: Array.from(row.querySelectorAll('.ak-unscored')).map(n => n.textContent),
     legend: Array.from(row.querySelectorAll('.ak-legend > span')).map(part => [
         part.className, part.textContent, getComputedStyle(part).backgroundImage]),
 }))"""

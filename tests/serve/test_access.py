@@ -177,6 +177,7 @@ def test_model_info_has_what_a_client_needs_and_no_paths(predictor: Predictor, b
     info = response.json()
     assert info["labels"] == predictor.labels and info["name"] == "bag-attn"
     assert info["max_length"] == predictor.tokenizer.config.max_length
+    assert info["truncation"] == predictor.tokenizer.config.truncation == "head"
     assert info["temperature"] == pytest.approx(predictor.temperature)
     assert info["methods"] == ["attention", "attention-value", "gradient", "grad-input", "ig", "loo"]
     assert info["metrics"]["test"]["accuracy"] == pytest.approx(predictor.metrics["test"]["accuracy"])

@@ -161,6 +161,7 @@ def test_model_describes_the_image_run(client: TestClient, predictor: Predictor)
     info = client.get("/model").json()
     prep = predictor.task.preparation  # type: ignore[attr-defined]
     assert info["modality"] == "image" and info["max_length"] is None and info["name"] == "cnn-attn"
+    assert info["truncation"] is None
     assert info["labels"] == predictor.labels == ["dark", "light", "stripes"]
     assert info["image"] == {
         "size": [28, 28],

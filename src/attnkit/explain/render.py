@@ -29,6 +29,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from attnkit.data.text.tokenizer import clean_text
 from attnkit.explain.scale import (
     KIND_LABELS,
     NEGATIVE_RGB,
@@ -358,9 +359,10 @@ def _terminal_text(exp: dict[str, Any], method: str, scale: _TerminalScale, plai
 
 
 def _unread(exp: dict[str, Any], seg: Segment) -> bool:
-    """True for text of a truncated input that the model did not read: a gap segment with more than spaces
-    (the tail, or with ``head+tail`` truncation the middle; every other character is in a token)."""
-    return bool(exp.get("truncated")) and seg.token is None and bool(seg.text.strip())
+    """True for text of a truncated input that the model did not read: a gap segment with more than what the
+    tokenizer reads as spaces (``<br />``, invisible characters), i.e. the tail, or with ``head+tail`` truncation
+    the middle; every other character is in a token."""
+    return bool(exp.get("truncated")) and seg.token is None and bool(clean_text(seg.text).strip())
 
 
 def _top_tokens(scale: MethodScale, scores: Sequence[float | None], k: int) -> list[int]:

@@ -468,6 +468,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None) -> FastAPI:
             "temperature": predictor.temperature,
             "modality": modality,
             "max_length": predictor.tokenizer.config.max_length if modality == "text" else None,
+            "truncation": predictor.tokenizer.config.truncation if modality == "text" else None,
             "image": image_description(predictor) if modality == "image" else None,
             "audio": audio_description(predictor) if modality == "audio" else None,
             "methods": methods_available,

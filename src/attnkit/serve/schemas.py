@@ -259,7 +259,12 @@ class ModelInfo(BaseModel):
     temperature: float = Field(description="probabilities are softmax(logits / temperature)")
     modality: str = Field(default="text", description="what the run classifies: text, image or audio")
     max_length: int | None = Field(
-        description="tokens the model reads; later tokens are not classified (text runs; null otherwise)"
+        description="tokens the model reads of a longer text (text runs; null otherwise): see truncation"
+    )
+    truncation: str | None = Field(
+        default=None,
+        description="which tokens a longer text keeps: head (its first max_length) or head+tail (its first "
+        "quarter and last three quarters); text runs, null otherwise",
     )
     image: dict[str, Any] | None = Field(
         default=None,

@@ -332,8 +332,9 @@ class OptimConfig:
 
     Attributes:
         ema_decay: 0 (off), or the decay of an exponential moving average of the weights, e.g. 0.999 (an
-            average over about the last 1 / (1 - decay) steps): it is the model that is validated, selected,
-            saved and served, while training updates the raw weights (:mod:`attnkit.train.averaging`).
+            average over about the last 1 / (1 - decay) steps, once a warm-up of about 9 / (1 - decay) steps has
+            passed; in shorter runs the warm-up sets it): it is the model that is validated, selected, saved and
+            served, while training updates the raw weights (:mod:`attnkit.train.averaging`).
     """
 
     lr: float = 3e-3

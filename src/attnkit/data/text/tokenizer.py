@@ -35,7 +35,9 @@ file and reads no state, so it segments identically across runs, processes and m
 Truncation: texts longer than ``max_length`` tokens keep their first ``max_length`` tokens (``head``), or
 (``head+tail``) their first quarter and their last three quarters: a long review's verdict is usually at its
 end (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification", found head + tail best on IMDb). The
-offsets of the kept tokens still point into the original text.
+offsets of the kept tokens still point into the original text. The head and the tail are joined as they are:
+models over n-grams (``bag-attn``, ``nb-attn``) see a few n-grams across the junction that the text does not
+have.
 
 Special tokens: ``[PAD]`` is id 0 and ``[UNK]`` id 1. They are ordinary vocabulary entries, not "added
 tokens", so text that happens to contain ``[PAD]`` is tokenized like any other text and id 0 only ever means
@@ -514,7 +516,9 @@ class TextTokenizer:
             ids, offsets = self._chinese_tokens(cleaned)
         return ids, offsets
 
-    def _chinese_tokens(self, cleaned: str, *, capped: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
+    def _chinese_tokens(
+        self, cleaned: str, *, capped: bool = True
+    ) -> tuple[list[int], list[tuple[int, int]]]:
         """The tokens of ``cleaned``: the first ``max_length``, or all of them with ``capped=False``."""
         max_length = self.config.max_length if capped else len(cleaned) + 1
         fallback = self.level == "word-zh+char"
@@ -567,12 +571,12 @@ class TextTokenizer:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / TOKENIZER_FILE, lambda tmp: self._hf.save(str(tmp)))
-        meta = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "level": self.level,
-            "config": asdict(self.config),
-        }
+        config = asdict(self.config)
+        if (
+            config["truncation"] == "head"
+        ):  # the default is left out: older attnkit versions still load the file
+            del config["truncation"]
+        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "level": self.level, "config": config}
         write_text(out / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         return out
 

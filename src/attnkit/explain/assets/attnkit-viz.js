@@ -55,6 +55,9 @@
   var DISTRIBUTION_METHODS = ["attention", "rollout"];
   var KIND_LABELS = { ratio: "× uniform", diverging: "signed", sequential: "unsigned" };
   // Head view: lines drawn for weights at least this large (all tokens / one focused token), and at most.
+  // What attnkit's tokenizer reads as spaces besides whitespace (attnkit.data.text.tokenizer.clean_text).
+  var LINE_BREAK_TAG = /<br\s*\/?\s*>/gi;
+  var INVISIBLE = /[\u0000-\u0008\u000e-\u001f\u007f-\u0084\u0086-\u009f\u200b\u2060\ufeff]/g;
   var MIN_WEIGHT = 0.01;
   var MIN_WEIGHT_FOCUSED = 0.001;
   var MAX_LINES = 4000;
@@ -293,8 +296,9 @@
     var labels = tokenLabels(exp);
     segments(exp).forEach(function (seg) {
       if (seg.token === null) {
-        // Unread text of a truncated input: a gap with more than spaces (the tail, or head+tail's middle).
-        var unread = exp.truncated && /\S/.test(seg.text);
+        // Unread text of a truncated input: a gap with more than what the tokenizer reads as spaces (<br />,
+        // invisible characters): the tail, or head+tail's middle.
+        var unread = exp.truncated && /\S/.test(seg.text.replace(LINE_BREAK_TAG, "").replace(INVISIBLE, ""));
         container.appendChild(el("span", { class: unread ? "ak-gap ak-unscored" : "ak-gap", text: seg.text }));
         return;
       }
