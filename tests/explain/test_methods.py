@@ -307,3 +307,15 @@ def test_models_are_not_changed_by_explaining(tiny_model: ModelFactory, make_bat
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_unit_names_in_reports_are_plural() -> None:
+    from attnkit.explain.methods import plural
+
+    assert [plural(u) for u in ("token", "patch", "cell", "frame", "box")] == [
+        "tokens",
+        "patches",
+        "cells",
+        "frames",
+        "boxes",
+    ]

@@ -46,6 +46,7 @@ from attnkit.explain.methods import (
     SIGNED,
     check_methods,
     compute_scores,
+    plural,
     random_scores,
     target_probabilities,
 )
@@ -244,8 +245,8 @@ def findings(report: FaithfulnessReport) -> list[str]:
         if c.other == "random" and c.verdict != "more faithful than":
             removing = REMOVAL_VERBS.get(report.modality, "removing")
             notes.append(
-                f"{c.method} is NOT faithful: {removing} its top {unit}s lowers the predicted-class probability no "
-                f"more than {removing} random {unit}s."
+                f"{c.method} is NOT faithful: {removing} its top {plural(unit)} lowers the predicted-class probability no "
+                f"more than {removing} random {plural(unit)}."
             )
     uniform = report.uniform_attention
     if uniform is not None and uniform.pooling_layers:
@@ -469,7 +470,7 @@ def format_report(report: FaithfulnessReport) -> str:
     """A plain-text table of the report with its findings."""
     lines = [
         f"faithfulness of {report.model} ({report.run_dir}) on {report.source or 'the given ' + _item_name(report)}: "
-        f"n={report.n}, seed={report.seed}; units: {report.unit}s",
+        f"n={report.n}, seed={report.seed}; units: {plural(report.unit)}",
         "",
         f"{'method':<15} {'comp AOPC':>10} {'suff AOPC':>10} {'ins AOPC':>9} {'flip@1':>7} {'tau LOO':>8} "
         f"{'tau grad':>9} {'seconds':>8}",
@@ -485,7 +486,7 @@ def format_report(report: FaithfulnessReport) -> str:
             f"{fmt(m.kendall_tau_gradient):>9} {m.seconds:>8.1f}"
         )
     lines.append(
-        f"(comp = deletion: the drop in p(predicted) with the top {report.unit}s removed, higher = more faithful; "
+        f"(comp = deletion: the drop in p(predicted) with the top {plural(report.unit)} removed, higher = more faithful; "
         f"suff: the drop with only them kept, lower = better; ins = insertion: p(predicted) with only them kept, "
         "higher = better)"
     )
@@ -523,11 +524,11 @@ def plot_report(report: FaithfulnessReport, path: str | Any) -> None:
     unit = report.unit
     panels = (
         ("comprehensiveness", "comprehensiveness_aopc", "deletion / comprehensiveness (higher = more faithful)",
-         f"top {unit}s removed", "drop in predicted-class probability"),
+         f"top {plural(unit)} removed", "drop in predicted-class probability"),
         ("sufficiency", "sufficiency_aopc", "sufficiency (lower = more faithful)",
-         f"top {unit}s kept", "drop in predicted-class probability"),
+         f"top {plural(unit)} kept", "drop in predicted-class probability"),
         ("insertion", "insertion_aopc", "insertion (higher = more faithful)",
-         f"top {unit}s kept (inserted into the emptied input)", "predicted-class probability"),
+         f"top {plural(unit)} kept (inserted into the emptied input)", "predicted-class probability"),
     )  # fmt: skip
     for ax, (curve, aopc, title, xlabel, ylabel) in zip(axes, panels, strict=True):
         for m in report.methods:

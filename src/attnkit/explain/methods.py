@@ -82,6 +82,11 @@ SIGNED: dict[str, bool] = {
 """Whether a method's scores can be negative (positive = supports the target class)."""
 
 
+def plural(unit: str) -> str:
+    """The plural of a unit name: token -> tokens, patch -> patches."""
+    return unit + ("es" if unit.endswith(("ch", "sh", "s", "x")) else "s")
+
+
 def has_self_attention(model: AttentionModel, *_inputs: Any) -> bool:
     """Whether ``model`` returns per-layer self-attention weights (``model.has_layer_attentions()``).
 
@@ -217,7 +222,7 @@ def unit_contributions(model: AttentionModel, inputs: Tensor, unit_mask: Tensor)
     if not model.has_unit_contributions():
         why = " (HAN pools sentence vectors through a recurrent layer)" if model.modality == "text" else ""
         raise ValueError(
-            f"attention-value needs a model that decomposes its logits over {model.unit_name}s; "
+            f"attention-value needs a model that decomposes its logits over {plural(model.unit_name)}; "
             f"{type(model).__name__} does not{why}"
         )
     return model.unit_contributions(inputs, unit_mask)
