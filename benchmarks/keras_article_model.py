@@ -7,7 +7,10 @@ h_t^T W q, softmax over the 500 steps, weighted sum) -> Dense(1, sigmoid)``, Ada
 reviews pre-padded to 500 ids as ``pad_sequences`` does. (The article's ``tf.keras.layers.Attention()`` inside a
 ``Sequential`` does not run: that layer needs a query and a value.)
 
-    /path/to/keras-env/bin/python benchmarks/keras_article_model.py --data ids.npz --out keras.json
+    /path/to/keras-env/bin/python benchmarks/keras_article_model.py --data ids.npz --out keras.json \
+        --save-weights keras.weights.h5
+    /path/to/keras-env/bin/python benchmarks/keras_article_model.py --data ids.npz --out round.json \
+        --predict-only keras.weights.h5      # inference again, for rounds alternating with attnkit's
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import time
+from typing import Any
 
 
 def main() -> None:
@@ -34,6 +38,8 @@ def main() -> None:
     parser.add_argument("--embed-dim", type=int, default=16)
     parser.add_argument("--units", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-weights", help="write the trained weights here (.weights.h5)")
+    parser.add_argument("--predict-only", metavar="WEIGHTS", help="load these weights, time inference only")
     args = parser.parse_args()
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -75,6 +81,21 @@ def main() -> None:
     model = keras.Model(inputs, outputs)
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
 
+    def time_inference() -> tuple[dict[int, float], Any]:
+        rates, probs = {}, None
+        for size in args.eval_batch_sizes:
+            start = time.perf_counter()
+            probs = model.predict(test_x, batch_size=size, verbose=0)[:, 0]
+            rates[size] = len(test_x) / (time.perf_counter() - start)
+        return rates, probs
+
+    if args.predict_only:
+        model.load_weights(args.predict_only)
+        rates, _ = time_inference()
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump({"inference_by_batch_size": rates, "load_average_end": list(os.getloadavg())}, f)
+        return
+
     class BatchClock(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
@@ -92,11 +113,9 @@ def main() -> None:
     if len(clock.times) > 40:
         span = clock.times[-1] - clock.times[20]
         steady = (len(clock.times) - 21) * args.batch_size / span
-    by_batch_size = {}
-    for size in args.eval_batch_sizes:
-        start = time.perf_counter()
-        probs = model.predict(test_x, batch_size=size, verbose=0)[:, 0]
-        by_batch_size[size] = len(test_x) / (time.perf_counter() - start)
+    by_batch_size, probs = time_inference()
+    if args.save_weights:
+        model.save_weights(args.save_weights)
     accuracy = float(np.mean((probs >= 0.5) == (test_y >= 0.5)))
     result = {
         "framework": f"keras {keras.__version__} (tensorflow {tf.__version__}, CPU)",
