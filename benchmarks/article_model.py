@@ -84,50 +84,34 @@ def write_keras_inputs(config: RunConfig, path: Path, limit: int | None) -> dict
     return {"train": len(train_ids), "test": len(prepared.test.ids)}
 
 
-def start_keras(python: str, data: Path, out: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    command = [
-        python,
-        str(ROOT / "benchmarks" / "keras_article_model.py"),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--threads",
-        str(args.threads),
-        "--epochs",
-        str(args.epochs),
-        "--batch-size",
-        str(args.batch_size),
-        "--eval-batch-sizes",
-        *map(str, EVAL_BATCH_SIZES),
-        "--save-weights",
-        str(out.with_suffix(".weights.h5")),
-    ]
-    return subprocess.Popen(command, env=_keras_env(args))
+def _keras_command(python: str, data: Path, out: Path, args: argparse.Namespace, *extra: str) -> list[str]:
+    """``keras_article_model.py`` in the Keras environment, on ``data``, writing ``out``, plus ``extra``."""
+    script = str(ROOT / "benchmarks" / "keras_article_model.py")
+    sizes = [str(size) for size in EVAL_BATCH_SIZES]
+    common = ["--data", str(data), "--out", str(out), "--threads", str(args.threads)]
+    return [python, script, *common, "--eval-batch-sizes", *sizes, *extra]
 
 
 def _keras_env(args: argparse.Namespace) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(args.threads), "CUDA_VISIBLE_DEVICES": ""}
 
 
+def keras_weights(out: Path) -> Path:
+    """Where the Keras training run that writes ``out`` saves its weights (for the inference rounds)."""
+    return out.with_suffix(".weights.h5")
+
+
+def start_keras(python: str, data: Path, out: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    training = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+    command = _keras_command(python, data, out, args, *training, "--save-weights", str(keras_weights(out)))
+    return subprocess.Popen(command, env=_keras_env(args))
+
+
 def keras_inference_round(
     python: str, data: Path, weights: Path, out: Path, args: argparse.Namespace
 ) -> dict:
     """Keras's inference once more, alone (its trained weights, a fresh process; start-up is not timed)."""
-    command = [
-        python,
-        str(ROOT / "benchmarks" / "keras_article_model.py"),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--threads",
-        str(args.threads),
-        "--eval-batch-sizes",
-        *map(str, EVAL_BATCH_SIZES),
-        "--predict-only",
-        str(weights),
-    ]
+    command = _keras_command(python, data, out, args, "--predict-only", str(weights))
     subprocess.run(command, env=_keras_env(args), check=True)
     rates: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))["inference_by_batch_size"]
     return rates
@@ -264,7 +248,7 @@ def main() -> None:
                         "keras": keras_inference_round(
                             args.keras_python,
                             Path(tmp) / "ids.npz",
-                            keras_out.with_suffix(".weights.h5"),
+                            keras_weights(keras_out),
                             Path(tmp) / f"keras-round-{r}.json",
                             args,
                         ),

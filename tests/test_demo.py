@@ -82,6 +82,7 @@ def test_demo_configs_and_the_report_comparison(tmp_path: Path) -> None:
     page = write_report(tmp_path, {**metrics, "members": members}, [], "t").read_text("utf-8")
     assert "An ensemble of 2 runs (seeds 5, 6)" in page and "(best epochs 2, 1)" in page
     assert page.count('alt="training curves, member') == 2
+    assert "<h3>Member 0 (seed 5)</h3>" in page and "<h3>Member 1 (seed 6)</h3>" in page
 
 
 def test_the_contribution_note_names_the_colours_the_page_uses() -> None:

@@ -43,11 +43,11 @@ def _curves(run_dir: Path, metrics: dict[str, Any]) -> str:
     if not members:
         return _image_tag(run_dir / "curves.png", "training curves")
     return "".join(
-        _image_tag(
+        f"<h3>Member {m['member']} (seed {html.escape(str(m.get('seed', '?')))})</h3>"
+        + _image_tag(
             run_dir / MEMBERS_DIR / str(m["member"]) / "curves.png", f"training curves, member {m['member']}"
         )
         for m in members
-        if "member" in m
     )
 
 

@@ -6,8 +6,9 @@ at step ``t`` (the warm-up of TensorFlow's ``ExponentialMovingAverage`` with ``n
 dominated by the random initialization). The warm-up reaches ``ema_decay`` only after about
 ``9 / (1 - ema_decay)`` steps (4,490 for 0.998), so in shorter runs it sets the average: after the 1,408 steps
 of ``imdb-bilstm-attn`` the decay is 0.9936 whether ``ema_decay`` is 0.998 or 0.999, and half the average's
-weight is on its last 105 steps (90% on the last 319). Integer buffers (BatchNorm's batch counter) are copied. The average has
-the trained model's class and state dict, so selection, checkpoints, export and inference use it unchanged.
+weight is on its last 105 steps (90% on the last 319). Integer buffers (BatchNorm's batch counter) are copied.
+The average has the trained model's class and state dict, so selection, checkpoints, export and inference use it
+unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class WeightAverage:
         for name, tensor in mine.items():
             if tensor.is_floating_point():
                 averaged.append(tensor)
-                trained.append(theirs[name])
+                trained.append(theirs[name].detach())  # shares the weights' storage: loading updates it too
             else:
                 copied.append((tensor, theirs[name]))
         return averaged, trained, copied
@@ -59,6 +60,6 @@ class WeightAverage:
         """Move the average toward the trained model after optimizer step ``step`` (0-based)."""
         averaged, trained, copied = self._pairs
         weight = 1.0 - warmed_decay(self.decay, step)
-        torch._foreach_lerp_(averaged, [t.detach() for t in trained], weight)
+        torch._foreach_lerp_(averaged, trained, weight)
         for mine, theirs in copied:
             mine.copy_(theirs)

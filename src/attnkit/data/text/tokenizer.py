@@ -425,10 +425,8 @@ class TextTokenizer:
         and the tail piece's last tokens its last ones); when a piece yields too few tokens (very long words)
         the whole text is tokenized instead.
         """
-        max_length = self.config.max_length
-        limit = max_length * _CHARS_PER_TOKEN_BOUND
-        keep_head = max_length // 4
-        keep_tail = max_length - keep_head
+        limit = self.config.max_length * _CHARS_PER_TOKEN_BOUND
+        keep_head, keep_tail = self._head_and_tail_sizes()
         whole = self._untruncated()
         results: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(texts)
         pieces: list[str] = []
@@ -480,13 +478,17 @@ class TextTokenizer:
     def _ends(
         self, ids: list[int], offsets: list[tuple[int, int]]
     ) -> tuple[list[int], list[tuple[int, int]]]:
-        """All of a text's tokens cut to its first ``max_length // 4`` and last ``max_length - max_length // 4``."""
-        max_length = self.config.max_length
-        if len(ids) <= max_length:
+        """All of a text's tokens cut to their head and tail (:meth:`_head_and_tail_sizes`)."""
+        if len(ids) <= self.config.max_length:
             return ids, offsets
-        keep_head = max_length // 4
-        tail = len(ids) - (max_length - keep_head)
+        keep_head, keep_tail = self._head_and_tail_sizes()
+        tail = len(ids) - keep_tail
         return ids[:keep_head] + ids[tail:], offsets[:keep_head] + offsets[tail:] if offsets else offsets
+
+    def _head_and_tail_sizes(self) -> tuple[int, int]:
+        """Tokens ``head+tail`` keeps of a longer text: the first ``max_length // 4`` and the last rest."""
+        keep_head = self.config.max_length // 4
+        return keep_head, self.config.max_length - keep_head
 
     def _untruncated(self) -> Tokenizer:
         """A copy of the Rust tokenizer that does not truncate (``head+tail`` cuts the tokens itself)."""
@@ -572,9 +574,8 @@ class TextTokenizer:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / TOKENIZER_FILE, lambda tmp: self._hf.save(str(tmp)))
         config = asdict(self.config)
-        if (
-            config["truncation"] == "head"
-        ):  # the default is left out: older attnkit versions still load the file
+        # The default truncation is left out, so that older attnkit versions still load the file.
+        if config["truncation"] == "head":
             del config["truncation"]
         meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "level": self.level, "config": config}
         write_text(out / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
