@@ -60,3 +60,27 @@ def test_two_processes_match_one(
     losses_ddp = [h["train_loss"] for h in m_ddp["history"]]
     # Rank 0 reports the loss over its half of each batch: close to, not equal to, the full-batch mean.
     assert all(abs(x - y) < 0.1 for x, y in zip(losses_single, losses_ddp, strict=True))
+
+
+def test_two_processes_follow_rank_zeros_plan_for_a_time_budget(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With ``train.fit_schedule_to_budget`` each rank measures its own speed; rank 0's plan is broadcast, so
+    both stop after the same epoch (a rank that stopped alone would leave the other in an all-reduce)."""
+    train, test = tiny_data
+    args = _train_args(train, test, tmp_path / "ddp")
+    args[args.index("--epochs") + 1] = "300"  # a cap no machine reaches in the budget: the plan decides
+    args += ["--set", "train.max_train_seconds=2", "--set", "train.fit_schedule_to_budget=true"]
+    args += ["--set", "optim.schedule=cosine", "--set", "train.patience=300"]
+    ddp = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}", "-m", "attnkit.cli", *args,
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr
+    metrics = ckpt.read_json(tmp_path / "ddp" / "metrics.json")
+    ends = [h for h in metrics["history"] if float(h["epoch_progress"]).is_integer()]
+    assert metrics["epochs_run"] == ends[-1]["planned_epochs"] == len(ends) < 300
+    assert ends[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the decay was fitted to the epochs run

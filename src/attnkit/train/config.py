@@ -390,6 +390,12 @@ class TrainConfig:
         compile: train through ``torch.compile`` (dynamic shapes): a GPU speed-up for the larger models after a
             compile of tens of seconds; selection, checkpoints and inference use the uncompiled model.
         max_train_seconds: stop at the first epoch end past this much training time.
+        fit_schedule_to_budget: with ``max_train_seconds``, make the run as many whole epochs as fit in the
+            budget (at most ``epochs``) and stretch the learning-rate schedule (warmup and decay) over them, so
+            it ends at the budget with its decay complete, on a fast machine or a slow one. The epochs are
+            planned from the measured speed after the first 5% of the first epoch's steps, then re-planned at
+            every epoch end (a machine that slows down gets fewer; the plan never drops below the epochs
+            already begun). Without it a budget cuts the schedule wherever the time runs out.
         eval_every_steps: also evaluate on validation every N optimizer steps (besides each epoch end).
         track_test: also record test accuracy at each evaluation, for time-to-accuracy reports only; it is
             never used to select a model or to stop.
@@ -408,6 +414,7 @@ class TrainConfig:
     compile: bool = False
     progress: bool = True
     max_train_seconds: float | None = None
+    fit_schedule_to_budget: bool = False
     eval_every_steps: int | None = None
     track_test: bool = False
     calibrate: bool = True
@@ -431,6 +438,10 @@ class TrainConfig:
         ):
             raise ConfigError(
                 f"train.max_train_seconds must be null (no budget) or a finite number > 0, got {self.max_train_seconds}"
+            )
+        if self.fit_schedule_to_budget and self.max_train_seconds is None:
+            raise ConfigError(
+                "train.fit_schedule_to_budget needs a budget to fit: set train.max_train_seconds (e.g. 600)"
             )
 
 

@@ -61,3 +61,12 @@ def broadcast_flag(ctx: DistContext, value: bool) -> bool:
     flag = torch.tensor([1 if value else 0], dtype=torch.int64)
     dist.broadcast(flag, src=0)
     return bool(flag.item())
+
+
+def broadcast_int(ctx: DistContext, value: int) -> int:
+    """Rank 0's integer, shared with every rank."""
+    if not ctx.distributed:
+        return value
+    shared = torch.tensor([value], dtype=torch.int64)
+    dist.broadcast(shared, src=0)
+    return int(shared.item())

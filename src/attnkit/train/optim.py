@@ -11,20 +11,56 @@ from torch import nn
 from attnkit.train.config import RunConfig
 
 
+def _factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
 def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Any:
     """Multiplier on the base learning rate: linear warmup, then linear/cosine decay to 0 (or constant)."""
 
     def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        if schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress
+        return _factor(step, total_steps, warmup_steps, schedule)
 
     return factor
+
+
+class LearningRateSchedule:
+    """:func:`lr_lambda`'s multiplier over a length that can change during the run (:meth:`stretch`).
+
+    The warmup is ``warmup_fraction`` of the current length. It is a callable object, so ``LambdaLR`` saves its
+    fields with the scheduler's state and a resumed run continues on the same length.
+    """
+
+    def __init__(self, total_steps: int, warmup_fraction: float, schedule: str) -> None:
+        self.warmup_fraction = warmup_fraction
+        self.schedule = schedule
+        self.total_steps = 0
+        self.warmup_steps = 0
+        self.stretch(total_steps)
+
+    def stretch(self, total_steps: int) -> None:
+        """Make the schedule (warmup and decay) ``total_steps`` long; later steps follow the new length."""
+        self.total_steps = total_steps
+        self.warmup_steps = int(self.warmup_fraction * total_steps)
+
+    def __call__(self, step: int) -> float:
+        return _factor(step, self.total_steps, self.warmup_steps, self.schedule)
+
+
+def epochs_within_budget(remaining_seconds: float, epoch_seconds: float, *, done: int, cap: int) -> int:
+    """``done`` epochs plus as many more whole ones of ``epoch_seconds`` as fit in ``remaining_seconds``.
+
+    Kept in ``[max(done, 1), cap]``: a plan never ends before the epochs already trained, nor before one epoch.
+    """
+    more = math.floor(max(remaining_seconds, 0.0) / max(epoch_seconds, 1e-12) + 1e-9)
+    return max(done, 1, min(cap, done + more))
 
 
 def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:

@@ -32,8 +32,8 @@ from attnkit.train import checkpoint as ckpt
 from attnkit.train.averaging import WeightAverage
 from attnkit.train.calibration import CALIBRATION_FILE
 from attnkit.train.config import RunConfig
-from attnkit.train.distributed import DistContext, barrier, broadcast_flag, init_distributed
-from attnkit.train.optim import lr_lambda, make_optimizer
+from attnkit.train.distributed import DistContext, barrier, broadcast_flag, broadcast_int, init_distributed
+from attnkit.train.optim import LearningRateSchedule, epochs_within_budget, make_optimizer
 from attnkit.train.selection import final_metrics
 
 log = logging.getLogger("attnkit.train.loop")
@@ -136,10 +136,9 @@ class _Trainer:
         self.steps_per_epoch = len(self.sampler)
         total_steps = self.steps_per_epoch * config.train.epochs
         self.optimizer = make_optimizer(self.model, config)
-        warmup = int(optim.warmup_fraction * total_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(total_steps, warmup, optim.schedule)
-        )
+        # With train.fit_schedule_to_budget the schedule's length is re-planned during the run (plan_epochs).
+        self.schedule = LearningRateSchedule(total_steps, optim.warmup_fraction, optim.schedule)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         # With optim.ema_decay the moving average of the weights is what is validated and kept.
         self.average = WeightAverage(self.model, optim.ema_decay) if optim.ema_decay > 0 else None
         self.eval_model: nn.Module = self.average.model if self.average else self.model
@@ -164,6 +163,31 @@ class _Trainer:
         self.autocast_dtype = torch.bfloat16 if config.train.precision == "bf16" else None
         self.train_targets = labels_of(data.train)
         self.step = self.steps_per_epoch * self.progress.next_epoch
+
+    # -- the budget ------------------------------------------------------------------------------------
+
+    @property
+    def planned_epochs(self) -> int:
+        """The epochs this run will train: ``train.epochs``, or as many as fit the budget (see plan_epochs)."""
+        return -(-self.schedule.total_steps // self.steps_per_epoch)
+
+    def plan_epochs(self, epoch_seconds: float, done: int) -> None:
+        """Fit the epochs (and the schedule) to what is left of ``train.max_train_seconds`` after ``done`` epochs,
+        at ``epoch_seconds`` an epoch; rank 0 decides."""
+        train = self.config.train
+        assert train.max_train_seconds is not None  # the config requires it with fit_schedule_to_budget
+        remaining = train.max_train_seconds - self.progress.train_seconds
+        planned = broadcast_int(
+            self.ctx, epochs_within_budget(remaining, epoch_seconds, done=done, cap=train.epochs)
+        )
+        if planned != self.planned_epochs:
+            log.info(
+                "planned %d epoch(s) for the %.0f s budget (%.1f s an epoch)",
+                planned,
+                train.max_train_seconds,
+                epoch_seconds,
+            )
+        self.schedule.stretch(planned * self.steps_per_epoch)
 
     # -- one evaluation point ---------------------------------------------------------------------------
 
@@ -192,6 +216,8 @@ class _Trainer:
             "train_examples_per_second": examples_per_second,
             "lr": self.scheduler.get_last_lr()[0],
         }
+        if config.train.fit_schedule_to_budget:
+            record["planned_epochs"] = self.planned_epochs
         if config.train.track_test and data.test is not None:  # reported only, never used for selection
             record["test_accuracy"] = evaluate_dataset(
                 self.eval_model, task, data.test, data.labels, batch_size, device
@@ -228,13 +254,18 @@ class _Trainer:
         self.model.train()
         bar = tqdm(
             total=self.steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.train.epochs}",
+            desc=f"epoch {epoch + 1}/{self.planned_epochs}",
             disable=not (ctx.is_main and config.train.progress and sys.stderr.isatty()),
             unit="batch",
             dynamic_ncols=True,
             leave=False,
         )
-        for global_batch in self.sampler:
+        probe_step = max(1, self.steps_per_epoch // 20)  # when a fresh budgeted run first plans its epochs
+        budgeted = config.train.fit_schedule_to_budget
+        for batch_index, global_batch in enumerate(self.sampler):
+            if budgeted and epoch == 0 and batch_index == probe_step:
+                spent = time.perf_counter() - epoch_start - eval_seconds
+                self.plan_epochs(spent / batch_index * self.steps_per_epoch, done=0)
             local = _local_slice(list(global_batch), ctx)
             weight = 1.0
             if not local:  # fewer examples than ranks in the last batch: join the all-reduce with zero loss
@@ -286,6 +317,8 @@ class _Trainer:
             progress.train_seconds,
             progress.train_cpu_seconds,
         )
+        if budgeted:  # the schedule's next steps use the plan, so re-plan before the checkpoint saves it
+            self.plan_epochs(epoch_time, done=epoch + 1)  # the last epoch's speed: the machine's load changes
         # Patience counts epochs: an epoch with any improving evaluation resets it.
         progress.stale = 0 if progress.improved_this_epoch else progress.stale + 1
         progress.improved_this_epoch = False
@@ -308,6 +341,9 @@ class _Trainer:
         for epoch in range(progress.next_epoch, config.train.epochs):
             if progress.stale >= config.train.patience:
                 return True
+            if epoch >= self.planned_epochs:
+                log.info("the %d epoch(s) planned for the time budget are done", self.planned_epochs)
+                return False
             budget = config.train.max_train_seconds
             if budget is not None and progress.train_seconds >= budget:
                 log.info("training time budget of %.0f s reached", budget)

@@ -275,9 +275,16 @@ def _fit_ensemble(config: RunConfig, run_dir: Path, *, resume: bool) -> FitResul
 
 
 def refit_config(config: RunConfig, epochs: int) -> RunConfig:
-    """``config`` changed to train on all of train (no validation) for ``epochs`` epochs, without refitting again."""
+    """``config`` changed to train on all of train (no validation) for ``epochs`` epochs, without refitting again
+    (and without re-planning them for a time budget: they are the validated run's choice)."""
     return config.with_overrides(
-        ["train.refit=false", "data.val_fraction=0", "data.val=null", f"train.epochs={epochs}"]
+        [
+            "train.refit=false",
+            "data.val_fraction=0",
+            "data.val=null",
+            f"train.epochs={epochs}",
+            "train.fit_schedule_to_budget=false",
+        ]
     )
 
 
