@@ -18,7 +18,7 @@ import pytest
 import attnkit.train.run as run
 from attnkit.train.config import ConfigError, RunConfig
 from attnkit.train.loop import fit, refit_config
-from attnkit.train.optim import LearningRateSchedule, epochs_within_budget
+from attnkit.train.optim import LearningRateSchedule, epochs_within_budget, replan_epochs
 
 from .test_fit import interrupt_after_saves, tiny_config
 
@@ -68,6 +68,21 @@ def test_epochs_within_budget_by_hand() -> None:
     assert epochs_within_budget(600, 900, done=0, cap=30) == 1  # at least one epoch
 
 
+def test_replanning_has_hysteresis_by_hand() -> None:
+    """An epoch time wobbling around a boundary (13 epochs of 46 s are 598 s of a 600 s budget) does not flip
+    the plan: it grows only with 12 s (2%) to spare and shrinks only when it would overrun."""
+    plan = replan_epochs(30, 600, 47.0, done=0, cap=30, margin_seconds=12)  # the probe: 12 fit
+    assert plan == 12
+    plan = replan_epochs(plan, 600 - 46, 46.0, done=1, cap=30, margin_seconds=12)  # 13 would end at 598 s
+    assert plan == 12
+    plan = replan_epochs(plan, 600 - 2 * 45, 45.0, done=2, cap=30, margin_seconds=12)  # 13 end at 585 s
+    assert plan == 13
+    plan = replan_epochs(plan, 600 - 3 * 46, 46.0, done=3, cap=30, margin_seconds=12)  # 13 end at 598 s: kept
+    assert plan == 13
+    plan = replan_epochs(plan, 600 - 4 * 47, 47.0, done=4, cap=30, margin_seconds=12)  # 13 would end at 611 s
+    assert plan == 12
+
+
 def test_a_stretched_schedule_follows_its_new_length_by_hand() -> None:
     schedule = LearningRateSchedule(100, 0.1, "cosine")
     assert (schedule.total_steps, schedule.warmup_steps) == (100, 10)
@@ -90,7 +105,8 @@ def test_the_run_fits_its_epochs_and_a_complete_decay_to_the_budget(
     metrics, history = result.metrics, result.metrics["history"]
     assert metrics["epochs_run"] == 3
     assert metrics["train_seconds"] == pytest.approx(3 * steps) and metrics["train_seconds"] <= budget
-    probe = max(1, steps // 20)
+    probe = max(2, steps // 20)  # planned before step probe + 1 (from the speed of steps 1 .. probe - 1)
+    assert probe < steps  # the first epoch has its probe
     lr = 0.01
     before = LearningRateSchedule(CAP * steps, 0.2, "cosine")
     after = LearningRateSchedule(3 * steps, 0.2, "cosine")

@@ -79,3 +79,25 @@ def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, lr=config.optim.lr, fused=True)
     except (RuntimeError, TypeError):  # devices or torch versions without a fused AdamW
         return torch.optim.AdamW(groups, lr=config.optim.lr)
+
+
+def replan_epochs(
+    current: int,
+    remaining_seconds: float,
+    epoch_seconds: float,
+    *,
+    done: int,
+    cap: int,
+    margin_seconds: float,
+) -> int:
+    """The plan after ``done`` epochs: what fits (:func:`epochs_within_budget`) when ``current`` would overrun
+    the budget, otherwise ``current`` extended only by epochs that fit with ``margin_seconds`` to spare.
+
+    The margin is hysteresis: epoch times that wobble around a boundary do not flip the plan (and with it the
+    learning-rate schedule) back and forth between two lengths.
+    """
+    fits = epochs_within_budget(remaining_seconds, epoch_seconds, done=done, cap=cap)
+    if fits < current:
+        return fits
+    spare = epochs_within_budget(remaining_seconds - margin_seconds, epoch_seconds, done=done, cap=cap)
+    return max(current, spare)

@@ -33,7 +33,7 @@ from attnkit.train.averaging import WeightAverage
 from attnkit.train.calibration import CALIBRATION_FILE
 from attnkit.train.config import RunConfig
 from attnkit.train.distributed import DistContext, barrier, broadcast_flag, broadcast_int, init_distributed
-from attnkit.train.optim import LearningRateSchedule, epochs_within_budget, make_optimizer
+from attnkit.train.optim import LearningRateSchedule, make_optimizer, replan_epochs
 from attnkit.train.selection import final_metrics
 
 log = logging.getLogger("attnkit.train.loop")
@@ -107,6 +107,12 @@ def _resume_state(config: RunConfig, run_dir: Path, ctx: DistContext) -> tuple[R
     return config, resumable
 
 
+#: A budgeted run extends its plan only by epochs that fit with this share of the budget to spare.
+BUDGET_MARGIN = 0.02
+#: The epochs whose mean time predicts the next ones' in a budgeted run.
+RECENT_EPOCHS = 3
+
+
 class _Trainer:
     """The state of one run between its set-up and its end: model, optimizer, schedule, data, progress."""
 
@@ -166,6 +172,17 @@ class _Trainer:
 
     # -- the budget ------------------------------------------------------------------------------------
 
+    def recent_epoch_seconds(self) -> float:
+        """The mean training time of the last (up to) three epochs: follows a change in the machine's load
+        within a few epochs, with less noise than one epoch's time."""
+        ends = [0.0] + [
+            float(h["train_seconds"])
+            for h in self.progress.history
+            if float(h["epoch_progress"]).is_integer()
+        ]
+        recent = ends[-RECENT_EPOCHS - 1 :]
+        return (recent[-1] - recent[0]) / (len(recent) - 1)
+
     @property
     def planned_epochs(self) -> int:
         """The epochs this run will train: ``train.epochs``, or as many as fit the budget (see plan_epochs)."""
@@ -173,13 +190,20 @@ class _Trainer:
 
     def plan_epochs(self, epoch_seconds: float, done: int) -> None:
         """Fit the epochs (and the schedule) to what is left of ``train.max_train_seconds`` after ``done`` epochs,
-        at ``epoch_seconds`` an epoch; rank 0 decides."""
+        at ``epoch_seconds`` an epoch (:func:`replan_epochs`, with 2% of the budget as its margin); rank 0
+        decides."""
         train = self.config.train
         assert train.max_train_seconds is not None  # the config requires it with fit_schedule_to_budget
         remaining = train.max_train_seconds - self.progress.train_seconds
-        planned = broadcast_int(
-            self.ctx, epochs_within_budget(remaining, epoch_seconds, done=done, cap=train.epochs)
+        planned = replan_epochs(
+            self.planned_epochs,
+            remaining,
+            epoch_seconds,
+            done=done,
+            cap=train.epochs,
+            margin_seconds=BUDGET_MARGIN * train.max_train_seconds,
         )
+        planned = broadcast_int(self.ctx, planned)
         if planned != self.planned_epochs:
             log.info(
                 "planned %d epoch(s) for the %.0f s budget (%.1f s an epoch)",
@@ -260,12 +284,19 @@ class _Trainer:
             dynamic_ncols=True,
             leave=False,
         )
-        probe_step = max(1, self.steps_per_epoch // 20)  # when a fresh budgeted run first plans its epochs
-        budgeted = config.train.fit_schedule_to_budget
+        # A fresh budgeted run first plans its epochs from the speed of steps 1 .. probe_step - 1 (step 0 also
+        # pays for warm-up: allocations, thread pools).
+        probe_step = max(2, self.steps_per_epoch // 20)
+        probe_start = 0.0
+        budgeted = config.train.fit_schedule_to_budget and epoch == 0
         for batch_index, global_batch in enumerate(self.sampler):
-            if budgeted and epoch == 0 and batch_index == probe_step:
-                spent = time.perf_counter() - epoch_start - eval_seconds
-                self.plan_epochs(spent / batch_index * self.steps_per_epoch, done=0)
+            if budgeted and batch_index in (1, probe_step):
+                now = time.perf_counter() - eval_seconds
+                if batch_index == 1:
+                    probe_start = now
+                else:
+                    seconds_per_step = (now - probe_start) / (probe_step - 1)
+                    self.plan_epochs(seconds_per_step * self.steps_per_epoch, done=0)
             local = _local_slice(list(global_batch), ctx)
             weight = 1.0
             if not local:  # fewer examples than ranks in the last batch: join the all-reduce with zero loss
@@ -317,8 +348,8 @@ class _Trainer:
             progress.train_seconds,
             progress.train_cpu_seconds,
         )
-        if budgeted:  # the schedule's next steps use the plan, so re-plan before the checkpoint saves it
-            self.plan_epochs(epoch_time, done=epoch + 1)  # the last epoch's speed: the machine's load changes
+        if config.train.fit_schedule_to_budget:  # re-planned before the checkpoint saves the schedule
+            self.plan_epochs(self.recent_epoch_seconds(), done=epoch + 1)
         # Patience counts epochs: an epoch with any improving evaluation resets it.
         progress.stale = 0 if progress.improved_this_epoch else progress.stale + 1
         progress.improved_this_epoch = False
