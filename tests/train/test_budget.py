@@ -137,6 +137,29 @@ def test_a_machine_that_slows_down_gets_fewer_epochs_within_the_budget(
     assert ends[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_a_slowdown_in_the_last_epochs_still_finishes_the_decay(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_writes: None
+) -> None:
+    """Planned 3 epochs; from epoch 2 on each step takes 1.4 s. After epoch 2 (2.4 epochs of time) the third no
+    longer fits the 3.5 left, but budget is left: the run keeps it, ends 0.3 epochs past the budget and its
+    learning rate reaches 0, rather than stopping after 2 epochs in mid-decay."""
+    train, test = tiny_data
+    holder: dict[str, int] = {}
+    _fake_clock(monkeypatch, lambda step: 1.0 if step < holder.get("steps", math.inf) else 1.4)
+    steps = _steps_per_epoch(fit(tiny_config(train, test, epochs=1), tmp_path / "probe").metrics["history"])
+    holder["steps"] = 2 * steps  # the probe run, then the first epoch at 1 s a step
+    result = fit(_config(train, test, 3.5 * steps), tmp_path / "run")
+    ends = [h for h in result.metrics["history"] if float(h["epoch_progress"]).is_integer()]
+    assert [h["planned_epochs"] for h in ends] == [3, 3, 3]
+    assert result.metrics["epochs_run"] == 3
+    assert result.metrics["train_seconds"] == pytest.approx(3.8 * steps)
+    assert ends[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert (
+        replan_epochs(3, 1.1, 1.2, done=2, cap=10, margin_seconds=0.07) == 3
+    )  # by hand, per step of 1 epoch
+    assert replan_epochs(3, -0.1, 1.2, done=2, cap=10, margin_seconds=0.07) == 2  # no budget left: stop
+
+
 def test_an_interrupted_budgeted_run_resumes_on_the_same_plan(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_writes: None
 ) -> None:

@@ -394,8 +394,9 @@ class TrainConfig:
             budget (at most ``epochs``) and stretch the learning-rate schedule (warmup and decay) over them, so
             it ends at the budget with its decay complete, on a fast machine or a slow one. The epochs are
             planned from the measured speed after the first 5% of the first epoch's steps, then re-planned at
-            every epoch end (a machine that slows down gets fewer; the plan never drops below the epochs
-            already begun). Without it a budget cuts the schedule wherever the time runs out.
+            every epoch end (a machine that slows down gets fewer; one that slows down in the last epochs may
+            end past the budget by less than an epoch, with its decay complete). Without it a budget cuts the
+            schedule wherever the time runs out.
         eval_every_steps: also evaluate on validation every N optimizer steps (besides each epoch end).
         track_test: also record test accuracy at each evaluation, for time-to-accuracy reports only; it is
             never used to select a model or to stop.

@@ -94,10 +94,13 @@ def replan_epochs(
     the budget, otherwise ``current`` extended only by epochs that fit with ``margin_seconds`` to spare.
 
     The margin is hysteresis: epoch times that wobble around a boundary do not flip the plan (and with it the
-    learning-rate schedule) back and forth between two lengths.
+    learning-rate schedule) back and forth between two lengths. A plan with epochs still to go keeps the next
+    one while any budget is left, so a machine that slows down near the end finishes its decay in that epoch
+    (past the budget by less than an epoch, as ``train.max_train_seconds`` allows) instead of stopping mid-decay.
     """
     fits = epochs_within_budget(remaining_seconds, epoch_seconds, done=done, cap=cap)
     if fits < current:
-        return fits
+        keep_next = remaining_seconds > 0 and current > done
+        return max(fits, done + 1) if keep_next else fits
     spare = epochs_within_budget(remaining_seconds - margin_seconds, epoch_seconds, done=done, cap=cap)
     return max(current, spare)
