@@ -41,6 +41,19 @@ def _fake_clock(monkeypatch: pytest.MonkeyPatch, seconds_per_step: Any) -> None:
     monkeypatch.setattr(run.torch.optim.AdamW, "step", timed_step)
 
 
+def _clocked_epoch_steps(
+    monkeypatch: pytest.MonkeyPatch, tiny_data: tuple[Path, Path], tmp_path: Path, later: float = 1.0
+) -> int:
+    """Install the fake clock (1 s a step for the first epoch of the next run, ``later`` s after it) and return
+    the steps of one epoch, counted by a one-epoch run that the clock times at 1 s a step."""
+    holder: dict[str, float] = {}
+    _fake_clock(monkeypatch, lambda step: 1.0 if step < holder.get("steps", math.inf) else later)
+    train, test = tiny_data
+    steps = _steps_per_epoch(fit(tiny_config(train, test, epochs=1), tmp_path / "probe").metrics["history"])
+    holder["steps"] = 2 * steps  # this run's steps, then the next run's first epoch
+    return steps
+
+
 def _config(train: Path, test: Path, budget: float) -> RunConfig:
     return tiny_config(train, test, epochs=CAP).with_overrides(
         [
@@ -98,8 +111,7 @@ def test_the_run_fits_its_epochs_and_a_complete_decay_to_the_budget(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_writes: None
 ) -> None:
     train, test = tiny_data
-    _fake_clock(monkeypatch, lambda step: 1.0)
-    steps = _steps_per_epoch(fit(tiny_config(train, test, epochs=1), tmp_path / "probe").metrics["history"])
+    steps = _clocked_epoch_steps(monkeypatch, tiny_data, tmp_path)
     budget = 3.5 * steps  # three epochs of one second a step, and half of a fourth
     result = fit(_config(train, test, budget), tmp_path / "run")
     metrics, history = result.metrics, result.metrics["history"]
@@ -122,10 +134,7 @@ def test_a_machine_that_slows_down_gets_fewer_epochs_within_the_budget(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_writes: None
 ) -> None:
     train, test = tiny_data
-    holder: dict[str, int] = {}
-    _fake_clock(monkeypatch, lambda step: 1.0 if step < holder.get("steps", math.inf) else 2.0)
-    steps = _steps_per_epoch(fit(tiny_config(train, test, epochs=1), tmp_path / "probe").metrics["history"])
-    holder["steps"] = 2 * steps  # the probe run's steps, then one epoch at 1 s a step: slower from epoch 2 on
+    steps = _clocked_epoch_steps(monkeypatch, tiny_data, tmp_path, later=2.0)  # slower from epoch 2 on
     budget = 5.5 * steps
     result = fit(_config(train, test, budget), tmp_path / "run")
     ends = [h for h in result.metrics["history"] if float(h["epoch_progress"]).is_integer()]
@@ -144,19 +153,15 @@ def test_a_slowdown_in_the_last_epochs_still_finishes_the_decay(
     longer fits the 3.5 left, but budget is left: the run keeps it, ends 0.3 epochs past the budget and its
     learning rate reaches 0, rather than stopping after 2 epochs in mid-decay."""
     train, test = tiny_data
-    holder: dict[str, int] = {}
-    _fake_clock(monkeypatch, lambda step: 1.0 if step < holder.get("steps", math.inf) else 1.4)
-    steps = _steps_per_epoch(fit(tiny_config(train, test, epochs=1), tmp_path / "probe").metrics["history"])
-    holder["steps"] = 2 * steps  # the probe run, then the first epoch at 1 s a step
+    steps = _clocked_epoch_steps(monkeypatch, tiny_data, tmp_path, later=1.4)
     result = fit(_config(train, test, 3.5 * steps), tmp_path / "run")
     ends = [h for h in result.metrics["history"] if float(h["epoch_progress"]).is_integer()]
     assert [h["planned_epochs"] for h in ends] == [3, 3, 3]
     assert result.metrics["epochs_run"] == 3
     assert result.metrics["train_seconds"] == pytest.approx(3.8 * steps)
     assert ends[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
-    assert (
-        replan_epochs(3, 1.1, 1.2, done=2, cap=10, margin_seconds=0.07) == 3
-    )  # by hand, per step of 1 epoch
+    # The same decision by hand, in epochs of one second a step: 1.1 left, 1.2 an epoch.
+    assert replan_epochs(3, 1.1, 1.2, done=2, cap=10, margin_seconds=0.07) == 3
     assert replan_epochs(3, -0.1, 1.2, done=2, cap=10, margin_seconds=0.07) == 2  # no budget left: stop
 
 
@@ -164,8 +169,7 @@ def test_an_interrupted_budgeted_run_resumes_on_the_same_plan(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_writes: None
 ) -> None:
     train, test = tiny_data
-    _fake_clock(monkeypatch, lambda step: 1.0)
-    steps = _steps_per_epoch(fit(tiny_config(train, test, epochs=1), tmp_path / "probe").metrics["history"])
+    steps = _clocked_epoch_steps(monkeypatch, tiny_data, tmp_path)
     config = _config(train, test, 3.5 * steps)
     full = fit(config, tmp_path / "full").metrics
     interrupt_after_saves(monkeypatch, 1)

@@ -56,11 +56,7 @@ def barrier(ctx: DistContext) -> None:
 
 def broadcast_flag(ctx: DistContext, value: bool) -> bool:
     """Rank 0's decision, shared with every rank."""
-    if not ctx.distributed:
-        return value
-    flag = torch.tensor([1 if value else 0], dtype=torch.int64)
-    dist.broadcast(flag, src=0)
-    return bool(flag.item())
+    return bool(broadcast_int(ctx, int(value)))
 
 
 def broadcast_int(ctx: DistContext, value: int) -> int:
