@@ -16,7 +16,7 @@ from attnkit.data.vision import ImageSet
 from attnkit.runs import RunError, RunNotFoundError
 from attnkit.tasks import task_for
 from attnkit.tasks.image import PREPARATION_FILE, ImageClassificationTask, carve_validation
-from attnkit.train.config import RunConfig
+from attnkit.train.config import ConfigError, RunConfig
 
 
 def _images(n_per_class: int = 20, size: int = 8, seed: int = 0) -> ImageSet:
@@ -94,6 +94,24 @@ def test_augmentation_is_a_function_of_the_generator_and_off_at_evaluation(tmp_p
     other = task.collate(data, index, train=True, generator=torch.Generator().manual_seed(6)).inputs
     torch.testing.assert_close(first, second)
     assert not torch.equal(first, other) and not torch.equal(first, plain)
+
+
+def test_random_erasing_fills_boxes_with_the_training_mean_in_training_only(tmp_path: Path) -> None:
+    task = task_for(_config(str(_folder(tmp_path / "imgs")), random_erasing=1.0))
+    train, _, _ = task.read_splits()
+    task.fit_preparation(train)
+    data = task.encode(train, task.label_names(train))
+    index = list(range(8))
+    torch.testing.assert_close(task.collate(data, index).inputs, data.pixels[:8])
+    erased = task.collate(data, index, train=True, generator=torch.Generator().manual_seed(5)).inputs
+    # Against the augmentation function on the same draws: the fill is 0.0, the normalized training mean.
+    from attnkit.data.vision import random_erase
+
+    expected = random_erase(data.pixels[:8], 1.0, torch.Generator().manual_seed(5), fill=0.0)
+    torch.testing.assert_close(erased, expected, rtol=0, atol=0)
+    assert bool(((erased == 0) & (data.pixels[:8] != 0)).flatten(1).any(dim=1).all())  # every image got a box
+    with pytest.raises(ConfigError, match=r"image.random_erasing must be <= 1, got 1.5"):
+        _config("unused-folder", random_erasing=1.5)
 
 
 def test_preparation_round_trip_and_damage(tmp_path: Path) -> None:

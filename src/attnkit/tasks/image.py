@@ -21,7 +21,9 @@ from attnkit.data import BucketBatchSampler
 from attnkit.data.errors import DataError
 from attnkit.data.vision import (
     IMAGE_SUFFIXES,
+    AugmentConfig,
     ImageSet,
+    augment_batch,
     channel_stats,
     decode_image,
     load_image_folder,
@@ -29,8 +31,6 @@ from attnkit.data.vision import (
     normalize,
     pad_value,
     parse_vision_name,
-    random_crop,
-    random_hflip,
 )
 from attnkit.tasks.base import Batch, BatchSampler, Task
 
@@ -264,11 +264,13 @@ class ImageClassificationTask(Task):
         pixels = dataset.pixels[torch.as_tensor(list(indices), dtype=torch.long)]  # (B, C, H, W)
         image = self.config.image
         if train and generator is not None:
-            if image.random_crop_padding:
-                fill = pad_value(self.preparation.mean, self.preparation.std)  # black, as the raw images pad
-                pixels = random_crop(pixels, image.random_crop_padding, generator, fill=fill)
-            if image.horizontal_flip:
-                pixels = random_hflip(pixels, 0.5, generator)
+            augment = AugmentConfig(
+                crop_padding=image.random_crop_padding,
+                hflip_p=0.5 if image.horizontal_flip else 0.0,
+                erase_p=image.random_erasing,
+            )
+            fill = pad_value(self.preparation.mean, self.preparation.std)  # black, as the raw images pad
+            pixels = augment_batch(pixels, augment, generator, fill=fill)  # erased boxes: the mean colour
         targets = None if dataset.labels is None else torch.as_tensor([dataset.labels[i] for i in indices])
         return Batch(pixels, None, targets)
 

@@ -168,12 +168,16 @@ class ImageSection:
         random_crop_padding: training-time augmentation: pad each image by this many pixels (with the mean) and
             crop it back at a random offset; 0 = off.
         horizontal_flip: training-time augmentation: mirror each image left-right with probability 0.5.
+        random_erasing: training-time augmentation: the probability that an image gets one random rectangle
+            (2-33% of its area, aspect 0.3-3.3) filled with the training mean (random erasing); 0 = off.
+            Applied after the crop and the flip.
     """
 
     size: list[int] | None = None
     mode: Literal["auto", "L", "RGB"] = "auto"
     random_crop_padding: int = 0
     horizontal_flip: bool = False
+    random_erasing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.size is not None:
@@ -188,6 +192,7 @@ class ImageSection:
         if self.mode not in ("auto", "L", "RGB"):
             raise ConfigError(f"image.mode must be auto, L or RGB; got {self.mode!r}")
         _check_range("image.random_crop_padding", self.random_crop_padding, 0, 256)
+        _check_range("image.random_erasing", self.random_erasing, 0.0, 1.0)
 
 
 @dataclass

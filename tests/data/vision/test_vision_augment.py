@@ -18,6 +18,7 @@ from attnkit.data.vision import (
     normalize,
     pad_value,
     random_crop,
+    random_erase,
     random_hflip,
 )
 
@@ -187,3 +188,104 @@ def test_augment_is_deterministic_for_a_generator_state() -> None:
             ValueError, match=r"crop_padding must be an integer|hflip_p must be a probability"
         ):
             AugmentConfig(**bad)  # type: ignore[arg-type]
+
+
+def naive_erase(
+    x: torch.Tensor,
+    p: float,
+    generator: torch.Generator,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    fill: list[float],
+) -> torch.Tensor:
+    """One image at a time, with plain Python arithmetic on the documented draws."""
+    import math
+
+    b, c, h, w = x.shape
+    draws = [torch.rand(b, generator=generator, dtype=torch.float64).tolist() for _ in range(5)]
+    out = x.clone()
+    for i in range(b):
+        chance, s, log_r, top_u, left_u = (d[i] for d in draws)
+        if chance >= p:
+            continue
+        area = (scale[0] + (scale[1] - scale[0]) * s) * h * w
+        r = math.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * log_r)
+        eh = min(max(round(math.sqrt(area * r)), 1), h)
+        ew = min(max(round(math.sqrt(area / r)), 1), w)
+        top = min(int(top_u * (h - eh + 1)), h - eh)
+        left = min(int(left_u * (w - ew + 1)), w - ew)
+        for ch in range(c):
+            out[i, ch, top : top + eh, left : left + ew] = fill[ch]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("p", "scale", "ratio"),
+    [(0.5, (0.02, 0.33), (0.3, 3.3)), (1.0, (0.5, 1.0), (0.1, 10.0)), (0.8, (0.1, 0.1), (1, 1))],
+)
+def test_random_erase_equals_a_per_image_loop(
+    p: float, scale: tuple[float, float], ratio: tuple[float, float]
+) -> None:
+    x = batch(b=60, h=28, w=20)
+    fill = [-1.0, 0.5, 3.0]
+    got = random_erase(x, p, torch.Generator().manual_seed(4), scale=scale, ratio=ratio, fill=fill)
+    expected = naive_erase(x, p, torch.Generator().manual_seed(4), scale, ratio, fill)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_random_erase_boxes_have_the_drawn_area_and_stay_inside() -> None:
+    # Constant images: the erased pixels are exactly the zeros; each box is one full rectangle.
+    x = torch.ones(3000, 1, 28, 28)
+    out = random_erase(x, 0.5, torch.Generator().manual_seed(0))
+    erased = out[:, 0] == 0  # (B, H, W)
+    count = erased.flatten(1).sum(dim=1)  # (B,)
+    hit = count > 0
+    assert 0.46 < hit.float().mean() < 0.54  # p = 0.5
+    fractions = count[hit].double() / (28 * 28)
+    # Area fraction ~ U(0.02, 0.33) before rounding and clamping: mean 0.175, all within rounding of the range.
+    assert 0.15 < float(fractions.mean()) < 0.19
+    assert float(fractions.min()) >= 0.01 and float(fractions.max()) <= 0.45
+    for i in torch.nonzero(hit).flatten()[:200].tolist():
+        rows = torch.nonzero(erased[i].any(dim=1)).flatten()
+        cols = torch.nonzero(erased[i].any(dim=0)).flatten()
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert int(box) == int(count[i])  # a filled rectangle, nothing outside it
+    # Boxes reach every edge of the image somewhere.
+    assert (
+        erased[:, 0, :].any() and erased[:, -1, :].any() and erased[:, :, 0].any() and erased[:, :, -1].any()
+    )
+
+
+def test_random_erase_draws_and_errors() -> None:
+    x = batch(b=8)
+    g_zero, g_one = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    assert torch.equal(random_erase(x, 0.0, g_zero), x)
+    random_erase(x, 1.0, g_one)
+    assert torch.equal(g_zero.get_state(), g_one.get_state())  # the same draws whatever p is
+    # The whole area at aspect 5/7 is the whole (5 x 7) image; at aspect 1 a 6 x 6 box is clamped to 5 x 6.
+    everything = random_erase(x, 1.0, torch.Generator(), scale=(1.0, 1.0), ratio=(5 / 7, 5 / 7), fill=2.0)
+    assert torch.equal(everything, torch.full_like(x, 2.0))
+    square = random_erase(x, 1.0, torch.Generator(), scale=(1.0, 1.0), ratio=(1.0, 1.0), fill=2.0)
+    assert torch.equal((square == 2.0).flatten(1).sum(dim=1), torch.full((8,), 3 * 5 * 6))
+    for kwargs, message in [
+        ({"p": 1.5}, r"erase probability must be in \[0, 1\]"),
+        ({"p": 0.5, "scale": (0.0, 0.3)}, r"erase scale must be"),
+        ({"p": 0.5, "scale": (0.4, 0.3)}, r"erase scale must be"),
+        ({"p": 0.5, "ratio": (2.0, 1.0)}, r"erase ratio must be"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            random_erase(x, generator=torch.Generator(), **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"random_erase takes a float batch"):
+        random_erase(x[0], 0.5, torch.Generator())
+
+
+def test_augment_batch_erases_after_crop_and_flip() -> None:
+    x = batch(b=16)
+    config = AugmentConfig(crop_padding=1, hflip_p=0.5, erase_p=0.7)
+    assert config.active and AugmentConfig(erase_p=0.1).active
+    got = augment_batch(x, config, torch.Generator().manual_seed(6), fill=-2.0, erase_fill=9.0)
+    g = torch.Generator().manual_seed(6)
+    expected = random_erase(random_hflip(random_crop(x, 1, g, fill=-2.0), 0.5, g), 0.7, g, fill=9.0)
+    assert torch.equal(got, expected) and bool((got == 9.0).any())
+    with pytest.raises(ValueError, match=r"erase_p must be a probability"):
+        AugmentConfig(erase_p=-0.1)

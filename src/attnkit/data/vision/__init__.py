@@ -5,7 +5,7 @@
   registered in :data:`VISION_DATASETS`.
 - :func:`load_image_folder`: ``<root>/<class>/<image>``; :func:`is_image_folder` tells one from a text folder.
 - :func:`decode_image`: one image's bytes -> pixels, the conversion shared by folders and uploads.
-- :func:`channel_stats`, :func:`normalize`, :func:`random_crop`, :func:`random_hflip`: float batches.
+- :func:`channel_stats`, :func:`normalize`, :func:`random_crop`, :func:`random_hflip`, :func:`random_erase`: float batches.
 """
 
 from attnkit.data.vision.augment import (
@@ -15,6 +15,7 @@ from attnkit.data.vision.augment import (
     normalize,
     pad_value,
     random_crop,
+    random_erase,
     random_hflip,
 )
 from attnkit.data.vision.builtin import (
@@ -61,6 +62,7 @@ __all__ = [
     "parse_idx",
     "parse_vision_name",
     "random_crop",
+    "random_erase",
     "random_hflip",
     "read_idx",
 ]

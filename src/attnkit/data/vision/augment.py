@@ -195,6 +195,68 @@ def random_hflip(x: Tensor, p: float, generator: torch.Generator) -> Tensor:
     return torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)  # (B, C, H, W)
 
 
+def random_erase(
+    x: Tensor,
+    p: float,
+    generator: torch.Generator,
+    *,
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    fill: float | Sequence[float] = 0.0,
+) -> Tensor:
+    """Random erasing (Zhong et al., 2017): with probability ``p``, fill one random rectangle of each image.
+
+    Image ``b``'s rectangle covers a fraction ``s ~ U(scale)`` of its area with aspect ratio (height / width)
+    ``r``, ``log r ~ U(log ratio)``: ``h = round(sqrt(s H W r))``, ``w = round(sqrt(s H W / r))``, each
+    clamped to ``[1, H]`` / ``[1, W]``, at a uniform top-left corner that keeps it inside the image. Unlike
+    torchvision's ``RandomErasing``, which retries a rectangle that does not fit, an oversized one is clamped,
+    so every image costs the same fixed draws.
+
+    The draws, in order, each for the whole batch: ``torch.rand(B)`` (erase when below ``p``), ``s``, ``log r``,
+    then the top and left corners as fractions of the free room. They are made even when ``p`` is 0, so the
+    generator advances the same way whatever ``p`` is.
+
+    Args:
+        x: float ``(B, C, H, W)``.
+        p: probability in ``[0, 1]`` that an image gets a rectangle.
+        generator: the only source of randomness.
+        scale: ``(low, high)`` fractions of the image area, ``0 < low <= high <= 1``.
+        ratio: ``(low, high)`` aspect ratios, ``0 < low <= high``.
+        fill: the value of erased pixels, one number or one per channel, in ``x``'s units (``0.0`` on a
+            normalized batch is the training mean colour, as torchvision's default on normalized tensors).
+
+    Returns:
+        A new tensor ``(B, C, H, W)``.
+    """
+    _check_batch(x, "random_erase")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"erase probability must be in [0, 1], got {p}")
+    if not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(f"erase scale must be (low, high) with 0 < low <= high <= 1, got {scale}")
+    if not 0.0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"erase ratio must be (low, high) with 0 < low <= high, got {ratio}")
+    b, c, h, w = x.shape
+
+    def uniform(low: float, high: float) -> Tensor:  # (B,) float64 on x's device
+        draws = torch.rand(b, generator=generator, device=generator.device, dtype=torch.float64)
+        return (low + (high - low) * draws).to(x.device)
+
+    erase = uniform(0.0, 1.0) < p  # (B,)
+    area = uniform(*scale) * (h * w)  # (B,)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))  # (B,)
+    heights = torch.sqrt(area * aspect).round().clamp(1, h).long()  # (B,)
+    widths = torch.sqrt(area / aspect).round().clamp(1, w).long()  # (B,)
+    tops = (uniform(0.0, 1.0) * (h - heights + 1)).long().clamp(max=h - heights)  # (B,)
+    lefts = (uniform(0.0, 1.0) * (w - widths + 1)).long().clamp(max=w - widths)  # (B,)
+    rows = torch.arange(h, device=x.device)  # (H,)
+    cols = torch.arange(w, device=x.device)  # (W,)
+    in_rows = (rows >= tops[:, None]) & (rows < (tops + heights)[:, None])  # (B, H)
+    in_cols = (cols >= lefts[:, None]) & (cols < (lefts + widths)[:, None])  # (B, W)
+    box = in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None]  # (B, H, W)
+    values = torch.as_tensor(_per_channel(fill, c, "fill"), dtype=x.dtype, device=x.device)  # (C,)
+    return torch.where(box[:, None], values.view(1, c, 1, 1), x)  # (B, C, H, W)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentation of image batches (applied to training batches only).
@@ -203,10 +265,12 @@ class AugmentConfig:
         crop_padding: pixels of padding for :func:`random_crop` (``0``: no crop). 4 is usual for 28-32 px.
         hflip_p: probability of :func:`random_hflip` (``0``: never; 0.5 is usual when mirror images keep
             their class, as clothes and animals do, digits and text do not).
+        erase_p: probability of :func:`random_erase` (``0``: never), with its default scale and ratio.
     """
 
     crop_padding: int = 0
     hflip_p: float = 0.0
+    erase_p: float = 0.0
 
     def __post_init__(self) -> None:
         if (
@@ -217,20 +281,30 @@ class AugmentConfig:
             raise ValueError(f"crop_padding must be an integer >= 0, got {self.crop_padding!r}")
         if not 0.0 <= self.hflip_p <= 1.0:
             raise ValueError(f"hflip_p must be a probability in [0, 1], got {self.hflip_p}")
+        if not 0.0 <= self.erase_p <= 1.0:
+            raise ValueError(f"erase_p must be a probability in [0, 1], got {self.erase_p}")
 
     @property
     def active(self) -> bool:
         """Whether :func:`augment_batch` changes anything."""
-        return self.crop_padding > 0 or self.hflip_p > 0
+        return self.crop_padding > 0 or self.hflip_p > 0 or self.erase_p > 0
 
 
 def augment_batch(
-    x: Tensor, config: AugmentConfig, generator: torch.Generator, *, fill: float | Sequence[float] = 0.0
+    x: Tensor,
+    config: AugmentConfig,
+    generator: torch.Generator,
+    *,
+    fill: float | Sequence[float] = 0.0,
+    erase_fill: float | Sequence[float] = 0.0,
 ) -> Tensor:
-    """:func:`random_crop` (when ``config.crop_padding > 0``) then :func:`random_hflip` (when
-    ``config.hflip_p > 0``) on a float batch ``(B, C, H, W)``; returns ``x`` itself when neither is on."""
+    """:func:`random_crop` (when ``config.crop_padding > 0``, padding with ``fill``), then
+    :func:`random_hflip` (when ``config.hflip_p > 0``), then :func:`random_erase` (when ``config.erase_p > 0``,
+    filling with ``erase_fill``) on a float batch ``(B, C, H, W)``; returns ``x`` itself when none is on."""
     if config.crop_padding:
         x = random_crop(x, config.crop_padding, generator, fill=fill)
     if config.hflip_p:
         x = random_hflip(x, config.hflip_p, generator)
+    if config.erase_p:
+        x = random_erase(x, config.erase_p, generator, fill=erase_fill)
     return x
