@@ -165,8 +165,8 @@ class ImageSection:
         size: ``[height, width]`` every image is resized to; null keeps the data's own size (a built-in's, or
             the one size every image of a folder has).
         mode: ``L`` (grayscale, 1 channel) or ``RGB`` (3 channels); ``auto``: the built-in's, RGB for folders.
-        random_crop_padding: training-time augmentation: pad each image by this many pixels (with the mean) and
-            crop it back at a random offset; 0 = off.
+        random_crop_padding: training-time augmentation: pad each image by this many pixels (with black, raw
+            pixel 0) and crop it back at a random offset; 0 = off.
         horizontal_flip: training-time augmentation: mirror each image left-right with probability 0.5.
         random_erasing: training-time augmentation: the probability that an image gets one random rectangle
             (2-33% of its area, aspect 0.3-3.3) filled with the training mean (random erasing); 0 = off.
