@@ -51,6 +51,31 @@ def test_weight_average_follows_the_reference_recurrence() -> None:
     assert not any(p.requires_grad for p in average.model.parameters())
 
 
+class _WithConstants(nn.Module):
+    """A Linear beside a non-persistent float buffer (built from the config, like an STFT kernel) and a persistent
+    float buffer that training changes (like BatchNorm's running mean)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("kernel", torch.arange(6.0).view(2, 3), persistent=False)
+        self.register_buffer("running", torch.zeros(2))
+
+
+def test_non_persistent_buffers_are_not_averaged_and_persistent_ones_are() -> None:
+    model = nn.Sequential(_WithConstants())
+    average = WeightAverage(model, decay=0.5)
+    assert (
+        average._pairs[0] and len(average._pairs[0]) == 3
+    )  # linear weight, linear bias, running: not kernel
+    with torch.no_grad():
+        model[0].kernel.add_(100.0)  # a change the average must not follow: the tensor is not trained state
+        model[0].running.fill_(4.0)
+    average.update(0)  # d = min(0.5, 1 / 10) = 0.1: the average moves 90% of the way
+    torch.testing.assert_close(average.model[0].kernel, torch.arange(6.0).view(2, 3))
+    torch.testing.assert_close(average.model[0].running, torch.full((2,), 3.6))
+
+
 def test_a_run_with_ema_keeps_serves_and_checkpoints_the_average(
     tiny_data: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -7,6 +7,8 @@ dominated by the random initialization). The warm-up reaches ``ema_decay`` only 
 ``9 / (1 - ema_decay)`` steps (4,490 for 0.998), so in shorter runs it sets the average: after the 1,408 steps
 of ``imdb-bilstm-attn`` the decay is 0.9936 whether ``ema_decay`` is 0.998 or 0.999, and half the average's
 weight is on its last 105 steps (90% on the last 319). Integer buffers (BatchNorm's batch counter) are copied.
+Non-persistent buffers (an audio front end's STFT kernels and mel basis) are left alone: they are not part of
+the state dict, so they are built from the config and never trained, and the copy already holds them.
 The average has the trained model's class and state dict, so selection, checkpoints, export and inference use it
 unchanged.
 """
@@ -22,6 +24,15 @@ from torch import nn
 def warmed_decay(decay: float, step: int) -> float:
     """The decay used at optimizer step ``step`` (0-based): ``min(decay, (1 + step) / (10 + step))``."""
     return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def non_persistent_buffers(model: nn.Module) -> set[str]:
+    """Qualified names of ``model``'s buffers registered with ``persistent=False`` (absent from its state dict)."""
+    return {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, module in model.named_modules()
+        for name in module._non_persistent_buffers_set
+    }
 
 
 class WeightAverage:
@@ -46,8 +57,11 @@ class WeightAverage:
         theirs = dict(model.named_parameters()) | dict(model.named_buffers())
         if mine.keys() != theirs.keys():
             raise ValueError("the averaged model and the trained model have different parameters")
+        constant = non_persistent_buffers(model)
         averaged, trained, copied = [], [], []
         for name, tensor in mine.items():
+            if name in constant:
+                continue
             if tensor.is_floating_point():
                 averaged.append(tensor)
                 trained.append(theirs[name].detach())  # shares the weights' storage: loading updates it too
