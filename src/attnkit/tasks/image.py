@@ -269,8 +269,9 @@ class ImageClassificationTask(Task):
                 hflip_p=0.5 if image.horizontal_flip else 0.0,
                 erase_p=image.random_erasing,
             )
-            fill = pad_value(self.preparation.mean, self.preparation.std)  # black, as the raw images pad
-            pixels = augment_batch(pixels, augment, generator, fill=fill)  # erased boxes: the mean colour
+            # Crops pad with black, as the raw images would; erased boxes take the mean colour (0.0).
+            fill = pad_value(self.preparation.mean, self.preparation.std) if augment.crop_padding else 0.0
+            pixels = augment_batch(pixels, augment, generator, fill=fill)
         targets = None if dataset.labels is None else torch.as_tensor([dataset.labels[i] for i in indices])
         return Batch(pixels, None, targets)
 

@@ -26,15 +26,6 @@ def warmed_decay(decay: float, step: int) -> float:
     return min(decay, (1.0 + step) / (10.0 + step))
 
 
-def non_persistent_buffers(model: nn.Module) -> set[str]:
-    """Qualified names of ``model``'s buffers registered with ``persistent=False`` (absent from its state dict)."""
-    return {
-        f"{prefix}.{name}" if prefix else name
-        for prefix, module in model.named_modules()
-        for name in module._non_persistent_buffers_set
-    }
-
-
 class WeightAverage:
     """The moving average of ``model``'s weights; :attr:`model` is a copy of it that holds the average.
 
@@ -57,7 +48,8 @@ class WeightAverage:
         theirs = dict(model.named_parameters()) | dict(model.named_buffers())
         if mine.keys() != theirs.keys():
             raise ValueError("the averaged model and the trained model have different parameters")
-        constant = non_persistent_buffers(model)
+        saved = model.state_dict().keys()
+        constant = {name for name, _ in model.named_buffers() if name not in saved}  # non-persistent buffers
         averaged, trained, copied = [], [], []
         for name, tensor in mine.items():
             if name in constant:
