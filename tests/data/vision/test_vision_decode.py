@@ -150,6 +150,18 @@ def test_resize_covers_then_crops_the_centre() -> None:
     assert decode_image(encode(im), size=(64, 64), mode="L").shape == (64, 64, 1)
 
 
+def test_resize_accepts_every_source_size_whose_scale_does_not_round_exactly() -> None:
+    # 49 -> 32 scales by 32 / 49, and 32 / (32 / 49) rounds to a hair over 49: the crop box must stay inside.
+    # A square source is covered whole, so the result is Pillow's plain resize.
+    im = Image.fromarray(gradient(49, 49), "RGB")
+    reference = np.asarray(im.resize((32, 32), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(decode_image(encode(im), size=(32, 32)), reference)
+    for height in range(1, 100):
+        for width in (height, height + 7, 3 * height):
+            image = Image.new("L", (width, height))
+            assert decode_image(encode(image), size=(32, 32), mode="L").shape == (32, 32, 1)
+
+
 def test_resize_keeps_the_aspect_a_circle_stays_round() -> None:
     yy, xx = np.mgrid[0:30, 0:90]
     disc = (((yy - 15) ** 2 + (xx - 45) ** 2) <= 10**2).astype(np.uint8) * 255  # radius 10 in a 30x90 image

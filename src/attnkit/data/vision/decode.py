@@ -253,7 +253,9 @@ def _cover_resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     if (height, width) == (target_h, target_w):
         return im
     scale = max(target_w / width, target_h / height)
-    box_w, box_h = target_w / scale, target_h / scale  # the source region that becomes the output
+    # The source region that becomes the output. On the side that fits, target / scale is the full side only up
+    # to rounding (49 / (32 / 49) is 49.000000000000007), and Pillow refuses a box a hair outside the image.
+    box_w, box_h = min(target_w / scale, width), min(target_h / scale, height)
     left, top = (width - box_w) / 2, (height - box_h) / 2
     return im.resize(
         (target_w, target_h), Image.Resampling.BILINEAR, box=(left, top, left + box_w, top + box_h)
