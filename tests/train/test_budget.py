@@ -96,6 +96,19 @@ def test_replanning_has_hysteresis_by_hand() -> None:
     assert plan == 12
 
 
+def test_a_plan_does_not_grow_in_its_last_quarter_by_hand() -> None:
+    """A machine that speeds up late: after 9 of 11 planned epochs, 2 more of 30 s would leave 200 s, room for
+    another epoch. Growing to 12 would stretch the decay again near its end, raising the learning rate from
+    11% to 20% of its peak; the plan keeps its 11. Earlier in the plan the same spare time still grows it."""
+    late = replan_epochs(11, 260, 30.0, done=9, cap=40, margin_seconds=12)
+    assert late == 11
+    assert replan_epochs(11, 260, 30.0, done=8, cap=40, margin_seconds=12) == 16  # 8 < 0.75 * 11: it grows
+    assert replan_epochs(11, 40, 30.0, done=9, cap=40, margin_seconds=12) == 10  # shrinking is never held back
+    before, after = LearningRateSchedule(11, 0.15, "cosine"), LearningRateSchedule(12, 0.15, "cosine")
+    assert before(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * (9 - 1) / (11 - 1))))
+    assert after(9) > 1.5 * before(9)  # what growing would have done
+
+
 def test_a_stretched_schedule_follows_its_new_length_by_hand() -> None:
     schedule = LearningRateSchedule(100, 0.1, "cosine")
     assert (schedule.total_steps, schedule.warmup_steps) == (100, 10)

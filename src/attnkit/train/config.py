@@ -400,7 +400,9 @@ class TrainConfig:
             it ends at the budget with its decay complete, on a fast machine or a slow one. The epochs are
             planned from the measured speed after the first 5% of the first epoch's steps, then re-planned at
             every epoch end (a machine that slows down gets fewer; one that slows down in the last epochs may
-            end past the budget by less than an epoch, with its decay complete). Without it a budget cuts the
+            end past the budget by less than an epoch, with its decay complete; one that speeds up gets more,
+            except in the last quarter of the plan, where stretching the decay would raise the learning rate
+            again). Without it a budget cuts the
             schedule wherever the time runs out.
         eval_every_steps: also evaluate on validation every N optimizer steps (besides each epoch end).
         track_test: also record test accuracy at each evaluation, for time-to-accuracy reports only; it is

@@ -54,6 +54,10 @@ class LearningRateSchedule:
         return _factor(step, self.total_steps, self.warmup_steps, self.schedule)
 
 
+# The fraction of a budget plan after which it no longer grows (see replan_epochs).
+GROWTH_CUTOFF = 0.75
+
+
 def epochs_within_budget(remaining_seconds: float, epoch_seconds: float, *, done: int, cap: int) -> int:
     """``done`` epochs plus as many more whole ones of ``epoch_seconds`` as fit in ``remaining_seconds``.
 
@@ -97,10 +101,15 @@ def replan_epochs(
     learning-rate schedule) back and forth between two lengths. A plan with epochs still to go keeps the next
     one while any budget is left, so a machine that slows down near the end finishes its decay in that epoch
     (past the budget by less than an epoch, as ``train.max_train_seconds`` allows) instead of stopping mid-decay.
+    A plan does not grow in its last quarter (``done >= GROWTH_CUTOFF * current``): stretching an almost finished
+    cosine decay over one more epoch would raise the learning rate again near its end (at 9 of 11 epochs, growing
+    to 12 nearly doubles it), so a machine that speeds up late leaves the spare time unused.
     """
     fits = epochs_within_budget(remaining_seconds, epoch_seconds, done=done, cap=cap)
     if fits < current:
         keep_next = remaining_seconds > 0 and current > done
         return max(fits, done + 1) if keep_next else fits
+    if done >= GROWTH_CUTOFF * current:
+        return current
     spare = epochs_within_budget(remaining_seconds - margin_seconds, epoch_seconds, done=done, cap=cap)
     return max(current, spare)
