@@ -27,6 +27,7 @@ def check_format(item: dict, text: str) -> None:
         "signed",
         "tokens",
         "truncated",
+        "unread",
         "layers",
         "scale",
     }
@@ -124,6 +125,10 @@ def test_truncated_texts_are_flagged(trained_run: TrainedRuns) -> None:
     explanations = explain(predictor, [short, long, "one two three four five six seven eight"], ["attention"])
     assert [e.truncated for e in explanations] == [False, True, False]
     assert len(explanations[1].tokens) == 8
+    # The unread tail, by hand: everything after the eighth word (the second "was"), in characters.
+    tail_start = long.index(" very good")
+    assert [e.unread for e in explanations] == [[], [(tail_start, len(long))], []]
+    assert explanations[1].to_json_dict()["unread"] == [[tail_start, len(long)]]
 
 
 def test_transformer_layers_and_rollout(trained_run: TrainedRuns) -> None:

@@ -93,7 +93,7 @@ def test_truncated_tail_is_one_gap(named: dict[str, dict[str, Any]]) -> None:
 
 
 def test_the_unread_middle_of_a_head_and_tail_truncation_is_grey() -> None:
-    from attnkit.explain.explanation import is_truncated
+    from attnkit.explain.unread import is_truncated
 
     from .conftest import explanation, make_head_tail_truncated, spans
 
@@ -110,13 +110,45 @@ def test_the_unread_middle_of_a_head_and_tail_truncation_is_grey() -> None:
     markup = render.tokens_html(exp, "attention")
     # What the tokenizer read as spaces (a <br />) is not unread text.
     fixture = make_head_tail_truncated()
-    unread = [s.text for s in segments(fixture) if s.token is None and render._unread(fixture, s)]
+    spans = render.unread_spans_of(fixture)  # a file without "unread": derived with the tokenizer's rule
+    unread = [s.text for s in segments(fixture) if render._is_unread(s, spans)]
     assert unread == [". The middle part nobody reads here. "]
     assert "<br />" in fixture["text"] and '"ak-gap">&lt;br /&gt;</span>' in render.tokens_html(fixture, "ig")
     assert (
         markup.count("ak-unscored") == 1
         and '<span class="ak-gap ak-unscored"> so so middle part here </span>' in markup
     )
+
+
+def test_unread_gaps_by_hand() -> None:
+    """What the tokenizer reads as spaces (<br /> in any spelling, zero-width and control characters) is not
+    unread text; anything else outside the tokens is, between two tokens or after the last."""
+    from attnkit.explain.unread import unread_gaps, unread_spans
+
+    text = "ab<BR/>cd\u200b\x07 ef gh"  # tokens ab (0, 2), cd (7, 9), ef (12, 14), gh (15, 17)
+    assert len(text) == 17
+    assert unread_gaps(text, [(0, 2), (7, 9), (12, 14)]) == [(14, 17)]  # only the tail " gh"
+    assert unread_gaps(text, [(0, 2), (12, 14)]) == [(2, 12), (14, 17)]  # "<BR/>cd..." holds "cd"
+    assert unread_gaps(text, [(0, 2), (7, 9), (12, 14), (15, 17)]) == []
+    assert unread_gaps(text, [(0, 2), (15, 17)]) == [(2, 15)]
+    assert unread_gaps("a b", []) == [(0, 3)]
+    assert unread_spans(text, [(0, 2), (7, 9)], max_length=2) == [(9, 17)]
+    assert unread_spans(text, [(0, 2), (7, 9)], max_length=3) == []  # not full: nothing was cut
+
+
+def test_the_json_unread_spans_are_what_every_renderer_greys() -> None:
+    """A file's own ``unread`` wins over the rule (the renderers never repeat the tokenizer's rule when the
+    explanation says), and a page embeds the spans for its script."""
+    from .conftest import make_head_tail_truncated
+
+    exp = {**make_head_tail_truncated(), "unread": []}
+    assert "ak-unscored" not in render.tokens_html(exp, "ig")
+    middle = exp["text"].index(". The middle")
+    exp["unread"] = [[middle, middle + 5]]
+    assert render.tokens_html(exp, "ig").count("ak-unscored") == 1
+    derived = render.with_unread(make_head_tail_truncated())["unread"]
+    end = exp["text"].index("Sad")
+    assert derived == [[middle, end]]
 
 
 # ------------------------------------------------------------------------------------------ colour scale
@@ -640,7 +672,7 @@ def test_html_embeds_json_roundtrip(named: dict[str, dict[str, Any]]) -> None:
     exps = [named["cjk"], named["transformer"]]
     parsed = parse(render_html(exps))
     data = json.loads(parsed.scripts[0][1])
-    assert data[0] == with_scale(exps[0]) and data[0]["scale"] == scale.scales_json(exps[0])
+    assert data[0] == {**with_scale(exps[0]), "unread": []} and data[0]["scale"] == scale.scales_json(exps[0])
     a, b = data[1]["layers"]["attention"], exps[1]["layers"]["attention"]
     assert len(a) == 2 and len(a[0]) == 4
     assert a[1][3][2] == pytest.approx(b[1][3][2], abs=1e-4)  # rounded to keep pages small
@@ -679,12 +711,14 @@ def test_layer_shape_is_checked(named: dict[str, dict[str, Any]]) -> None:
 def test_render_json(all_explanations: list[dict[str, Any]]) -> None:
     text = render_json(all_explanations)
     assert "这部电影非常好看" in text and "\\u" not in text
-    assert json.loads(text) == [render._json_safe(with_scale(exp)) for exp in all_explanations]
+    assert json.loads(text) == [
+        render._json_safe(render.with_unread(with_scale(exp))) for exp in all_explanations
+    ]
     stale = {**all_explanations[0], "scale": {"attention": {"kind": "sequential"}}}
     assert json.loads(render_json([stale]))[0]["scale"] == scale.scales_json(stale)  # recomputed, not trusted
     assert "\n  " in text
     assert json.loads(render_json([{"x": math.nan, "y": [math.inf]}])) == [
-        {"x": None, "y": [None], "scale": {}}
+        {"x": None, "y": [None], "scale": {}, "unread": []}
     ]
 
 

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from attnkit.explain.render import head_view_html, intensities, js_number, model_view_html, render_html
+from attnkit.explain.render import (
+    head_view_html,
+    intensities,
+    js_number,
+    model_view_html,
+    render_html,
+    with_unread,
+)
 from attnkit.explain.scale import scales_json
 
 CHROMIUM = "/usr/bin/chromium"
@@ -168,6 +175,33 @@ def test_js_renderer_matches_python(page: Page, all_explanations: list[dict[str,
     for exp, rows in zip(all_explanations, dynamic, strict=True):
         assert all(r["text"] == exp["text"] for r in rows)  # incl. the emoji: offsets are code points
     assert p.locator(".ak-headview").count() == 2  # the static page's and the JS-rendered transformer
+
+
+def test_js_greys_the_spans_the_json_says_were_unread(page: Page, named: dict[str, dict[str, Any]]) -> None:
+    """The script follows the JSON's ``unread`` spans (attnkit.explain.unread's rule) and repeats no tokenizer
+    rule: the <br /> between two read tokens stays white, and the spans it is given are what it greys."""
+    exp = named["head_tail_truncated"]
+    middle, end = exp["text"].index(". The middle"), exp["text"].index("Sad")
+    br = exp["text"].index("<br />")
+    cases = [
+        with_unread(exp),
+        {**exp, "unread": []},
+        {**exp, "unread": [[br, br + 6]]},  # not what the rule says: the script still follows it
+        {**exp, "truncated": False},
+    ]
+    p = page.load(render_html([named["ascii"]]))
+    unread = p.evaluate(
+        f"""cases => cases.map((exp) => {{
+            const host = document.createElement('div');
+            document.body.appendChild(host);
+            window.attnkit.renderExplanation(host, exp);
+            return ({ROW_TOKENS})(host.querySelector('.ak-explanation'))[0].unread;
+        }})""",
+        cases,
+    )
+    middle_text = ". The middle part nobody reads here. "
+    assert unread == [[middle_text], [], ["<br />"], []]
+    assert "<br />" in exp["text"] and cases[0]["unread"] == [[middle, end]]
 
 
 def scale_cases(all_explanations: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -103,7 +103,9 @@ def test_a_plan_does_not_grow_in_its_last_quarter_by_hand() -> None:
     late = replan_epochs(11, 260, 30.0, done=9, cap=40, margin_seconds=12)
     assert late == 11
     assert replan_epochs(11, 260, 30.0, done=8, cap=40, margin_seconds=12) == 16  # 8 < 0.75 * 11: it grows
-    assert replan_epochs(11, 40, 30.0, done=9, cap=40, margin_seconds=12) == 10  # shrinking is never held back
+    assert (
+        replan_epochs(11, 40, 30.0, done=9, cap=40, margin_seconds=12) == 10
+    )  # shrinking is never held back
     before, after = LearningRateSchedule(11, 0.15, "cosine"), LearningRateSchedule(12, 0.15, "cosine")
     assert before(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * (9 - 1) / (11 - 1))))
     assert after(9) > 1.5 * before(9)  # what growing would have done

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from attnkit.data.text.tokenizer import clean_text
 from attnkit.explain.methods import SIGNED, check_methods, compute_scores
 from attnkit.explain.scale import scales_json
+from attnkit.explain.unread import unread_spans
 from attnkit.predictor import Prediction, Predictor
 
 
@@ -41,6 +41,8 @@ class Explanation:
         tokens: the scored tokens (the first ``max_length`` of the text, or its head and tail with
             ``tokenizer.truncation: head+tail``).
         truncated: whether the text had more tokens than the model reads.
+        unread: the character spans ``[start, end)`` of ``text`` the model did not read (empty unless
+            truncated): the tail, or the middle with ``head+tail`` truncation (:func:`~attnkit.explain.unread.unread_gaps`).
         layer_attentions: ``A[l][h][i][j]`` for models with self-attention when asked, else ``None``.
     """
 
@@ -50,6 +52,7 @@ class Explanation:
     methods: list[str]
     tokens: list[ExplainedToken]
     truncated: bool = False
+    unread: list[tuple[int, int]] = field(default_factory=list)
     layer_attentions: list[list[list[list[float]]]] | None = field(default=None, repr=False)
 
     def scores(self, method: str) -> list[float]:
@@ -77,24 +80,11 @@ class Explanation:
                 for t in self.tokens
             ],
             "truncated": self.truncated,
+            "unread": [[start, end] for start, end in self.unread],
             "layers": None if self.layer_attentions is None else {"attention": self.layer_attentions},
         }
         data["scale"] = scales_json(data)  # how renderers colour each method (docs/explanation-format.md)
         return data
-
-
-def is_truncated(text: str, offsets: Sequence[tuple[int, int]], max_length: int) -> bool:
-    """Whether tokens were cut: the encoding is full and text other than spaces lies outside its tokens (after
-    the last one, or between two: ``head+tail`` truncation drops the middle). Every non-space character of a
-    text is in some token, so nothing else leaves such a gap."""
-    if len(offsets) < max_length:
-        return False
-    cleaned, cursor = clean_text(text), 0
-    for start, end in offsets:
-        if cleaned[cursor:start].strip():
-            return True
-        cursor = max(cursor, end)
-    return bool(cleaned[cursor:].strip())
 
 
 def _round(value: float) -> float:
@@ -186,6 +176,7 @@ def explain(
                 )
                 for i, (s, e) in enumerate(enc.offsets)
             ]
+            unread = unread_spans(text, enc.offsets, max_length)
             maps = None
             if layers and out.layer_attentions:  # checked above: the model has them
                 stacked = torch.stack(
@@ -199,7 +190,8 @@ def explain(
                     target=predictor.labels[int(targets[row])],
                     methods=names,
                     tokens=tokens,
-                    truncated=is_truncated(text, enc.offsets, max_length),
+                    truncated=bool(unread),
+                    unread=unread,
                     layer_attentions=maps,
                 )
             )

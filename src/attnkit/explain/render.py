@@ -29,7 +29,6 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from attnkit.data.text.tokenizer import clean_text
 from attnkit.explain.scale import (
     KIND_LABELS,
     NEGATIVE_RGB,
@@ -43,6 +42,7 @@ from attnkit.explain.scale import (
     js_number,
     scales_json,
 )
+from attnkit.explain.unread import unread_gaps
 
 __all__ = [
     "NEGATIVE_RGB",
@@ -65,7 +65,9 @@ __all__ = [
     "terminal_bins",
     "text_rgb",
     "tokens_html",
+    "unread_spans_of",
     "with_scale",
+    "with_unread",
 ]
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
@@ -339,9 +341,10 @@ def _terminal_text(exp: dict[str, Any], method: str, scale: _TerminalScale, plai
     scores = _scores(exp, method)
     marked = set(_top_tokens(scale.scale, scores, top_k)) if plain else set()
     out = Text()
+    unread = unread_spans_of(exp)
     for seg in segments(exp):
         if seg.token is None:
-            out.append(seg.text, style="dim" if _unread(exp, seg) else "")
+            out.append(seg.text, style="dim" if _is_unread(seg, unread) else "")
             continue
         shown = seg.text or _token_label(exp, seg.token)
         score = scores[seg.token]
@@ -358,11 +361,25 @@ def _terminal_text(exp: dict[str, Any], method: str, scale: _TerminalScale, plai
     return out
 
 
-def _unread(exp: dict[str, Any], seg: Segment) -> bool:
-    """True for text of a truncated input that the model did not read: a gap segment with more than what the
-    tokenizer reads as spaces (``<br />``, invisible characters), i.e. the tail, or with ``head+tail`` truncation
-    the middle; every other character is in a token."""
-    return bool(exp.get("truncated")) and seg.token is None and bool(clean_text(seg.text).strip())
+def unread_spans_of(exp: dict[str, Any]) -> list[tuple[int, int]]:
+    """The spans of ``exp["text"]`` its model did not read: its ``unread`` field, or for files written before
+    that field, the same rule applied to its text and token offsets (:func:`~attnkit.explain.explanation.unread_gaps`)."""
+    if not exp.get("truncated"):
+        return []
+    if isinstance(exp.get("unread"), list):
+        return [(int(start), int(end)) for start, end in exp["unread"]]
+    tokens = exp.get("tokens") or []
+    return unread_gaps(str(exp.get("text", "")), [(int(t["start"]), int(t["end"])) for t in tokens])
+
+
+def with_unread(exp: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``exp`` with its ``unread`` spans (:func:`unread_spans_of`), for the page's script."""
+    return {**exp, "unread": [[start, end] for start, end in unread_spans_of(exp)]}
+
+
+def _is_unread(seg: Segment, unread: Sequence[tuple[int, int]]) -> bool:
+    """True for a gap segment that overlaps text the model did not read (every other character is in a token)."""
+    return seg.token is None and any(start < seg.end and seg.start < end for start, end in unread)
 
 
 def _top_tokens(scale: MethodScale, scores: Sequence[float | None], k: int) -> list[int]:
@@ -415,8 +432,9 @@ def _json_safe(obj: Any) -> Any:
 
 def render_json(explanations: list[dict[str, Any]]) -> str:
     """The explanations as pretty JSON (UTF-8 text kept as is; NaN/inf written as null), each with its
-    ``scale`` recomputed from its scores."""
-    return json.dumps(_json_safe([with_scale(exp) for exp in explanations]), ensure_ascii=False, indent=2)
+    ``scale`` recomputed from its scores and its ``unread`` spans (derived for files written without them)."""
+    data = [with_unread(with_scale(exp)) for exp in explanations]
+    return json.dumps(_json_safe(data), ensure_ascii=False, indent=2)
 
 
 # ------------------------------------------------------------------------------------------------------ HTML
@@ -556,9 +574,10 @@ def tokens_html(exp: dict[str, Any], method: str) -> str:
     scores = _scores(exp, method)
     shade = intensities(exp, method)
     pieces = []
+    unread = unread_spans_of(exp)
     for seg in segments(exp):
         if seg.token is None:
-            cls = "ak-gap ak-unscored" if _unread(exp, seg) else "ak-gap"
+            cls = "ak-gap ak-unscored" if _is_unread(seg, unread) else "ak-gap"
             pieces.append(f'<span class="{cls}">{html.escape(seg.text)}</span>')
             continue
         i = seg.token
@@ -632,7 +651,7 @@ def render_html(explanations: list[dict[str, Any]], title: str = "attnkit explan
     for explanations with ``layers``, the head view and the model view.
     """
     body = "\n".join(_html_explanation(exp, i) for i, exp in enumerate(explanations))
-    data = [with_scale(_round_layers(exp)) for exp in explanations]
+    data = [with_unread(with_scale(_round_layers(exp))) for exp in explanations]
     return _page(title, body, data, "window.attnkit.enhance(document);")
 
 
@@ -644,7 +663,7 @@ def head_view_html(explanation: dict[str, Any]) -> str:
         "var data = window.attnkit.loadData(document);\n"
         "window.attnkit.renderHeadView(document.getElementById('ak-view'), data[0]);"
     )
-    return _page("attnkit head view", body, [with_scale(_round_layers(explanation))], boot)
+    return _page("attnkit head view", body, [with_unread(with_scale(_round_layers(explanation)))], boot)
 
 
 def model_view_html(explanation: dict[str, Any]) -> str:
@@ -656,7 +675,7 @@ def model_view_html(explanation: dict[str, Any]) -> str:
         "window.attnkit.renderLayerViews(document.getElementById('ak-view'), data[0], "
         "{modelViewFirst: true});"
     )
-    return _page("attnkit model view", body, [with_scale(_round_layers(explanation))], boot)
+    return _page("attnkit model view", body, [with_unread(with_scale(_round_layers(explanation)))], boot)
 
 
 # ------------------------------------------------------------------------------------------------------- PNG

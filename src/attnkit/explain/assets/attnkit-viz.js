@@ -55,9 +55,6 @@
   var DISTRIBUTION_METHODS = ["attention", "rollout"];
   var KIND_LABELS = { ratio: "× uniform", diverging: "signed", sequential: "unsigned" };
   // Head view: lines drawn for weights at least this large (all tokens / one focused token), and at most.
-  // What attnkit's tokenizer reads as spaces besides whitespace (attnkit.data.text.tokenizer.clean_text).
-  var LINE_BREAK_TAG = /<br\s*\/?\s*>/gi;
-  var INVISIBLE = /[\u0000-\u0008\u000e-\u001f\u007f-\u0084\u0086-\u009f\u200b\u2060\ufeff]/g;
   var MIN_WEIGHT = 0.01;
   var MIN_WEIGHT_FOCUSED = 0.001;
   var MAX_LINES = 4000;
@@ -276,6 +273,18 @@
     return out;
   }
 
+  // The character spans the model did not read: the JSON's "unread" (attnkit.explain.unread, the tokenizer's
+  // own rule). Data without it (hand-made): every gap of a truncated text with a non-space character.
+  function unreadSpans(exp) {
+    if (!exp.truncated) return [];
+    if (Array.isArray(exp.unread)) {
+      return exp.unread.map(function (span) { return [Number(span[0]), Number(span[1])]; });
+    }
+    return segments(exp)
+      .filter(function (seg) { return seg.token === null && /\S/.test(seg.text); })
+      .map(function (seg) { return [seg.start, seg.end]; });
+  }
+
   function tokenLabels(exp) {
     var chars = Array.from(exp.text || "");
     return (exp.tokens || []).map(function (tok) {
@@ -294,12 +303,12 @@
     var scores = scoresOf(exp, method);
     var shade = intensities(exp, method);
     var labels = tokenLabels(exp);
+    var unread = unreadSpans(exp);
     segments(exp).forEach(function (seg) {
       if (seg.token === null) {
-        // Unread text of a truncated input: a gap with more than what the tokenizer reads as spaces (<br />,
-        // invisible characters): the tail, or head+tail's middle.
-        var unread = exp.truncated && /\S/.test(seg.text.replace(LINE_BREAK_TAG, "").replace(INVISIBLE, ""));
-        container.appendChild(el("span", { class: unread ? "ak-gap ak-unscored" : "ak-gap", text: seg.text }));
+        // Unread text of a truncated input (the tail, or head+tail's middle), as the JSON's spans say.
+        var grey = unread.some(function (span) { return span[0] < seg.end && seg.start < span[1]; });
+        container.appendChild(el("span", { class: grey ? "ak-gap ak-unscored" : "ak-gap", text: seg.text }));
         return;
       }
       var i = seg.token;
