@@ -97,6 +97,77 @@ def test_predictions_agree_across_the_cli_the_api_and_the_model(
         assert row["probabilities"]["top"] == pytest.approx(float(probabilities[2]), abs=1e-5)
 
 
+def test_the_api_gives_the_attention_over_regions(image_run: Path, image_folder: Path) -> None:
+    """``Classifier.attention`` on an image run: the model's own pooling weights over its 7x7 cells, with each
+    cell's pixel box (a documented call that used to raise AttributeError on image runs)."""
+    files = [image_folder / "top" / "0.png", image_folder / "bottom" / "3.png"]
+    run = load_run(image_run)
+    prep = json.loads((image_run / PREPARATION_FILE).read_text())
+    pixels = torch.stack(
+        [torch.as_tensor(np.array(Image.open(f)), dtype=torch.float32)[None] / 255 for f in files]
+    )
+    pixels = (pixels - prep["mean"][0]) / prep["std"][0]
+    with torch.no_grad():
+        expected = run.model(pixels).unit_attention  # (B, U)
+    clf = attnkit.load(image_run, device="cpu")
+    found = clf.attention([str(f) for f in files])
+    assert [type(item) for item in found] == [attnkit.RegionAttention] * 2
+    for item, weights, path in zip(found, expected, files, strict=True):
+        np.testing.assert_allclose(item.weights, weights.numpy(), atol=1e-5)  # rounded to 5 decimals
+        assert item.source == str(path) and item.grid == (7, 7)
+        assert item.boxes[0] == (0, 0, 4, 4) and item.boxes[8] == (4, 4, 8, 8)  # row-major 4x4 boxes
+        assert item.weight_grid()[1, 1] == item.weights[8]
+        (box, weight), *_ = item.top(1)
+        assert box == item.boxes[int(weights.argmax())]
+        assert weight == pytest.approx(float(weights.max()), abs=1e-5)
+    (one,) = clf.attention(Image.open(files[0]))  # one image: still a list
+    np.testing.assert_allclose(one.weights, expected[0].numpy(), atol=1e-5)
+
+
+def test_a_pil_image_is_read_as_its_file_is(image_run: Path, tmp_path: Path) -> None:
+    """A PIL image goes through the file decoder: its EXIF orientation is applied (it used to be ignored) and
+    its transparency lies on white, exactly as for the same image given as a path or bytes."""
+    from PIL import ImageOps
+
+    clf = attnkit.load(image_run, device="cpu")
+    rng = np.random.default_rng(3)
+    scene = rng.integers(0, 60, (28, 40), dtype=np.uint8)
+    scene[2:10, 30:38] = 230  # bright square top-right; rotated by the EXIF tag it lands elsewhere
+    stored = Image.fromarray(scene, "L")
+    exif = stored.getexif()
+    exif[0x0112] = 6  # Orientation: the stored pixels are to be rotated 90 degrees clockwise
+    jpeg = tmp_path / "tagged.jpg"
+    stored.save(jpeg, exif=exif, quality=95)
+    by_path, by_bytes, by_pil = clf.predict_proba([str(jpeg), jpeg.read_bytes(), Image.open(jpeg)])
+    np.testing.assert_allclose(by_pil, by_path, atol=1e-6)
+    np.testing.assert_allclose(by_bytes, by_path, atol=1e-6)
+    upright = ImageOps.exif_transpose(Image.open(jpeg))
+    assert upright.size == (28, 40)  # the tag is real: upright, the image is 28 wide and 40 high
+    rgba = np.zeros((28, 28, 4), dtype=np.uint8)
+    rgba[11:17, 11:17] = [0, 0, 0, 255]  # an opaque black square on a transparent (black) background
+    png = tmp_path / "alpha.png"
+    Image.fromarray(rgba, "RGBA").save(png)
+    np.testing.assert_allclose(clf.predict_proba(Image.open(png)), clf.predict_proba([str(png)]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (np.zeros((3, 20, 30), np.uint8), r"channels last; got shape \(3, 20, 30\) \(channels first\?"),
+        (np.zeros((20, 30, 5), np.uint8), r"C = 1 \(grayscale\), 3 \(RGB\) or 4 \(RGBA\)"),
+        (np.zeros((0, 30, 3), np.uint8), r"H, W >= 1"),
+        (Image.new("RGB", (0, 0)), r"image 0: an empty image \(0x0 pixels\)"),
+    ],
+)
+def test_an_image_the_model_cannot_read_gets_a_clear_error(
+    image_run: Path, item: object, message: str
+) -> None:
+    """Arrays in another layout and empty images: a one-line ValueError, not Pillow's internal TypeError."""
+    clf = attnkit.load(image_run, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        clf.predict([item])
+
+
 def test_a_folder_is_predicted_and_a_broken_image_is_skipped(
     image_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

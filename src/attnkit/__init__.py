@@ -26,6 +26,8 @@ _EXPORTS = {
     "build_config": "attnkit.api",
     "Classifier": "attnkit.api",
     "TokenAttention": "attnkit.api",
+    "FrameAttention": "attnkit.api",
+    "RegionAttention": "attnkit.api",
     "RunConfig": "attnkit.train.config",
     "Explanation": "attnkit.explain.explanation",
     "shipped_configs": "attnkit.configs",
@@ -35,6 +37,8 @@ _EXPORTS = {
 __all__ = [
     "Classifier",
     "Explanation",
+    "FrameAttention",
+    "RegionAttention",
     "RunConfig",
     "TokenAttention",
     "__version__",
@@ -47,7 +51,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from attnkit.api import Classifier, TokenAttention, build_config, fit, load, resume
+    from attnkit.api import (
+        Classifier,
+        FrameAttention,
+        RegionAttention,
+        TokenAttention,
+        build_config,
+        fit,
+        load,
+        resume,
+    )
     from attnkit.configs import shipped_configs
     from attnkit.explain.explanation import Explanation
     from attnkit.models.registry import available_models

@@ -87,6 +87,54 @@ class FrameAttention:
         return [(self.spans[i], float(self.weights[i])) for i in order]
 
 
+@dataclass
+class RegionAttention:
+    """The attention a model paid to one image's regions (ViT patches or CNN feature-map cells).
+
+    Attributes:
+        source: where the image came from (its path), if known.
+        boxes: each unit's pixel box ``(x0, y0, x1, y1)`` (x1, y1 exclusive) in the image as the model saw it
+            (resized to the run's size), row-major.
+        grid: ``(rows, cols)`` of the units.
+        weights: ``(U,)`` pooling weights over the units, summing to 1.
+    """
+
+    source: str | None
+    boxes: list[tuple[int, int, int, int]]
+    grid: tuple[int, int]
+    weights: np.ndarray
+
+    def top(self, k: int = 5) -> list[tuple[tuple[int, int, int, int], float]]:
+        """The ``k`` most attended units' pixel boxes with their weights."""
+        order = np.argsort(-self.weights, kind="stable")[:k]
+        return [(self.boxes[i], float(self.weights[i])) for i in order]
+
+    def weight_grid(self) -> np.ndarray:
+        """``(rows, cols)``: the weights laid out on the unit grid."""
+        return self.weights.reshape(self.grid)
+
+
+# Pillow modes a PNG keeps as they are; an image in any other mode (CMYK, YCbCr, LAB, HSV, F) is converted to RGB.
+_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
+
+
+def _pil_to_png(image: Any, index: int) -> bytes:
+    """A PIL image as PNG bytes, upright (its EXIF orientation applied) and in its own mode where PNG keeps it,
+    so that it is decoded exactly as the same image read from a file is (transparency on white included)."""
+    from io import BytesIO
+
+    from PIL import ImageOps
+
+    if min(image.size) < 1:
+        raise ValueError(f"image {index}: an empty image ({image.size[0]}x{image.size[1]} pixels)")
+    upright = ImageOps.exif_transpose(image)
+    if upright.mode not in _PNG_MODES:
+        upright = upright.convert("RGB")
+    buffer = BytesIO()
+    upright.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _column(table: Any, name: str) -> list[Any]:
     try:
         column = table[name]
@@ -338,25 +386,32 @@ class Classifier:
             return self._recordings(items)[0]
         if self.predictor.modality != "image":
             return self._texts(items)
+        return self._images(items)[0]
+
+    def _images(self, items: Any) -> tuple[list[Any], list[str | None]]:
+        """An image run's inputs (see :meth:`_inputs`) and the path each came from (None for the others)."""
         if isinstance(items, np.ndarray):
-            return list(items) if items.ndim == 4 else [items]
+            arrays = list(items) if items.ndim == 4 else [items]
+            return arrays, [None] * len(arrays)
         single = isinstance(items, (str, Path, bytes, bytearray)) or hasattr(items, "getbands")
+        given = [items] if single else list(items)
+        sources = [str(item) if isinstance(item, (str, Path)) else None for item in given]
         images: list[Any] = []
-        for i, item in enumerate([items] if single else list(items)):
+        for i, item in enumerate(given):
             if isinstance(item, (str, Path)):
                 path = Path(item).expanduser()
                 if not path.is_file():
                     raise ValueError(f"image {i}: {path} is not a file")
                 images.append(path.read_bytes())
-            elif hasattr(item, "getbands"):  # a PIL image: its pixels, converted like the training images
-                images.append(np.asarray(item.convert("RGB")))
+            elif hasattr(item, "getbands"):  # a PIL image: decoded like an image file
+                images.append(_pil_to_png(item, i))
             elif isinstance(item, (bytes, bytearray, np.ndarray)):
                 images.append(item)
             else:
                 raise TypeError(
                     f"image {i} is {type(item).__name__}: give a path, bytes, a PIL image or an array"
                 )
-        return images
+        return images, sources
 
     def predict(self, texts: Any, *, batch_size: int = 64) -> list[str]:
         """The predicted label of each text (a single string counts as one text), of each image of an image run
@@ -428,11 +483,13 @@ class Classifier:
         if self.predictor.modality == "image":  # per-unit scores over the image's boxes
             from attnkit.explain.images import explain_images
 
-            images = self._inputs(texts)
+            images, sources = self._images(texts)
             single = not isinstance(texts, (list, tuple)) and not (
                 isinstance(texts, np.ndarray) and texts.ndim == 4
             )
-            found = explain_images(self.predictor, images, list(methods), target=target, ig_steps=ig_steps)
+            found = explain_images(
+                self.predictor, images, list(methods), target=target, ig_steps=ig_steps, sources=sources
+            )
             return found[0] if single else found  # type: ignore[return-value]
         from attnkit.explain import explain
 
@@ -441,10 +498,11 @@ class Classifier:
         )
         return explanations[0] if isinstance(texts, str) else explanations
 
-    def attention(self, texts: Any) -> list[TokenAttention] | list[FrameAttention]:
+    def attention(self, texts: Any) -> list[TokenAttention] | list[FrameAttention] | list[RegionAttention]:
         """The attention weights the model pooled each text's tokens with (one :class:`TokenAttention` per text);
-        for an audio run, each recording's weights over its frames (one :class:`FrameAttention` per recording, as
-        :meth:`predict` takes them)."""
+        for an audio run, each recording's weights over its frames (one :class:`FrameAttention` per recording);
+        for an image run, each image's weights over its regions (one :class:`RegionAttention` per image). Inputs
+        are taken as :meth:`predict` takes them; the result is a list even for one input."""
         if self.predictor.modality == "audio":
             from attnkit.explain.audio import explain_recordings
 
@@ -459,6 +517,19 @@ class Classifier:
                     weights=np.asarray(item.scores("attention"), dtype=np.float64),
                 )
                 for item in found
+            ]
+        if self.predictor.modality == "image":
+            from attnkit.explain.images import explain_images
+
+            images, sources = self._images(texts)
+            return [
+                RegionAttention(
+                    source=item.source,
+                    boxes=[unit.box for unit in item.units],
+                    grid=item.grid,
+                    weights=np.asarray(item.scores("attention"), dtype=np.float64),
+                )
+                for item in explain_images(self.predictor, images, ["attention"], sources=sources)
             ]
         out = []
         for item in self.explain(self._texts(texts), methods=["attention"]):

@@ -336,6 +336,12 @@ class ImageClassificationTask(Task):
             raise ValueError(
                 f"an image must be encoded bytes or a (H, W, C) uint8 array, got {array.dtype} {array.shape}"
             )
+        if array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+            hint = " (channels first? give array.transpose(1, 2, 0))" if array.shape[0] in (1, 3, 4) else ""
+            raise ValueError(
+                "an image array must be (H, W, C) with H, W >= 1 and C = 1 (grayscale), 3 (RGB) or 4 (RGBA), "
+                f"channels last; got shape {array.shape}{hint}"
+            )
         if array.shape[:2] == prep.size and array.shape[2] == prep.channels:
             return array
         from io import BytesIO
