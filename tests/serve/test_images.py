@@ -313,6 +313,17 @@ def test_explain_options_are_checked_before_decoding(client: TestClient, images:
     assert extra.status_code == 422 and "'method'" in extra.json()["detail"]
 
 
+def test_a_file_in_another_form_field_is_told_where_files_go(client: TestClient, images: list[bytes]) -> None:
+    """``curl -F image=@x.png``: the answer names the field files go in (it said the field "is not UTF-8 text")."""
+    response = client.post("/predict", files={"image": ("shoe.png", images[0], "image/png")})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == (
+        "the form field 'image' holds a file (shoe.png); upload files in the field \"file\""
+    )
+    binary = client.post("/predict", files={"file": ("a.png", images[0])}, data={"note": "\u00e9"})
+    assert binary.status_code == 422 and "'note'" in binary.json()["detail"]  # text fields: as before
+
+
 def test_a_text_run_refuses_uploads_as_before(bag_run: Path) -> None:
     app = create_app(TorchBackend(Predictor(bag_run)))
     with TestClient(app) as text_client:
