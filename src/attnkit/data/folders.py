@@ -158,6 +158,15 @@ class FolderReport:
         reasons = ", ".join(f"{n} {reason}" for reason, n in self.skipped_by_reason().items())
         return f"skipped {self.skipped} of {self.total} {self.noun} in {self.source} (kept {self.kept}): {reasons}"
 
+    def skipped_lines(self) -> str:
+        """:meth:`summary`, then one indented line per named skipped file (the first :data:`MAX_NAMED`), and how
+        many more there are: what a user needs to find and fix the files."""
+        lines = [self.summary(), *(f"  {named}" for named in self.skipped_files)]
+        more = self.skipped - len(self.skipped_files)
+        if more > 0:
+            lines.append(f"  ... and {more} more (attnkit -v names every one)")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serializable fields plus ``skipped``."""
         return {**asdict(self), "skipped": self.skipped}
@@ -277,5 +286,5 @@ class FolderTally:
         report.per_class = {d.name: report.per_class[d.name] for d in self.class_dirs}
         report.kept = len(self.labels)
         if report.skipped:
-            self.kind.logger.warning("%s", report.summary())
+            self.kind.logger.warning("%s", report.skipped_lines())
         return tuple(d.name for d in self.class_dirs)

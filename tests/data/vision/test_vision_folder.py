@@ -101,6 +101,8 @@ def test_mixed_folder(tmp_path: Path) -> None:
     assert report.per_class == {"cat": 6, "dog": 3}
     assert report.summary() == f"skipped 2 of 11 images in {tmp_path} (kept 9): 1 truncated, 1 not an image"
     assert report.to_dict()["skipped"] == 2
+    # The warning names each skipped file (it used to give only the counts at the default verbosity).
+    assert report.skipped_lines().splitlines() == [report.summary(), *(f"  {n}" for n in report.skipped_files)]
 
     gray, _ = load_image_folder(tmp_path, size=(5, 6), mode="L")
     assert gray.pixels.shape == (9, 5, 6, 1)
@@ -206,3 +208,24 @@ def test_is_image_folder(tmp_path: Path) -> None:
     assert is_image_folder(tmp_path / "flat") is False
     write(tmp_path / "hidden" / ".x" / "a.png", b"x")
     assert is_image_folder(tmp_path / "hidden") is False
+
+
+def test_the_skip_warning_names_the_first_files_and_counts_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seven broken images: the warning of a default-verbosity run names five, then says how many more."""
+    png = io.BytesIO()
+    Image.new("L", (4, 4)).save(png, format="PNG")
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "ok.png").write_bytes(png.getvalue())
+    for i in range(7):
+        (tmp_path / "a" / f"broken{i}.png").write_bytes(b"not an image")
+    with caplog.at_level("WARNING"):
+        _, report = load_image_folder(tmp_path, mode="L")
+    (message,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    lines = message.splitlines()
+    assert lines[0] == report.summary() and report.skipped == 7
+    assert lines[1:6] == [f"  {named}" for named in report.skipped_files]
+    assert all("broken" in line and ": not an image" in line for line in lines[1:6])
+    assert lines[6] == "  ... and 2 more (attnkit -v names every one)"
