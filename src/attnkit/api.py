@@ -560,7 +560,7 @@ class Classifier:
         from attnkit.train.metrics import classification_report
 
         texts, values = _texts_and_labels(data, labels, text, label)
-        from attnkit.data.text.sources import label_name
+        from attnkit.data.labels import label_name
 
         truth = [label_name(v, f"label {i}") or "" for i, v in enumerate(values)]
         unknown = sorted(set(truth) - set(self.labels))

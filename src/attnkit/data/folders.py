@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from attnkit.data.errors import DataError
+from attnkit.data.labels import label_name
 
 #: How many skipped files a report names.
 MAX_NAMED = 5
@@ -207,6 +208,13 @@ def scan_class_folders(root: str | os.PathLike[str], kind: FolderKind, report: F
             f"one sub-folder each ({layout})"
         )
 
+    # The class of a folder is its name as a label ("1.0" and "1" are the class "1", as in a CSV column).
+    labels = {class_dir: label_name(class_dir.name) or class_dir.name for class_dir in class_dirs}
+    if len(set(labels.values())) == 1:
+        raise DataError(
+            f"{base}: the class folders {', '.join(d.name for d in class_dirs)} all name the class "
+            f"{labels[class_dirs[0]]!r}; a classifier needs at least two classes, one sub-folder each ({layout})"
+        )
     files: list[tuple[Path, str]] = []  # (file, class)
     for class_dir in class_dirs:
         found = 0
@@ -216,7 +224,7 @@ def scan_class_folders(root: str | os.PathLike[str], kind: FolderKind, report: F
             elif is_dir_entry(entry) or not kind.is_member(entry.name):
                 report.ignored_files += 1
             else:
-                files.append((Path(entry.path), class_dir.name))
+                files.append((Path(entry.path), labels[class_dir]))
                 found += 1
         if not found:
             raise DataError(
@@ -224,7 +232,7 @@ def scan_class_folders(root: str | os.PathLike[str], kind: FolderKind, report: F
             )
     if report.ignored_files:
         kind.logger.info("%s: ignoring %d entries that are not %s", base, report.ignored_files, kind.files)
-    return FolderTally(base, kind, report, class_dirs, files)
+    return FolderTally(base, kind, report, labels, files)
 
 
 class FolderTally:
@@ -233,6 +241,7 @@ class FolderTally:
 
     Attributes:
         base: the folder; ``report``: its report; ``class_dirs``: the class folders in order.
+        classes: the classes in order (folders whose names are one label, such as ``1`` and ``1.0``, are one).
         files: ``(path, class)`` of every file to decode, in order.
         labels: the class of each kept file, in reading order; ``sources``: its path.
     """
@@ -242,11 +251,13 @@ class FolderTally:
         base: Path,
         kind: FolderKind,
         report: FolderReport,
-        class_dirs: list[Path],
+        labels: dict[Path, str],
         files: list[tuple[Path, str]],
     ) -> None:
         self.base, self.kind, self.report = base, kind, report
-        self.class_dirs, self.files = class_dirs, files
+        self.class_dirs, self.files = list(labels), files
+        self.classes = list(dict.fromkeys(labels.values()))
+        self._folders = {label: [d for d in labels if labels[d] == label] for label in self.classes}
         self.labels: list[str] = []
         self.sources: list[str] = []
         self._first_error: dict[str, str] = {}  # class -> its first skipped file's message
@@ -277,14 +288,15 @@ class FolderTally:
                 f"(e.g. {report.skipped_files[0]})"
             )
         seen = Counter(label for _, label in self.files)  # files per class
-        for class_dir in self.class_dirs:
-            if not report.per_class.get(class_dir.name):
+        for label in self.classes:
+            if not report.per_class.get(label):
+                folders = " + ".join(str(d) for d in self._folders[label])
                 raise DataError(
-                    f"{class_dir}: none of its {seen[class_dir.name]} {files} could be read "
-                    f"(e.g. {self._first_error[class_dir.name]})"
+                    f"{folders}: none of its {seen[label]} {files} could be read "
+                    f"(e.g. {self._first_error[label]})"
                 )
-        report.per_class = {d.name: report.per_class[d.name] for d in self.class_dirs}
+        report.per_class = {label: report.per_class[label] for label in self.classes}
         report.kept = len(self.labels)
         if report.skipped:
             self.kind.logger.warning("%s", report.skipped_lines())
-        return tuple(d.name for d in self.class_dirs)
+        return tuple(self.classes)

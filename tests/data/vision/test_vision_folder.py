@@ -102,7 +102,10 @@ def test_mixed_folder(tmp_path: Path) -> None:
     assert report.summary() == f"skipped 2 of 11 images in {tmp_path} (kept 9): 1 truncated, 1 not an image"
     assert report.to_dict()["skipped"] == 2
     # The warning names each skipped file (it used to give only the counts at the default verbosity).
-    assert report.skipped_lines().splitlines() == [report.summary(), *(f"  {n}" for n in report.skipped_files)]
+    assert report.skipped_lines().splitlines() == [
+        report.summary(),
+        *(f"  {n}" for n in report.skipped_files),
+    ]
 
     gray, _ = load_image_folder(tmp_path, size=(5, 6), mode="L")
     assert gray.pixels.shape == (9, 5, 6, 1)
@@ -229,3 +232,22 @@ def test_the_skip_warning_names_the_first_files_and_counts_the_rest(
     assert lines[1:6] == [f"  {named}" for named in report.skipped_files]
     assert all("broken" in line and ": not an image" in line for line in lines[1:6])
     assert lines[6] == "  ... and 2 more (attnkit -v names every one)"
+
+
+def test_folders_named_by_one_number_are_one_class(tmp_path: Path) -> None:
+    """``1/`` and ``1.0/`` are the class ``"1"``, as the values 1 and 1.0 are in a CSV column and as label folders
+    of texts are (they were two classes); when that leaves one class, a one-line error says why."""
+    png = io.BytesIO()
+    Image.new("L", (4, 4)).save(png, format="PNG")
+    for folder, n in (("1", 2), ("1.0", 3), (" x ", 1)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            (tmp_path / folder / f"{i}.png").write_bytes(png.getvalue())
+    images, report = load_image_folder(tmp_path, mode="L")
+    assert images.classes == ("1", "x")
+    assert images.labels == ["1"] * 5 + ["x"]
+    assert report.per_class == {"1": 5, "x": 1}
+    (tmp_path / " x " / "0.png").unlink()
+    (tmp_path / " x ").rmdir()
+    with pytest.raises(DataError, match=r"the class folders 1, 1\.0 all name the class '1'"):
+        load_image_folder(tmp_path, mode="L")

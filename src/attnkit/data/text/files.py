@@ -20,7 +20,6 @@ import gzip
 import io
 import json
 import logging
-import math
 import os
 import re
 import zlib
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from attnkit.data.errors import DataError
+from attnkit.data.labels import label_name as label_name
+from attnkit.data.labels import label_to_str as _label_to_str
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +214,6 @@ def _to_int(value: Any) -> int | None:
 
 # A number as text: "3", "-1", "2.5", ".5", "1e3".
 NUMBER_PATTERN = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-# An integer in another spelling ("1.0", "+1", "-0"); zero-padded codes such as "007" are left as they are.
-_INTEGRAL_NUMBER = re.compile(r"[+-]?(?:0|[1-9]\d*)(?:\.0*)?")
 
 
 def _label_kind(value: Any) -> str:
@@ -227,35 +226,6 @@ def _label_kind(value: Any) -> str:
     if NUMBER_PATTERN.fullmatch(s):
         return "number"
     return "boolean" if s.lower() in ("true", "false") else "string"
-
-
-def _label_to_str(value: Any, where: str) -> str | None:
-    """A label as a stripped string, or ``None`` when missing (None, empty, NaN)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        s = value.strip()
-        # "1.0" (a CSV written from a float column, e.g. by pandas) is the class 1, as the numbers 1 and 1.0 are.
-        return str(int(s.split(".")[0])) if _INTEGRAL_NUMBER.fullmatch(s) else (s or None)
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return str(int(value)) if value.is_integer() else str(value)
-    raise DataError(
-        f"{where}: label is {type(value).__name__} ({value!r:.60}); expected one string or integer per row "
-        "(multi-label data is not supported)"
-    )
-
-
-def label_name(value: Any, where: str = "label") -> str | None:
-    """The class name a source file would give ``value``: ``1``, ``1.0`` and ``"1.0"`` -> ``"1"``, ``True`` ->
-    ``"true"``, strings stripped; ``None`` for a missing label (None, empty, NaN). For in-memory labels."""
-    value = value.item() if hasattr(value, "item") and not isinstance(value, str) else value  # numpy scalars
-    return _label_to_str(value, where)
 
 
 # ----------------------------------------------------------------------------------------------------
