@@ -733,7 +733,12 @@ def _cmd_data_synthetic(args: argparse.Namespace) -> int:
 
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
     from attnkit.data import format_report, inspect_source
+    from attnkit.data.inspect_media import format_media_report, inspect_media, source_modality
 
+    if source_modality(args.source) is not None:  # a built-in image or audio dataset, or a folder of them
+        report = inspect_media(args.source, test=args.test, allow_download=not args.offline)
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_media_report(report))
+        return 0
     report = inspect_source(args.source, test=args.test, allow_download=not args.offline)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0
@@ -742,7 +747,9 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="data tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    pi = data_sub.add_parser("inspect", help="label counts, lengths, duplicates, train/test overlap")
+    pi = data_sub.add_parser(
+        "inspect", help="label counts, lengths or sizes, duplicates, train/test overlap (text, images, audio)"
+    )
     pi.add_argument("source")
     pi.add_argument("--test", help="a test source to check for overlap with the training data")
     pi.add_argument(
