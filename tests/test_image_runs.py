@@ -168,6 +168,30 @@ def test_an_image_the_model_cannot_read_gets_a_clear_error(
         clf.predict([item])
 
 
+def test_the_pixel_cap_is_the_runs_and_predict_can_raise_it(
+    image_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``image.max_pixels`` (saved with the run) refuses an image from its header; ``--max-image-pixels``
+    raises it for one command (the message said to "raise max_pixels", which nothing outside serve took)."""
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((300, 400), np.uint8), "L").save(big)  # 120,000 pixels
+    run = tmp_path / "capped"
+    import shutil
+
+    shutil.copytree(image_run, run)
+    config = (run / "config.yaml").read_text()
+    assert "max_pixels: 64000000" in config
+    (run / "config.yaml").write_text(config.replace("max_pixels: 64000000", "max_pixels: 100000"))
+    assert main(["predict", str(run), str(big)]) == 2
+    err = capsys.readouterr().err
+    assert "too many pixels (400x300 = 120,000 > the cap of 100,000)" in err
+    assert "--max-image-pixels for predict, explain and serve" in err
+    assert main(["predict", str(run), str(big), "--max-image-pixels", "200000"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["file"] == str(big)
+    with pytest.raises(Exception, match=r"image\.max_pixels must be"):
+        RunConfig.from_dict({"image": {"max_pixels": 0}})
+
+
 def test_a_folder_is_predicted_and_a_broken_image_is_skipped(
     image_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

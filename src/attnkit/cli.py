@@ -322,6 +322,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if args.file and Path(args.out).expanduser().resolve() == Path(args.file).expanduser().resolve():
             raise UserError(f"--out {args.out} is the input file; write the predictions to another file")
     predictor = Predictor(args.run_dir, device=args.device)
+    _apply_max_image_pixels(args, predictor)
     from_files = predictor.task.input_suffixes is not None  # images, recordings: files, not texts
     if from_files:
         noun = _file_noun(predictor.modality)
@@ -354,6 +355,27 @@ _TEXT_FIELD_HELP = (
 )
 
 
+def _add_max_image_pixels(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="image runs: refuse images declaring more pixels than N (default: the run's image.max_pixels, "
+        "64,000,000 unless set when training)",
+    )
+
+
+def _apply_max_image_pixels(args: argparse.Namespace, predictor: Any) -> None:
+    value = getattr(args, "max_image_pixels", None)
+    if value is None:
+        return
+    if value < 1:
+        raise UserError(f"--max-image-pixels must be >= 1, got {value}")
+    if predictor.modality == "image":
+        predictor.task.max_pixels = value
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict labels: JSON lines, or the rows with predictions (--out)")
     p.add_argument("run_dir")
@@ -372,6 +394,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="write the input rows, every column kept, plus predicted_label and one prob_<label> column per "
         "class, in input order, to .csv, .jsonl or .parquet (default: JSON lines on stdout)",
     )
+    _add_max_image_pixels(p)
     _add_device(p)
     _add_threads(p)
     p.set_defaults(handler=_cmd_predict)
@@ -493,6 +516,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             f"explanation.{suffix[args.format]}" if args.format in ("html", "png") else f"{args.format}.html"
         )
     predictor = Predictor(args.run_dir, device=args.device)
+    _apply_max_image_pixels(args, predictor)
     if predictor.task.input_suffixes is not None:  # images, recordings: files, not texts
         return _explain_files(args, predictor)
     written: list[Path] = []
@@ -648,6 +672,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layers", action="store_true", help="include every layer/head attention map (text transformer)"
     )
+    _add_max_image_pixels(p)
     p.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
     _add_device(p)
     _add_threads(p)

@@ -214,3 +214,11 @@ def test_memory_check_uses_the_word_embedding_as_a_cheap_lower_bound(monkeypatch
 def test_physical_memory_is_read() -> None:
     size = config_module.physical_memory_bytes()
     assert size > 2**26 and math.isfinite(size)
+
+
+def test_an_image_size_given_as_one_number_is_a_clear_error() -> None:
+    """``--set image.size=24`` said "image: object of type 'int' has no len()"."""
+    with pytest.raises(
+        ConfigError, match=r"image\.size must be \[height, width\] \(two integers\) or null, got 24"
+    ):
+        RunConfig.from_dict({"image": {"size": 24}})

@@ -135,6 +135,8 @@ class ImageClassificationTask(Task):
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         self._preparation: ImagePreparation | None = None
+        # Images declaring more pixels are refused before decoding; predict and explain may raise it.
+        self.max_pixels = config.image.max_pixels
 
     @property
     def preparation(self) -> ImagePreparation:
@@ -170,7 +172,12 @@ class ImageClassificationTask(Task):
                 f"{source}: not an image dataset; give a folder with one sub-folder of images per class, or a "
                 "built-in name (fashion-mnist)"
             )
-        images, _report = load_image_folder(path, size=tuple(size) if size else None, mode=mode)  # type: ignore[arg-type]
+        images, _report = load_image_folder(
+            path,
+            size=tuple(size) if size else None,  # type: ignore[arg-type]
+            mode=mode,  # type: ignore[arg-type]
+            max_pixels=self.max_pixels,
+        )
         return images
 
     def _converted(self, images: ImageSet, size: list[int] | None, mode: str, source: str) -> ImageSet:
@@ -328,7 +335,7 @@ class ImageClassificationTask(Task):
         """One image as ``(H, W, C)`` uint8 in the run's size and mode."""
         prep = self.preparation
         if isinstance(item, (bytes, bytearray, memoryview)):
-            return decode_image(bytes(item), size=prep.size, mode=prep.mode)  # type: ignore[arg-type]
+            return decode_image(bytes(item), size=prep.size, mode=prep.mode, max_pixels=self.max_pixels)  # type: ignore[arg-type]
         array = np.asarray(item)
         if array.ndim == 2:
             array = array[..., None]
@@ -350,4 +357,4 @@ class ImageClassificationTask(Task):
 
         buffer = BytesIO()
         Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
-        return decode_image(buffer.getvalue(), size=prep.size, mode=prep.mode)  # type: ignore[arg-type]
+        return decode_image(buffer.getvalue(), size=prep.size, mode=prep.mode, max_pixels=self.max_pixels)  # type: ignore[arg-type]

@@ -171,6 +171,10 @@ class ImageSection:
         random_erasing: training-time augmentation: the probability that an image gets one random rectangle
             (2-33% of its area, aspect 0.3-3.3) filled with the training mean (random erasing); 0 = off.
             Applied after the crop and the flip.
+        max_pixels: images declaring more pixels (width x height) are refused from their header, before they
+            are decoded (a decompression bomb): skipped in training data, an error in predict and explain
+            (which take ``--max-image-pixels`` to raise it for one command). Pillow refuses above about 179
+            million pixels whatever this says.
     """
 
     size: list[int] | None = None
@@ -178,11 +182,14 @@ class ImageSection:
     random_crop_padding: int = 0
     horizontal_flip: bool = False
     random_erasing: float = 0.0
+    max_pixels: int = 64_000_000
 
     def __post_init__(self) -> None:
         if self.size is not None:
-            if len(self.size) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in self.size
+            if (
+                not isinstance(self.size, list)
+                or len(self.size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.size)
             ):
                 raise ConfigError(
                     f"image.size must be [height, width] (two integers) or null, got {self.size!r}"
@@ -193,6 +200,7 @@ class ImageSection:
             raise ConfigError(f"image.mode must be auto, L or RGB; got {self.mode!r}")
         _check_range("image.random_crop_padding", self.random_crop_padding, 0, 256)
         _check_range("image.random_erasing", self.random_erasing, 0.0, 1.0)
+        _check_range("image.max_pixels", self.max_pixels, 1, 10**10)
 
 
 @dataclass

@@ -235,7 +235,8 @@ def test_errors_name_the_input_and_the_reason() -> None:
     e = error_of(png, max_pixels=4000)
     assert e.reason == "too many pixels"
     assert str(e) == (
-        "up.png: too many pixels (64x64 = 4,096 > the cap of 4,000); shrink the image or raise max_pixels"
+        "up.png: too many pixels (64x64 = 4,096 > the cap of 4,000); shrink the image, or raise the cap: "
+        "image.max_pixels to train, --max-image-pixels for predict, explain and serve"
     )
 
 

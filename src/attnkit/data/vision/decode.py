@@ -154,8 +154,12 @@ def decode_with(data: bytes, options: DecodeOptions, *, where: str = "image") ->
         )
     try:
         im = Image.open(io.BytesIO(data), formats=FORMATS)
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{where}: too many pixels ({e})", "too many pixels") from None
+    except Image.DecompressionBombError:
+        raise ImageError(
+            f"{where}: too many pixels (more than Pillow's limit of {2 * (Image.MAX_IMAGE_PIXELS or 0):,}, "
+            f"above the cap of {options.max_pixels:,}); shrink the image",
+            "too many pixels",
+        ) from None
     except Exception:  # UnidentifiedImageError, and whatever a damaged header makes a plugin raise
         raise ImageError(
             f"{where}: not an image (expected {', '.join(FORMATS[:-1])} or {FORMATS[-1]})", "not an image"
@@ -165,7 +169,8 @@ def decode_with(data: bytes, options: DecodeOptions, *, where: str = "image") ->
         if width * height > options.max_pixels:
             raise ImageError(
                 f"{where}: too many pixels ({width}x{height} = {width * height:,} > the cap of "
-                f"{options.max_pixels:,}); shrink the image or raise max_pixels",
+                f"{options.max_pixels:,}); shrink the image, or raise the cap: image.max_pixels to train, "
+                "--max-image-pixels for predict, explain and serve",
                 "too many pixels",
             )
         if im.format == "PNG":
