@@ -208,6 +208,17 @@ def test_a_folder_is_predicted_and_a_broken_image_is_skipped(
     lines = out_csv.read_text().splitlines()
     assert lines[0] == "file,predicted_label,prob_bottom,prob_middle,prob_top"
     assert len(lines) == 2 and lines[1].startswith(str(folder / "b.png"))
+    # Hidden entries are skipped as training skips them (they were predicted, or listed as "not an image").
+    (folder / "._b.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / ".cache").mkdir()
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8), "L").save(folder / ".cache" / "c.png")
+    (folder / "nested").mkdir()
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8), "L").save(folder / "nested" / "d.png")
+    assert main(["predict", str(image_run), str(folder)]) == 0
+    captured = capsys.readouterr()
+    files = [json.loads(line)["file"] for line in captured.out.splitlines()]
+    assert files == [str(folder / "b.png"), str(folder / "nested" / "d.png")]  # sub-folders: searched
+    assert "._b.png" not in captured.err and "skipped 1 of 3" in captured.err
 
 
 def test_evaluate_and_a_label_the_run_does_not_know(

@@ -223,7 +223,9 @@ FILE_COLUMN = "file"
 
 def input_files(paths: list[str], suffixes: Iterable[str], kind: str = "input") -> list[Path]:
     """The input files of ``paths``: files as given, folders searched recursively for ``suffixes`` (lower-case,
-    with the dot; matched case-insensitively), in natural order.
+    with the dot; matched case-insensitively), in natural order. Inside a folder, hidden entries (a name that
+    starts with ``.``: ``.DS_Store``, macOS's ``._photo.png`` copies, ``.cache/``) are skipped, as training
+    skips them.
 
     Raises:
         ValueError: a path does not exist, or a folder holds no file with one of ``suffixes`` (the message calls
@@ -237,7 +239,13 @@ def input_files(paths: list[str], suffixes: Iterable[str], kind: str = "input") 
         path = Path(raw).expanduser()
         if path.is_dir():
             inside = sorted(
-                (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted),
+                (
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.suffix.lower() in wanted
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                ),
                 key=lambda p: natural_key(str(p.relative_to(path))),
             )
             if not inside:
