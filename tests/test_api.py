@@ -164,6 +164,11 @@ def test_user_mistakes_are_value_errors(tmp_path: Path) -> None:
         attnkit.fit(["a", "b"], out=tmp_path / "r")
     with pytest.raises(ValueError, match="no column 'text'"):
         attnkit.fit(Table([{"review": "a", "label": "x"}]), out=tmp_path / "r")
+    # A dict of columns is a table (it was read as the list of its two keys, "give the labels").
+    with pytest.raises(
+        ValueError, match=r"no column 'text' in the table; its columns are \['review', 'label'\]"
+    ):
+        attnkit.fit({"review": ["a"], "label": ["x"]}, out=tmp_path / "r")
     with pytest.raises(ValueError, match="text 1 is int"):
         attnkit.fit(["a", 3], ["x", "y"], out=tmp_path / "r")
     with pytest.raises(ValueError, match="neither a file nor a shipped config"):
@@ -171,6 +176,15 @@ def test_user_mistakes_are_value_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         attnkit.fit(["a"], ["x"], out=tmp_path / "file")
+
+
+def test_a_dict_of_columns_trains_like_a_table(tmp_path: Path, make_rows: Rows, quick_writes: None) -> None:
+    rows = make_rows(200, 5)
+    columns = {"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}
+    clf = attnkit.fit(columns, out=tmp_path / "run", model="bag-attn", epochs=1, overrides=FAST)
+    assert clf.labels == sorted(set(columns["label"]))
+    with pytest.raises(Exception, match=r"overwrite=True in Python"):
+        attnkit.fit(columns, out=tmp_path / "run", model="bag-attn", epochs=1, overrides=FAST)
 
 
 def test_build_config_layers_in_order() -> None:

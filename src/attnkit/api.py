@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 #: recalibrated and reproduced from its own files.
 DATA_SNAPSHOT_DIR = "data"
 
-#: What :func:`fit` accepts as data: texts (with ``labels``), a DataFrame-like table, or a source name/path.
+#: What :func:`fit` accepts as data: texts (with ``labels``), a DataFrame-like table or a dict of columns, or a
+#: source name/path.
 Data = Any
 
 
@@ -139,14 +140,15 @@ def _column(table: Any, name: str) -> list[Any]:
     try:
         column = table[name]
     except (KeyError, IndexError, TypeError):
-        columns = list(getattr(table, "columns", []))
+        columns = list(table) if isinstance(table, Mapping) else list(getattr(table, "columns", []))
         raise ValueError(f"no column {name!r} in the table; its columns are {columns}") from None
     return list(column.tolist() if hasattr(column, "tolist") else column)
 
 
 def _texts_and_labels(data: Data, labels: Sequence[Any] | None, text: str, label: str) -> tuple[list, list]:
-    """``(texts, labels)`` from lists or a DataFrame-like table (anything with ``.columns`` and ``[name]``)."""
-    if hasattr(data, "columns"):
+    """``(texts, labels)`` from lists, a dict of columns or a DataFrame-like table (anything with ``.columns``
+    and ``[name]``)."""
+    if hasattr(data, "columns") or isinstance(data, Mapping):  # a DataFrame, or a dict of columns
         if labels is not None:
             raise ValueError("give labels as a column of the table (label=NAME), not as a separate argument")
         return _column(data, text), _column(data, label)

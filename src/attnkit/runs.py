@@ -162,7 +162,10 @@ def check_new_run_dir(run_dir: str | Path, *, overwrite: bool = False, keep: tup
     if overwrite or not run_dir.exists():
         return run_dir
     if (run_dir / CONFIG_FILE).exists():
-        raise RunError(f"{run_dir} already holds a run; resume it (--resume {run_dir}) or pass --overwrite")
+        raise RunError(
+            f"{run_dir} already holds a run; resume it (--resume {run_dir}; attnkit.resume in Python) or replace it "
+            "(--overwrite; overwrite=True in Python)"
+        )
     others = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in keep)
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")

@@ -174,6 +174,13 @@ def test_missing_column_lists_available(tmp_path: Path) -> None:
         load_source(path)
     with pytest.raises(DataError, match=r"no label column 'lbl'; available columns: 'body', 'y'"):
         load_source(path, text_field="body", label_field="lbl")
+    with pytest.raises(DataError, match=r"choose one with data\.text_field \(--set data\.text_field=NAME\)$"):
+        load_source(path)
+    semicolons = write(tmp_path / "s.csv", "text;label\nfine;1\n")
+    with pytest.raises(
+        DataError, match=r"the header 'text;label' looks separated by ';': a \.csv file needs commas"
+    ):
+        load_source(semicolons)
     jpath = write(tmp_path / "c.jsonl", jsonl([{"body": "x", "label": 1}]))
     with pytest.raises(DataError, match=r"c\.jsonl: line 1: no text column found .* 'body', 'label'"):
         load_source(jpath)

@@ -122,8 +122,8 @@ def test_same_size_folder_needs_no_size(tmp_path: Path) -> None:
         images.pixels, np.stack([arrays["a/2.png"], arrays["a/10.png"], arrays["b/1.png"]])
     )
     write(tmp_path / "b" / "big.png", encode(Image.fromarray(noise(6, 5, 3, 9))))
-    with pytest.raises(DataError, match=r"big\.png: 6x5 pixels, but .*2\.png is 4x5; pass size=\(height, width\) to "
-                       r"resize images of different sizes$"):  # fmt: skip
+    with pytest.raises(DataError, match=r"big\.png: 6x5 pixels, but .*2\.png is 4x5; resize images of different "
+                       r"sizes with image\.size \(--set 'image\.size=\[H, W\]', or size=\(H, W\) here\)$"):  # fmt: skip
         load_image_folder(tmp_path)
 
 

@@ -287,9 +287,18 @@ def _pick_field(
         if name in lowered:
             return lowered[name]
     option = f"{kind}_field" if kind == "text" else "label_field"
+    separator = next(
+        (sep for sep in (";", "|", "\t", ",") if len(available) == 1 and sep in available[0]), None
+    )
+    hint = (
+        f"; the header {available[0]!r} looks separated by {separator!r}: a .csv file needs commas, a .tsv "
+        "file tabs"
+        if separator
+        else ""
+    )
     raise DataError(
         f"{where}: no {kind} column found (looked for {', '.join(candidates)}); available columns: {shown}; "
-        f"pass {option}= to choose one"
+        f"choose one with data.{option} (--set data.{option}=NAME){hint}"
     )
 
 

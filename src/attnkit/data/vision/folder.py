@@ -134,8 +134,8 @@ def load_image_folder(
         elif image.shape != pixels.shape[1:]:
             h, w, _ = image.shape
             raise DataError(
-                f"{path}: {h}x{w} pixels, but {first} is {pixels.shape[1]}x{pixels.shape[2]}; pass "
-                "size=(height, width) to resize images of different sizes"
+                f"{path}: {h}x{w} pixels, but {first} is {pixels.shape[1]}x{pixels.shape[2]}; resize images of "
+                "different sizes with image.size (--set 'image.size=[H, W]', or size=(H, W) here)"
             )
         pixels[len(tally.labels)] = image
         tally.keep(path, label)
