@@ -4,6 +4,7 @@ evaluate, calibrate, resume, ensembles and refit, all through the same task-driv
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,22 @@ def test_a_pil_image_is_read_as_its_file_is(image_run: Path, tmp_path: Path) -> 
     png = tmp_path / "alpha.png"
     Image.fromarray(rgba, "RGBA").save(png)
     np.testing.assert_allclose(clf.predict_proba(Image.open(png)), clf.predict_proba([str(png)]), atol=1e-6)
+
+
+def test_an_unreadable_image_is_named_by_its_place_and_path(
+    image_run: Path, image_folder: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    clf = attnkit.load(image_run, device="cpu")
+    good = str(image_folder / "top" / "0.png")
+    with pytest.raises(
+        ValueError, match=rf"^image 1 \({re.escape(str(broken))}\): not an image \(expected PNG"
+    ):
+        clf.predict([good, str(broken)])  # it said "image: not an image", naming neither
+    with pytest.raises(ValueError, match=r"^image 0: not an image"):
+        clf.predict_proba([b"not an image either"])
+    assert clf.predict_proba([]).shape == (0, 3)
 
 
 @pytest.mark.parametrize(

@@ -425,6 +425,19 @@ class Classifier:
     def predict_proba(self, texts: Any, *, batch_size: int = 64) -> np.ndarray:
         """``(N, C)`` calibrated class probabilities (``softmax(logits / T)``), columns in :attr:`labels` order;
         texts, or images or recordings for an image or audio run (as :meth:`predict` takes them)."""
+        if (
+            self.predictor.modality == "image"
+        ):  # decoded here, batch by batch, so that an error names the image
+            images, sources = self._images(texts)
+            task = self.predictor.task
+            parts = []
+            for start in range(0, len(images), batch_size):
+                arrays = [
+                    task.to_array(image, where=f"image {i}" + (f" ({sources[i]})" if sources[i] else ""))  # type: ignore[attr-defined]
+                    for i, image in enumerate(images[start : start + batch_size], start=start)
+                ]
+                parts.append(self.predictor.predict_proba(arrays, batch_size=batch_size).numpy())
+            return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), dtype=np.float32)
         return self.predictor.predict_proba(self._inputs(texts), batch_size=batch_size).numpy()
 
     @overload

@@ -331,11 +331,17 @@ class ImageClassificationTask(Task):
             return torch.zeros(0, prep.channels, *prep.size), None
         return normalize(np.stack(arrays), prep.mean, prep.std), None
 
-    def to_array(self, item: Any) -> np.ndarray:
-        """One image as ``(H, W, C)`` uint8 in the run's size and mode."""
+    def to_array(self, item: Any, *, where: str = "image") -> np.ndarray:
+        """One image as ``(H, W, C)`` uint8 in the run's size and mode; ``where`` names it in errors."""
         prep = self.preparation
         if isinstance(item, (bytes, bytearray, memoryview)):
-            return decode_image(bytes(item), size=prep.size, mode=prep.mode, max_pixels=self.max_pixels)  # type: ignore[arg-type]
+            return decode_image(
+                bytes(item),
+                size=prep.size,
+                mode=prep.mode,  # type: ignore[arg-type]
+                max_pixels=self.max_pixels,
+                where=where,
+            )
         array = np.asarray(item)
         if array.ndim == 2:
             array = array[..., None]
