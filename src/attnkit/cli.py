@@ -799,6 +799,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         Limits,
         ServeConfig,
         check_exposure,
+        check_port_free,
         load_backend,
         read_api_key,
         run_server,
@@ -846,6 +847,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         connections=connections,
     )
     config = check_exposure(config, args.host)  # before loading the model: a refused bind fails at once
+    check_port_free(args.host, args.port)
     backend = load_backend(
         args.run_dir, args.backend, onnx_path=args.onnx, threads=args.threads, device=args.device
     )

@@ -12,7 +12,15 @@ from fastapi.testclient import TestClient
 
 from attnkit.cli import main
 from attnkit.predictor import Predictor
-from attnkit.serve import ServeConfig, TorchBackend, check_exposure, create_app, read_api_key, resolve_device
+from attnkit.serve import (
+    ServeConfig,
+    TorchBackend,
+    check_exposure,
+    check_port_free,
+    create_app,
+    read_api_key,
+    resolve_device,
+)
 from attnkit.serve.security import TokenBuckets, client_key, default_allowed_hosts, host_name, is_loopback
 
 KEY = "k3y-" + "x" * 28
@@ -261,3 +269,27 @@ def test_serve_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> No
     ]:  # fmt: skip
         paragraph = " ".join(options.split(option, 1)[1].split("\n  -", 1)[0].split())
         assert f"default: {default}" in paragraph, (option, paragraph)
+
+
+def test_a_port_in_use_is_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn failed only after the model had loaded, with its own "[Errno 98]" line and exit code 3."""
+    import socket
+
+    import attnkit.serve as serve
+    from attnkit.cli import main
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(serve, "load_backend", no_load)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["serve", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnkit serve: error: cannot listen on 127.0.0.1:") and "--port" in err
+    assert len(err.strip().splitlines()) == 1
+    check_port_free("127.0.0.1", port)  # free again once the holder closed

@@ -13,7 +13,15 @@ method beside a player (a clip may be uploaded or recorded in the browser).
 - :mod:`attnkit.serve.security`: Host check, API key, per-client rate limit.
 """
 
-from attnkit.serve.app import BodyGuard, ServeConfig, check_exposure, create_app, run_server, server_config
+from attnkit.serve.app import (
+    BodyGuard,
+    ServeConfig,
+    check_exposure,
+    check_port_free,
+    create_app,
+    run_server,
+    server_config,
+)
 from attnkit.serve.backends import BACKENDS, Backend, OnnxBackend, TorchBackend, load_backend, resolve_device
 from attnkit.serve.batching import BatcherStats, MicroBatcher, Overloaded
 from attnkit.serve.explaining import ExplainPool, ExplainTimeout
@@ -36,6 +44,7 @@ __all__ = [
     "ServeConfig",
     "TorchBackend",
     "check_exposure",
+    "check_port_free",
     "create_app",
     "load_backend",
     "read_api_key",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -765,6 +766,30 @@ def check_exposure(config: ServeConfig, host: str) -> ServeConfig:
     if config.allowed_hosts is None:
         config = replace(config, allowed_hosts=default_allowed_hosts(host))
     return config
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``ValueError`` (one line) when nothing can listen on ``host:port``: another server holds the port,
+    or ``host`` is not an address of this machine. Checked before the model loads, so the answer is immediate
+    (uvicorn itself would fail only after the load, with its own message)."""
+    if port == 0:  # the system picks a free port
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ValueError(
+            f"--host {host}: not an address this machine can listen on ({e.strerror or e})"
+        ) from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise ValueError(
+                f"cannot listen on {host}:{port} ({e.strerror or e}); another server may hold the port: stop it, "
+                "or pick another with --port"
+            ) from None
 
 
 def _log_exposure(config: ServeConfig, host: str) -> None:
