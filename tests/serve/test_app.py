@@ -130,6 +130,9 @@ def _error_cases() -> list[tuple[str, dict[str, Any], int, str, str]]:
         ("/explain", {"json": {"text": "a", "method": "ig", "methods": ["ig"]}}, 422, "validation_error",
          "not both"),
         ("/explain", {"json": {"text": "a", "target": "maybe"}}, 422, "unknown_target", "pos"),
+        # A number names its class ("1", not a label of this run), as it does in data; a boolean is no label.
+        ("/explain", {"json": {"text": "a", "target": 1.0}}, 422, "unknown_target", "'1'"),
+        ("/explain", {"json": {"text": "a", "target": True}}, 422, "validation_error", "target"),
         ("/explain", {"json": {"text": "a", "layers": True}}, 422, "no_layers", "self-attention"),
         ("/explain", {"json": {"text": "a", "layers": "yes"}}, 422, "validation_error", "layers"),
         ("/explain", {"json": {"texts": ["a", "b", "c"]}}, 422, "too_many_texts", "limit is 2"),
@@ -264,3 +267,13 @@ def test_load_backend_rejects_bad_choices(bag_run: Path, tmp_path: Path) -> None
         load_backend(bag_run, "onnx", onnx_path=tmp_path / "missing.onnx")
     with pytest.raises(FileNotFoundError, match="run directory"):
         load_backend(tmp_path, "torch")
+
+
+def test_a_numeric_target_names_its_class() -> None:
+    """A run trained on labels 0 / 1 is asked {"target": 1}; it got "Input should be a valid string"."""
+    from attnkit.serve.schemas import ExplainRequest, ImageExplainRequest
+
+    assert ExplainRequest(text="a", target=1).target == "1"
+    assert ExplainRequest(text="a", target=2.0).target == "2"
+    assert ImageExplainRequest(image="aGk=", target=0).target == "0"
+    assert ExplainRequest(text="a", target=" x ").target == " x "  # strings as given

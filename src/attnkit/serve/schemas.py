@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+from attnkit.data.labels import label_name
+
+
+def _target_label(value: Any) -> Any:
+    """A JSON number names the class it names in data (``1`` and ``1.0`` are ``"1"``); strings pass as they are,
+    and anything else (a boolean, a list) is left for the strict string check to refuse."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return label_name(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -106,8 +116,9 @@ class ExplainRequest(_Body):
     method: StrictStr | None = Field(default=None, description="one method (default: attention)")
     methods: list[StrictStr] | None = Field(default=None, description="several methods, or ['all']")
     target: StrictStr | None = Field(
-        default=None, description="label to explain (default: the predicted one)"
+        default=None, description="label to explain (default: the predicted one; a number names its class)"
     )
+    _number_target = field_validator("target", mode="before")(_target_label)
     layers: StrictBool = Field(default=False, description="per-layer, per-head attention maps (transformer)")
 
     def all_methods(self) -> list[str]:
@@ -124,8 +135,9 @@ class ExplainOptions(BaseModel):
     method: StrictStr | None = Field(default=None, description="one method (default: attention)")
     methods: list[StrictStr] | None = Field(default=None, description="several methods, or ['all']")
     target: StrictStr | None = Field(
-        default=None, description="label to explain (default: the predicted one)"
+        default=None, description="label to explain (default: the predicted one; a number names its class)"
     )
+    _number_target = field_validator("target", mode="before")(_target_label)
 
     def all_methods(self) -> list[str]:
         if self.method is not None:
