@@ -298,3 +298,22 @@ def test_other_chunks_around_the_samples(make_wav: MakeWav) -> None:
         "truncated",
         "truncated WAV file (the file ends inside its 'LIST' chunk, before any samples)",
     )
+
+
+@pytest.mark.parametrize("rate", [0, 1, 999])
+def test_a_wav_declaring_a_rate_below_1000_hz_is_refused(rate: int) -> None:
+    """Rate 0 gave libsndfile's "SF_INFO struct incomplete"; 1 Hz was accepted and 8 samples resampled into
+    8 seconds. The rate is read from the fmt chunk, after a LIST chunk, where the header puts it."""
+    wav = bytearray(sf_bytes(np.zeros(8, np.float32), 8000, "WAV", "PCM_16"))
+    fmt = wav.index(b"fmt ")
+    listing = b"LIST" + struct.pack("<I", 5) + b"INFO!" + b"\x00"  # odd size: padded to even
+    wav[fmt:fmt] = listing
+    wav[4:8] = struct.pack("<I", len(wav) - 8)
+    fmt += len(listing)
+    wav[fmt + 12 : fmt + 16] = struct.pack("<I", rate)
+    with pytest.raises(
+        AudioError, match=rf"up\.wav: unsupported sample rate {rate:,} Hz \(expected 1,000 to "
+    ):
+        decode_audio(bytes(wav), sample_rate=8000, max_seconds=10.0, name="up.wav")
+    wav[fmt + 12 : fmt + 16] = struct.pack("<I", 1000)
+    assert decode_audio(bytes(wav), sample_rate=1000, max_seconds=10.0, name="up.wav").shape == (8,)

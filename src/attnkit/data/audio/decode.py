@@ -66,6 +66,9 @@ DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_MAX_CHANNELS = 32
 #: The highest source or target rate accepted, in Hz.
 MAX_SAMPLE_RATE = 768_000
+# The lowest rate a recording may have: below it a file is broken, not speech (a 1 Hz header on 8 samples would
+# be resampled into seconds of nothing).
+MIN_SAMPLE_RATE = 1_000
 #: soxr's quality recipe: "HQ" is its high-quality, linear-phase filter.
 RESAMPLE_QUALITY = "HQ"
 
@@ -189,6 +192,9 @@ def decode_audio_with(data: bytes, options: AudioDecodeOptions, *, name: str) ->
         cut = _shortfall(container, data, opened=False)
         if cut is not None:
             raise AudioError(f"{name}: truncated {container} file ({cut})", "truncated") from None
+        declared = _wav_rate(data) if container == "WAV" else None
+        if declared is not None and not MIN_SAMPLE_RATE <= declared <= MAX_SAMPLE_RATE:
+            raise _bad_rate(name, declared) from None  # libsndfile: "SF_INFO struct incomplete"
         raise AudioError(
             f"{name}: corrupt or truncated {container} file ({_message(e)})", "corrupt"
         ) from None
@@ -300,6 +306,27 @@ def _ogg_shortfall(data: bytes) -> str | None:
     return None
 
 
+def _bad_rate(name: str, rate: int) -> AudioError:
+    return AudioError(
+        f"{name}: unsupported sample rate {rate:,} Hz (expected {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,})",
+        "unsupported",
+    )
+
+
+def _wav_rate(data: bytes) -> int | None:
+    """The sample rate a RIFF/WAVE file's ``fmt `` chunk declares, or None when there is no such chunk."""
+    position = 12  # after "RIFF", the size and "WAVE"
+    while position + 8 <= len(data):
+        chunk, size = (
+            data[position : position + 4],
+            int.from_bytes(data[position + 4 : position + 8], "little"),
+        )
+        if chunk == b"fmt " and position + 16 <= len(data):
+            return int.from_bytes(data[position + 12 : position + 16], "little")
+        position += 8 + size + (size & 1)  # chunks are padded to an even size
+    return None
+
+
 def _check_header(
     sound: soundfile.SoundFile, container: str, data: bytes, options: AudioDecodeOptions, name: str
 ) -> tuple[int, int]:
@@ -315,10 +342,8 @@ def _check_header(
             f"{name}: too many channels ({channels} > {options.max_channels}); mix it down first",
             "too many channels",
         )
-    if not 1 <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"{name}: unsupported sample rate {rate:,} Hz (at most {MAX_SAMPLE_RATE:,})", "unsupported"
-        )
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise _bad_rate(name, rate)
     if frames >= _UNKNOWN_FRAMES or frames < 0:
         raise AudioError(
             f"{name}: the {container} header does not give the length; re-encode the file", "unsupported"
