@@ -288,3 +288,11 @@ def test_an_ensemble_of_image_models_averages_its_members(image_folder: Path, tm
         mean = torch.stack([m.model(pixels).logits for m in members]).mean(dim=0)
         torch.testing.assert_close(ensemble.model(pixels).logits, mean)
     assert "members" in result.metrics and len(result.metrics["members"]) == 2
+
+
+def test_explain_writes_into_a_folder_it_creates(image_run: Path, image_folder: Path, tmp_path: Path) -> None:
+    """``--out new/x.png``: the folder is created, as ``predict --out`` does (it raised "[Errno 2] No such file")."""
+    out = tmp_path / "new" / "deeper" / "x.png"
+    assert main(["explain", str(image_run), str(image_folder / "top" / "0.png"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["x.png"]  # no temporary file left beside it

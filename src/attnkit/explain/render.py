@@ -29,6 +29,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from attnkit.atomic import atomic_write
 from attnkit.explain.scale import (
     KIND_LABELS,
     NEGATIVE_RGB,
@@ -840,4 +841,4 @@ def render_png(explanation: dict[str, Any], path: str | Path, methods: list[str]
             wrap=True,
         )
         fig.tight_layout(rect=(0, footer_h / height, 1, 1))
-        fig.savefig(Path(path), format="png")
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))  # folders are created

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from attnkit.atomic import atomic_write
 from attnkit.explain.images import decode_png, encode_png
 from attnkit.explain.render import _asset, _attr, _css_rgb, _legend_markup, _page_html, _TerminalScale
 from attnkit.explain.render_units import (
@@ -284,7 +285,7 @@ def render_audio_png(explanation: dict[str, Any], path: str | Path, methods: lis
             last = strip_ax
         last.tick_params(labelbottom=True)
         last.set_xlabel("time (s)", fontsize=9)
-        fig.savefig(Path(path), format="png", dpi=PNG_DPI)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=PNG_DPI))  # folders are created
 
 
 # ------------------------------------------------------------------------------------------------- terminal

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from attnkit.atomic import atomic_write
 from attnkit.explain.images import decode_png
 from attnkit.explain.render import _asset, _attr, _css_rgb, _legend_markup, _page_html, _TerminalScale
 from attnkit.explain.render_units import (
@@ -221,7 +222,7 @@ def render_image_png(explanation: dict[str, Any], path: str | Path, methods: lis
             heat_ax.set_ylim(height - 0.5, -0.5)
             _colour_bar(bar_ax, scale)
             over_ax.imshow(overlay_rgb(exp, method), interpolation="nearest")
-        fig.savefig(Path(path), format="png")
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))  # folders are created
 
 
 def _colour_bar(ax: Any, scale: MethodScale) -> None:
