@@ -217,3 +217,30 @@ def test_the_issue_attack_does_not_deny_service(predictor: Predictor, running_se
     assert codes == [200] * 79
     # Every slow connection was closed by the server (by a timeout or to make room), none by the client.
     assert all(data.endswith(b"<closed>") for _, data in closed)
+
+
+def test_a_request_the_parser_refuses_gets_a_json_error(
+    predictor: Predictor, running_server: ServerFactory
+) -> None:
+    """``Content-Length: abc`` and a broken request line got uvicorn's plain-text "Invalid HTTP request"."""
+    app = create_app(TorchBackend(predictor), ServeConfig())
+
+    async def send(port: int, raw: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await read_until_closed(reader, 5.0)
+        writer.close()
+        return answer
+
+    bad = [
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+        b"GARBAGE\x00 / HTTP/1.1\r\n\r\n",
+    ]
+    with running_server(app) as url:
+        answers = [asyncio.run(send(port_of(url), raw)) for raw in bad]
+        assert httpx.post(url + "/predict", json={"text": "still serving"}).status_code == 200
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request") and b"content-type: application/json" in head
+        assert json.loads(body.removesuffix(b"<closed>"))["error"] == "invalid_http"

@@ -193,6 +193,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         detail = f"the request body did not arrive within {self.limits.body_timeout_s:g} s"
         self._close_with(408, "Request Timeout", "body_timeout", detail)
 
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser refuses (``Content-Length: abc``, a broken request line) gets the JSON error
+        body every other error has; uvicorn's own answer is plain text."""
+        detail = "the request is not valid HTTP/1.1 (its request line or a header could not be parsed)"
+        self._close_with(400, "Bad Request", "invalid_http", detail)
+
     # -- parsing --------------------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
