@@ -149,6 +149,15 @@ def test_a_pil_image_is_read_as_its_file_is(image_run: Path, tmp_path: Path) -> 
     png = tmp_path / "alpha.png"
     Image.fromarray(rgba, "RGBA").save(png)
     np.testing.assert_allclose(clf.predict_proba(Image.open(png)), clf.predict_proba([str(png)]), atol=1e-6)
+    # 32-bit grayscale (mode I, e.g. from a TIFF) reads as the same values in a 16-bit PNG file do.
+    values = rng.integers(0, 65536, (28, 28)).astype(np.int32)
+    sixteen = tmp_path / "sixteen.png"
+    Image.fromarray(values.astype(np.uint16)).save(sixteen)  # mode I;16
+    as_int32 = Image.fromarray(values)
+    assert as_int32.mode == "I"
+    np.testing.assert_allclose(clf.predict_proba(as_int32), clf.predict_proba([str(sixteen)]), atol=1e-6)
+    with pytest.raises(ValueError, match=r"^image 0: a PIL image in mode 'La' cannot be read"):
+        clf.predict(Image.new("LA", (4, 4)).convert("La"))
 
 
 def test_an_unreadable_image_is_named_by_its_place_and_path(
@@ -205,6 +214,10 @@ def test_the_pixel_cap_is_the_runs_and_predict_can_raise_it(
     assert "--max-image-pixels for predict, explain and serve" in err
     assert main(["predict", str(run), str(big), "--max-image-pixels", "200000"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["file"] == str(big)
+    with pytest.raises(ValueError, match="too many pixels"):
+        attnkit.load(run, device="cpu").predict([str(big)])
+    relaxed = attnkit.load(run, device="cpu", max_image_pixels=200_000)
+    assert relaxed.predict([str(big)])[0] in ("top", "middle", "bottom")
     with pytest.raises(Exception, match=r"image\.max_pixels must be"):
         RunConfig.from_dict({"image": {"max_pixels": 0}})
 

@@ -115,24 +115,32 @@ class RegionAttention:
         return self.weights.reshape(self.grid)
 
 
-# Pillow modes a PNG keeps as they are; an image in any other mode (CMYK, YCbCr, LAB, HSV, F) is converted to RGB.
-_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})
+# Pillow modes a PNG keeps as they are (and the decoder then reads as it reads such a file).
+_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
 
 
 def _pil_to_png(image: Any, index: int) -> bytes:
-    """A PIL image as PNG bytes, upright (its EXIF orientation applied) and in its own mode where PNG keeps it,
-    so that it is decoded exactly as the same image read from a file is (transparency on white included)."""
+    """A PIL image as PNG bytes, upright (its EXIF orientation applied), so that it is decoded exactly as the
+    same image read from a file is (transparency on white included). A mode PNG cannot hold (32-bit ``I``,
+    ``F``, CMYK, ...) is first converted to RGB as the decoder converts such images."""
     from io import BytesIO
 
     from PIL import ImageOps
 
+    from attnkit.data.vision.decode import convert_image
+
     if min(image.size) < 1:
         raise ValueError(f"image {index}: an empty image ({image.size[0]}x{image.size[1]} pixels)")
-    upright = ImageOps.exif_transpose(image)
-    if upright.mode not in _PNG_MODES:
-        upright = upright.convert("RGB")
-    buffer = BytesIO()
-    upright.save(buffer, format="PNG")
+    try:
+        upright = ImageOps.exif_transpose(image)
+        if upright.mode not in _PNG_MODES:
+            upright = convert_image(upright, "RGB")
+        buffer = BytesIO()
+        upright.save(buffer, format="PNG")
+    except (OSError, ValueError) as e:  # a mode Pillow cannot convert or write
+        raise ValueError(
+            f"image {index}: a PIL image in mode {image.mode!r} cannot be read ({e}); convert it to RGB or L first"
+        ) from None
     return buffer.getvalue()
 
 
@@ -300,17 +308,25 @@ def resume(run_dir: str | Path, *, device: str = "auto") -> Classifier:
     return load(run_dir, device=device)
 
 
-def load(run_dir: str | Path, *, device: str = "auto") -> Classifier:
+def load(run_dir: str | Path, *, device: str = "auto", max_image_pixels: int | None = None) -> Classifier:
     """Load a trained run directory for inference (no training code is needed).
 
     Args:
         run_dir: a directory written by :func:`fit` or ``attnkit train``.
         device: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda[:N]``.
+        max_image_pixels: image runs: refuse images declaring more pixels than this (default: the run's
+            ``image.max_pixels``).
     """
     from attnkit.devices import resolve_device
     from attnkit.predictor import Predictor
 
-    return Classifier(Predictor(run_dir, device=resolve_device(device)))
+    predictor = Predictor(run_dir, device=resolve_device(device))
+    if max_image_pixels is not None:
+        if max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be >= 1, got {max_image_pixels}")
+        if predictor.modality == "image":
+            predictor.task.max_pixels = max_image_pixels  # type: ignore[attr-defined]
+    return Classifier(predictor)
 
 
 class Classifier:

@@ -174,7 +174,11 @@ def test_missing_column_lists_available(tmp_path: Path) -> None:
         load_source(path)
     with pytest.raises(DataError, match=r"no label column 'lbl'; available columns: 'body', 'y'"):
         load_source(path, text_field="body", label_field="lbl")
-    with pytest.raises(DataError, match=r"choose one with data\.text_field \(--set data\.text_field=NAME\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"choose one with data\.text_field \(--set data\.text_field=NAME; predict and explain take "
+        r"--text-field NAME\)$",
+    ):
         load_source(path)
     semicolons = write(tmp_path / "s.csv", "text;label\nfine;1\n")
     with pytest.raises(

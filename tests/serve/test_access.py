@@ -290,6 +290,7 @@ def test_a_port_in_use_is_refused_before_the_model_loads(
         port = holder.getsockname()[1]
         assert main(["serve", str(tmp_path), "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("attnkit serve: error: cannot listen on 127.0.0.1:") and "--port" in err
+    assert err.startswith("attnkit serve: error: cannot listen on 127.0.0.1:")
+    assert "another server holds the port: stop it, or pick another with --port" in err
     assert len(err.strip().splitlines()) == 1
     check_port_free("127.0.0.1", port)  # free again once the holder closed

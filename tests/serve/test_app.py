@@ -277,3 +277,5 @@ def test_a_numeric_target_names_its_class() -> None:
     assert ExplainRequest(text="a", target=2.0).target == "2"
     assert ImageExplainRequest(image="aGk=", target=0).target == "0"
     assert ExplainRequest(text="a", target=" x ").target == " x "  # strings as given
+    with pytest.raises(ValueError, match="target"):  # NaN names no class (it became None: the predicted one)
+        ExplainRequest(text="a", target=float("nan"))

@@ -322,6 +322,10 @@ def test_a_file_in_another_form_field_is_told_where_files_go(client: TestClient,
     )
     binary = client.post("/predict", files={"file": ("a.png", images[0])}, data={"note": "\u00e9"})
     assert binary.status_code == 422 and "'note'" in binary.json()["detail"]  # text fields: as before
+    # A text field sent as a file part (curl -F method=@m.txt, a browser Blob) is still a text field.
+    as_file = client.post("/explain", files=[("file", ("a.png", images[0])), ("method", ("m.txt", b"loo"))])
+    assert as_file.status_code == 200, as_file.text
+    assert as_file.json()["explanations"][0]["methods"] == ["loo"]
 
 
 def test_a_text_run_refuses_uploads_as_before(bag_run: Path) -> None:

@@ -106,6 +106,9 @@ def test_a_plan_does_not_grow_in_its_last_quarter_by_hand() -> None:
     assert (
         replan_epochs(11, 40, 30.0, done=9, cap=40, margin_seconds=12) == 10
     )  # shrinking is never held back
+    # A short plan always may grow: a first-epoch probe that planned one epoch gets the budget it left unused.
+    assert replan_epochs(1, 500, 10.0, done=1, cap=40, margin_seconds=12) == 40
+    assert replan_epochs(3, 500, 10.0, done=3, cap=40, margin_seconds=12) == 40
     before, after = LearningRateSchedule(11, 0.15, "cosine"), LearningRateSchedule(12, 0.15, "cosine")
     assert before(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * (9 - 1) / (11 - 1))))
     assert after(9) > 1.5 * before(9)  # what growing would have done

@@ -222,3 +222,6 @@ def test_an_image_size_given_as_one_number_is_a_clear_error() -> None:
         ConfigError, match=r"image\.size must be \[height, width\] \(two integers\) or null, got 24"
     ):
         RunConfig.from_dict({"image": {"size": 24}})
+    from attnkit.train.config import ImageSection
+
+    assert ImageSection(size=(32, 24)).size == [32, 24]  # type: ignore[arg-type]  # a tuple in Python

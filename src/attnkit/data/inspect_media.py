@@ -185,6 +185,11 @@ def inspect_media(
             raise DataError(f"{source} already has a test split; --test is for sources without one")
         if source_modality(test) != modality:
             raise DataError(f"--test {test}: not an {modality} dataset or folder like {source}")
+        if Path(source).is_dir() != Path(test).is_dir():  # file bytes against decoded content: never equal
+            raise DataError(
+                f"--test {test}: compare a folder with a folder; a built-in dataset's splits are compared with "
+                "each other without --test"
+            )
         splits["test"] = next(iter(_load(modality, test, options, missing).values()))
     report: dict[str, Any] = {"source": source, "modality": modality, "splits": {}, "overlap": []}
     if test is not None:

@@ -41,9 +41,9 @@ class Explanation:
         tokens: the scored tokens (the first ``max_length`` of the text, or its head and tail with
             ``tokenizer.truncation: head+tail``).
         truncated: whether the text had more tokens than the model reads.
+        layer_attentions: ``A[l][h][i][j]`` for models with self-attention when asked, else ``None``.
         unread: the character spans ``[start, end)`` of ``text`` the model did not read (empty unless
             truncated): the tail, or the middle with ``head+tail`` truncation (:func:`~attnkit.explain.unread.unread_gaps`).
-        layer_attentions: ``A[l][h][i][j]`` for models with self-attention when asked, else ``None``.
     """
 
     text: str
@@ -52,8 +52,8 @@ class Explanation:
     methods: list[str]
     tokens: list[ExplainedToken]
     truncated: bool = False
-    unread: list[tuple[int, int]] = field(default_factory=list)
     layer_attentions: list[list[list[list[float]]]] | None = field(default=None, repr=False)
+    unread: list[tuple[int, int]] = field(default_factory=list)
 
     def scores(self, method: str) -> list[float]:
         """The scores of one method, one per token."""

@@ -364,7 +364,7 @@ def _terminal_text(exp: dict[str, Any], method: str, scale: _TerminalScale, plai
 
 def unread_spans_of(exp: dict[str, Any]) -> list[tuple[int, int]]:
     """The spans of ``exp["text"]`` its model did not read: its ``unread`` field, or for files written before
-    that field, the same rule applied to its text and token offsets (:func:`~attnkit.explain.explanation.unread_gaps`)."""
+    that field, the same rule applied to its text and token offsets (:func:`~attnkit.explain.unread.unread_gaps`)."""
     if not exp.get("truncated"):
         return []
     if isinstance(exp.get("unread"), list):

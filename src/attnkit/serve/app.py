@@ -20,6 +20,7 @@ cannot starve predictions. :func:`run_server` adds the connection limits of :mod
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import socket
@@ -770,26 +771,34 @@ def check_exposure(config: ServeConfig, host: str) -> ServeConfig:
 
 def check_port_free(host: str, port: int) -> None:
     """Raise ``ValueError`` (one line) when nothing can listen on ``host:port``: another server holds the port,
-    or ``host`` is not an address of this machine. Checked before the model loads, so the answer is immediate
-    (uvicorn itself would fail only after the load, with its own message)."""
+    the port needs privileges, or ``host`` is not an address of this machine. Every address ``host`` resolves to
+    is tried, as uvicorn binds them all; a family the kernel lacks (IPv6) is skipped, as asyncio skips it.
+    Checked before the model loads, so the answer is immediate (uvicorn would fail only after the load)."""
     if port == 0:  # the system picks a free port
         return
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise ValueError(
             f"--host {host}: not an address this machine can listen on ({e.strerror or e})"
         ) from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    for family, kind, protocol, _, address in infos:
         try:
-            probe.bind(address)
-        except OSError as e:
-            raise ValueError(
-                f"cannot listen on {host}:{port} ({e.strerror or e}); another server may hold the port: stop it, "
-                "or pick another with --port"
-            ) from None
+            probe = socket.socket(family, kind, protocol)
+        except OSError:  # e.g. no IPv6 in this kernel
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    hint = "another server holds the port: stop it, or pick another with --port"
+                elif e.errno == errno.EACCES:
+                    hint = "ports below 1024 need privileges: pick another with --port"
+                else:
+                    hint = "check --host and --port"
+                raise ValueError(f"cannot listen on {host}:{port} ({e.strerror or e}); {hint}") from None
 
 
 def _log_exposure(config: ServeConfig, host: str) -> None:

@@ -13,7 +13,7 @@ from attnkit.data.labels import label_name
 def _target_label(value: Any) -> Any:
     """A JSON number names the class it names in data (``1`` and ``1.0`` are ``"1"``); strings pass as they are,
     and anything else (a boolean, a list) is left for the strict string check to refuse."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:  # NaN: refused
         return label_name(value)
     return value
 

@@ -183,21 +183,15 @@ def parse_multipart(body: bytes, content_type: str, *, max_parts: int) -> Multip
             count = len(form.files)
             where = f"{FILE_FIELD}[{count}]" + (f" ({filename})" if filename else "")
             form.files.append(Upload(where, content, filename or None))
-        elif filename:  # a file in another field: say where files go, not that it is not text
-            raise RequestError(
-                422,
-                "validation_error",
-                f"the form field {name!r} holds a file ({filename}); upload files in the field "
-                f'"{FILE_FIELD}"',
-            )
-        else:
+        else:  # a text field, also when sent as a file part (curl -F method=@m.txt, a browser Blob)
             try:
                 form.fields.setdefault(name, []).append(content.decode("utf-8"))
             except UnicodeDecodeError:
+                what = f"holds a file ({filename})" if filename else "is not UTF-8 text"
                 raise RequestError(
                     422,
                     "validation_error",
-                    f'the form field {name!r} is not UTF-8 text; upload files in the field "{FILE_FIELD}"',
+                    f'the form field {name!r} {what}; upload files in the field "{FILE_FIELD}"',
                 ) from None
         position = next_delimiter + 2 + len(delimiter)
         index += 1

@@ -347,13 +347,14 @@ class ImageClassificationTask(Task):
             array = array[..., None]
         if array.dtype != np.uint8 or array.ndim != 3:
             raise ValueError(
-                f"an image must be encoded bytes or a (H, W, C) uint8 array, got {array.dtype} {array.shape}"
+                f"{where}: an image must be encoded bytes or a (H, W, C) uint8 array, got {array.dtype} "
+                f"{array.shape}"
             )
         if array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
             hint = " (channels first? give array.transpose(1, 2, 0))" if array.shape[0] in (1, 3, 4) else ""
             raise ValueError(
-                "an image array must be (H, W, C) with H, W >= 1 and C = 1 (grayscale), 3 (RGB) or 4 (RGBA), "
-                f"channels last; got shape {array.shape}{hint}"
+                f"{where}: an image array must be (H, W, C) with H, W >= 1 and C = 1 (grayscale), 3 (RGB) or 4 "
+                f"(RGBA), channels last; got shape {array.shape}{hint}"
             )
         if array.shape[:2] == prep.size and array.shape[2] == prep.channels:
             return array

@@ -185,6 +185,8 @@ class ImageSection:
     max_pixels: int = 64_000_000
 
     def __post_init__(self) -> None:
+        if isinstance(self.size, tuple):  # ImageSection(size=(32, 32)) in Python
+            self.size = list(self.size)
         if self.size is not None:
             if (
                 not isinstance(self.size, list)

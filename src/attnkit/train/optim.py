@@ -54,8 +54,10 @@ class LearningRateSchedule:
         return _factor(step, self.total_steps, self.warmup_steps, self.schedule)
 
 
-# The fraction of a budget plan after which it no longer grows (see replan_epochs).
+# The fraction of a budget plan after which it no longer grows, for plans of at least GROWTH_FLOOR epochs (see
+# replan_epochs): a shorter plan, e.g. one epoch from a first-epoch probe that overestimated, always may.
 GROWTH_CUTOFF = 0.75
+GROWTH_FLOOR = 4
 
 
 def epochs_within_budget(remaining_seconds: float, epoch_seconds: float, *, done: int, cap: int) -> int:
@@ -101,7 +103,8 @@ def replan_epochs(
     learning-rate schedule) back and forth between two lengths. A plan with epochs still to go keeps the next
     one while any budget is left, so a machine that slows down near the end finishes its decay in that epoch
     (past the budget by less than an epoch, as ``train.max_train_seconds`` allows) instead of stopping mid-decay.
-    A plan does not grow in its last quarter (``done >= GROWTH_CUTOFF * current``): stretching an almost finished
+    A plan of ``GROWTH_FLOOR`` epochs or more does not grow in its last quarter (``done >= GROWTH_CUTOFF *
+    current``): stretching an almost finished
     cosine decay over one more epoch would raise the learning rate again near its end (at 9 of 11 epochs, growing
     to 12 nearly doubles it), so a machine that speeds up late leaves the spare time unused.
     """
@@ -109,7 +112,7 @@ def replan_epochs(
     if fits < current:
         keep_next = remaining_seconds > 0 and current > done
         return max(fits, done + 1) if keep_next else fits
-    if done >= GROWTH_CUTOFF * current:
+    if current >= GROWTH_FLOOR and done >= GROWTH_CUTOFF * current:
         return current
     spare = epochs_within_budget(remaining_seconds - margin_seconds, epoch_seconds, done=done, cap=cap)
     return max(current, spare)

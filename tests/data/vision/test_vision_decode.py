@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -236,7 +237,8 @@ def test_errors_name_the_input_and_the_reason() -> None:
     assert e.reason == "too many pixels"
     assert str(e) == (
         "up.png: too many pixels (64x64 = 4,096 > the cap of 4,000); shrink the image, or raise the cap: "
-        "image.max_pixels to train, --max-image-pixels for predict, explain and serve"
+        "image.max_pixels to train, --max-image-pixels for predict, explain and serve, max_image_pixels= in "
+        "attnkit.load"
     )
 
 
@@ -245,6 +247,15 @@ def test_decompression_bombs_are_refused_from_the_header() -> None:
     assert e.reason == "too many pixels" and "9000x9000 = 81,000,000 > the cap of 64,000,000" in str(e)
     e = error_of(png_header_only(30000, 30000))  # over twice Pillow's limit: Pillow refuses at open
     assert e.reason == "too many pixels"
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    assert (
+        str(e) == f"up.png: too many pixels (more than {limit:,}, the most Pillow decodes); shrink the image"
+    )
+    # Between Pillow's warning and its limit, the cap decides and Pillow's warning stays quiet.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        e = error_of(png_header_only(10000, 10000), max_pixels=200_000_000)
+    assert e.reason != "too many pixels"  # read past the header (the header-only file then fails to decode)
 
 
 def test_corrupt_data_is_an_image_error() -> None:

@@ -64,6 +64,10 @@ def test_an_image_folder_by_hand(tmp_path: Path) -> None:
     with_test = inspect_media(str(root), test=str(test))
     assert with_test["splits"]["test"]["rows"] == 2
     assert with_test["overlap"] == [{"a": "train", "b": "test", "shared": 1}]
+    with pytest.raises(
+        DataError, match="compare a folder with a folder"
+    ):  # bytes against pixels: never equal
+        inspect_media(str(root), test="fashion-mnist:test")
 
 
 def test_the_command_reads_an_image_folder_as_images(

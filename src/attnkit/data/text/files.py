@@ -287,6 +287,7 @@ def _pick_field(
         if name in lowered:
             return lowered[name]
     option = f"{kind}_field" if kind == "text" else "label_field"
+    where_else = "; predict and explain take --text-field NAME" if kind == "text" else ""
     separator = next(
         (sep for sep in (";", "|", "\t", ",") if len(available) == 1 and sep in available[0]), None
     )
@@ -298,7 +299,7 @@ def _pick_field(
     )
     raise DataError(
         f"{where}: no {kind} column found (looked for {', '.join(candidates)}); available columns: {shown}; "
-        f"choose one with data.{option} (--set data.{option}=NAME){hint}"
+        f"choose one with data.{option} (--set data.{option}=NAME{where_else}){hint}"
     )
 
 

@@ -35,6 +35,7 @@ import io
 import logging
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -153,11 +154,15 @@ def decode_with(data: bytes, options: DecodeOptions, *, where: str = "image") ->
             "too large",
         )
     try:
-        im = Image.open(io.BytesIO(data), formats=FORMATS)
+        with (
+            warnings.catch_warnings()
+        ):  # the cap below decides; Pillow's warning above its own half-limit is noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         raise ImageError(
-            f"{where}: too many pixels (more than Pillow's limit of {2 * (Image.MAX_IMAGE_PIXELS or 0):,}, "
-            f"above the cap of {options.max_pixels:,}); shrink the image",
+            f"{where}: too many pixels (more than {limit:,}, the most Pillow decodes); shrink the image",
             "too many pixels",
         ) from None
     except Exception:  # UnidentifiedImageError, and whatever a damaged header makes a plugin raise
@@ -170,7 +175,7 @@ def decode_with(data: bytes, options: DecodeOptions, *, where: str = "image") ->
             raise ImageError(
                 f"{where}: too many pixels ({width}x{height} = {width * height:,} > the cap of "
                 f"{options.max_pixels:,}); shrink the image, or raise the cap: image.max_pixels to train, "
-                "--max-image-pixels for predict, explain and serve",
+                "--max-image-pixels for predict, explain and serve, max_image_pixels= in attnkit.load",
                 "too many pixels",
             )
         if im.format == "PNG":
@@ -185,7 +190,7 @@ def decode_with(data: bytes, options: DecodeOptions, *, where: str = "image") ->
         out: Image.Image = im
         if orientation not in (None, 1):
             out = ImageOps.exif_transpose(out)
-        out = _convert(out, options.mode)
+        out = convert_image(out, options.mode)
         if options.size is not None:
             out = _cover_resize(out, options.size)
         pixels = np.asarray(out, dtype=np.uint8)  # (H, W) for L, (H, W, 3) for RGB
@@ -235,7 +240,9 @@ def _has_alpha(im: Image.Image) -> bool:
     return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
 
 
-def _convert(im: Image.Image, mode: str) -> Image.Image:
+def convert_image(im: Image.Image, mode: str) -> Image.Image:
+    """``im`` in ``mode`` (``L`` or ``RGB``) as the decoder converts every image: 16- and 32-bit grayscale
+    scaled to 8 bits, transparency on white, other modes through RGB."""
     if im.mode in _SIXTEEN_BIT:
         values = np.asarray(im).astype(np.int64)  # (H, W)
         scaled = (np.clip(values, 0, 65535) * 255 + 32767) // 65535  # round(v * 255 / 65535)
