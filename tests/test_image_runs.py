@@ -262,6 +262,27 @@ def test_evaluate_and_a_label_the_run_does_not_know(
         evaluate_run(image_run, str(other))
 
 
+def test_a_run_whose_classes_are_numbers_in_folder_spelling_still_evaluates(
+    image_run: Path, image_folder: Path, tmp_path: Path
+) -> None:
+    """A run trained before class folders were read as labels has the class "1.0" for a folder 1.0/; its own
+    folders, now read as the class "1", still evaluate and calibrate in the run's spelling."""
+    import shutil
+
+    old = tmp_path / "old-run"
+    shutil.copytree(image_run, old)
+    spelled = {"bottom": "1.0", "middle": "2.0", "top": "3.0"}  # labels.json order: bottom, middle, top
+    (old / "labels.json").write_text(json.dumps(list(spelled.values())))
+    folder = tmp_path / "numbered"
+    for name, number in spelled.items():
+        shutil.copytree(image_folder / name, folder / number)
+    report, reference = evaluate_run(old, str(folder)), evaluate_run(image_run, str(image_folder))
+    assert report["labels"] == ["1.0", "2.0", "3.0"] and report["n"] == reference["n"] == 72
+    assert report["accuracy"] == reference["accuracy"]
+    assert report["confusion_matrix"] == reference["confusion_matrix"]
+    assert main(["calibrate", str(old), "--data", str(folder)]) == 0
+
+
 def test_resume_after_a_kill_gives_the_same_weights(
     image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

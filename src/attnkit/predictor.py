@@ -119,6 +119,37 @@ class Predictor:
         return [self.prediction(text, probs) for text, probs in zip(texts, probabilities, strict=True)]
 
 
+def in_run_spelling(examples: Any, labels: list[str]) -> Any:
+    """``examples`` (an image or audio set) with each class spelled as the run spells it.
+
+    Class folders are read as labels (``1.0/`` is the class ``"1"``, as in a CSV column); a run trained before
+    that has the class ``"1.0"`` in its ``labels.json``. Its own folders then still evaluate and calibrate. Other
+    examples (texts, whose labels were always read this way) are returned as they are.
+    """
+    from dataclasses import is_dataclass
+
+    from attnkit.data.labels import label_name
+
+    aliases: dict[str, str] = {}
+    for label in labels:
+        name = label_name(label) or label
+        if name != label and name not in labels:
+            aliases[name] = label
+    if (
+        not aliases
+        or isinstance(examples, type)
+        or not is_dataclass(examples)
+        or not hasattr(examples, "classes")
+    ):
+        return examples
+    found: Any = examples
+    return replace(
+        found,
+        labels=[aliases.get(label, label) for label in found.labels],
+        classes=tuple(aliases.get(name, name) for name in found.classes),
+    )
+
+
 def _check_labelled(
     found_labels: list[str], source: str, labels: list[str], run_dir: Path, *, min_classes: int = 1
 ) -> None:
@@ -155,7 +186,7 @@ def evaluate_run(
     """
     predictor = Predictor(run_dir, device=device)
     task = predictor.task
-    examples = task.read_source(source)
+    examples = in_run_spelling(task.read_source(source), predictor.labels)
     _check_labelled(task.labels_in(examples), source, predictor.labels, predictor.run_dir)
     dataset = task.encode(examples, predictor.labels)
     report = evaluate_dataset(
@@ -207,6 +238,7 @@ def calibrate_run(
     else:
         examples = task.read_source(source)
         fitted_on = source
+    examples = in_run_spelling(examples, run.labels)
     where = source or f"{run.run_dir}: its validation split"
     _check_labelled(task.labels_in(examples), where, run.labels, run.run_dir, min_classes=2)
     dataset = task.encode(examples, run.labels)
