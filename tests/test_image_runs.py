@@ -60,6 +60,15 @@ def image_run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return run_dir
 
 
+def normalized(run_dir: Path, files: list[Path]) -> torch.Tensor:
+    """The reference input: grayscale ``files`` as ``(B, 1, H, W)`` normalized with the run's own statistics."""
+    prep = json.loads((run_dir / PREPARATION_FILE).read_text())
+    pixels = torch.stack(
+        [torch.as_tensor(np.array(Image.open(f)), dtype=torch.float32)[None] / 255 for f in files]
+    )
+    return (pixels - prep["mean"][0]) / prep["std"][0]
+
+
 def test_the_run_directory_holds_an_image_run(image_run: Path) -> None:
     saved = RunConfig.from_yaml(image_run / "config.yaml")
     assert saved.data.modality == "image"  # decided at training, so the run loads without its data
@@ -77,14 +86,8 @@ def test_predictions_agree_across_the_cli_the_api_and_the_model(
 ) -> None:
     files = [image_folder / "top" / "0.png", image_folder / "bottom" / "3.png"]
     run = load_run(image_run)
-    # The reference: the model on the pixels normalized with the run's own statistics.
-    prep = json.loads((image_run / PREPARATION_FILE).read_text())
-    pixels = torch.stack(
-        [torch.as_tensor(np.array(Image.open(f)), dtype=torch.float32)[None] / 255 for f in files]
-    )
-    pixels = (pixels - prep["mean"][0]) / prep["std"][0]
     with torch.no_grad():
-        expected = torch.softmax(run.model(pixels).logits / run.temperature, dim=-1)
+        expected = torch.softmax(run.model(normalized(image_run, files)).logits / run.temperature, dim=-1)
     clf = attnkit.load(image_run, device="cpu")
     np.testing.assert_allclose(clf.predict_proba([str(f) for f in files]), expected.numpy(), atol=1e-6)
     np.testing.assert_allclose(clf.predict_proba(Image.open(files[0]))[0], expected[0].numpy(), atol=1e-6)
@@ -103,13 +106,8 @@ def test_the_api_gives_the_attention_over_regions(image_run: Path, image_folder:
     cell's pixel box (a documented call that used to raise AttributeError on image runs)."""
     files = [image_folder / "top" / "0.png", image_folder / "bottom" / "3.png"]
     run = load_run(image_run)
-    prep = json.loads((image_run / PREPARATION_FILE).read_text())
-    pixels = torch.stack(
-        [torch.as_tensor(np.array(Image.open(f)), dtype=torch.float32)[None] / 255 for f in files]
-    )
-    pixels = (pixels - prep["mean"][0]) / prep["std"][0]
     with torch.no_grad():
-        expected = run.model(pixels).unit_attention  # (B, U)
+        expected = run.model(normalized(image_run, files)).unit_attention  # (B, U)
     clf = attnkit.load(image_run, device="cpu")
     found = clf.attention([str(f) for f in files])
     assert [type(item) for item in found] == [attnkit.RegionAttention] * 2

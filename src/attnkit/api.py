@@ -320,13 +320,7 @@ def load(run_dir: str | Path, *, device: str = "auto", max_image_pixels: int | N
     from attnkit.devices import resolve_device
     from attnkit.predictor import Predictor
 
-    predictor = Predictor(run_dir, device=resolve_device(device))
-    if max_image_pixels is not None:
-        if max_image_pixels < 1:
-            raise ValueError(f"max_image_pixels must be >= 1, got {max_image_pixels}")
-        if predictor.modality == "image":
-            predictor.task.max_pixels = max_image_pixels  # type: ignore[attr-defined]
-    return Classifier(predictor)
+    return Classifier(Predictor(run_dir, device=resolve_device(device), max_image_pixels=max_image_pixels))
 
 
 class Classifier:
@@ -441,9 +435,7 @@ class Classifier:
     def predict_proba(self, texts: Any, *, batch_size: int = 64) -> np.ndarray:
         """``(N, C)`` calibrated class probabilities (``softmax(logits / T)``), columns in :attr:`labels` order;
         texts, or images or recordings for an image or audio run (as :meth:`predict` takes them)."""
-        if (
-            self.predictor.modality == "image"
-        ):  # decoded here, batch by batch, so that an error names the image
+        if self.predictor.modality == "image":  # decoded here, batch by batch, so an error names the image
             images, sources = self._images(texts)
             task = self.predictor.task
             parts = []

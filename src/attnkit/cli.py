@@ -321,8 +321,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         check_output_path(args.out)
         if args.file and Path(args.out).expanduser().resolve() == Path(args.file).expanduser().resolve():
             raise UserError(f"--out {args.out} is the input file; write the predictions to another file")
-    predictor = Predictor(args.run_dir, device=args.device)
-    _apply_max_image_pixels(args, predictor)
+    predictor = Predictor(args.run_dir, device=args.device, max_image_pixels=args.max_image_pixels)
     from_files = predictor.task.input_suffixes is not None  # images, recordings: files, not texts
     if from_files:
         noun = _file_noun(predictor.modality)
@@ -364,16 +363,6 @@ def _add_max_image_pixels(p: argparse.ArgumentParser) -> None:
         help="image runs: refuse images declaring more pixels than N (default: the run's image.max_pixels, "
         "64,000,000 unless set when training)",
     )
-
-
-def _apply_max_image_pixels(args: argparse.Namespace, predictor: Any) -> None:
-    value = getattr(args, "max_image_pixels", None)
-    if value is None:
-        return
-    if value < 1:
-        raise UserError(f"--max-image-pixels must be >= 1, got {value}")
-    if predictor.modality == "image":
-        predictor.task.max_pixels = value
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -515,8 +504,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         args.out = (
             f"explanation.{suffix[args.format]}" if args.format in ("html", "png") else f"{args.format}.html"
         )
-    predictor = Predictor(args.run_dir, device=args.device)
-    _apply_max_image_pixels(args, predictor)
+    predictor = Predictor(args.run_dir, device=args.device, max_image_pixels=args.max_image_pixels)
     if predictor.task.input_suffixes is not None:  # images, recordings: files, not texts
         return _explain_files(args, predictor)
     written: list[Path] = []
@@ -758,7 +746,8 @@ def _cmd_data_synthetic(args: argparse.Namespace) -> int:
 
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
     from attnkit.data import format_report, inspect_source
-    from attnkit.data.inspect_media import format_media_report, inspect_media, source_modality
+    from attnkit.data.inspect_media import format_media_report, inspect_media
+    from attnkit.data.modality import source_modality
 
     if source_modality(args.source) is not None:  # a built-in image or audio dataset, or a folder of them
         report = inspect_media(args.source, test=args.test, allow_download=not args.offline)

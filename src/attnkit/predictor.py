@@ -48,9 +48,17 @@ class Predictor:
             ``ValueError``; :class:`attnkit.runs.RunNotFoundError`, also a ``FileNotFoundError``, when missing).
     """
 
-    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, run_dir: str | Path, device: str | torch.device = "cpu", *, max_image_pixels: int | None = None
+    ) -> None:
+        """Load ``run_dir`` on ``device``; ``max_image_pixels`` (image runs) raises or lowers the run's
+        ``image.max_pixels`` cap for this predictor."""
+        if max_image_pixels is not None and max_image_pixels < 1:
+            raise ValueError(f"the image pixel cap must be >= 1, got {max_image_pixels}")
         where = device if isinstance(device, torch.device) else resolve_device(device)
         run = load_run(run_dir, device=where)
+        if max_image_pixels is not None and run.task.modality == "image":
+            run.task.max_pixels = max_image_pixels  # type: ignore[attr-defined]
         self.run_dir: Path = run.run_dir
         self.config: RunConfig = run.config
         self.task: Task = run.task

@@ -93,17 +93,17 @@ def test_truncated_tail_is_one_gap(named: dict[str, dict[str, Any]]) -> None:
 
 
 def test_the_unread_middle_of_a_head_and_tail_truncation_is_grey() -> None:
-    from attnkit.explain.unread import is_truncated
+    from attnkit.explain.unread import unread_spans
 
     from .conftest import explanation, make_head_tail_truncated, spans
 
     text = "great start so so middle part here sad ending"
     words = spans(text, r"\S+")
     kept = words[:2] + words[-2:]  # head + tail: "great start" ... "sad ending"
-    assert is_truncated(text, kept, max_length=4)
-    assert not is_truncated(text, words[:4] + words[4:], max_length=len(words))  # every token kept
-    assert not is_truncated(text, kept, max_length=5)  # not full: nothing was cut
-    assert is_truncated(text, words[:4], max_length=4)  # head only: the tail is unread
+    assert unread_spans(text, kept, max_length=4)
+    assert not unread_spans(text, words[:4] + words[4:], max_length=len(words))  # every token kept
+    assert not unread_spans(text, kept, max_length=5)  # not full: nothing was cut
+    assert unread_spans(text, words[:4], max_length=4)  # head only: the tail is unread
     exp = explanation(text, kept, {"attention": [0.4, 0.1, 0.1, 0.4]}, truncated=True)
     gaps = [seg.text for seg in segments(exp) if seg.token is None]
     assert gaps == [" ", " so so middle part here ", " "]

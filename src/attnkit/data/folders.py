@@ -240,7 +240,7 @@ class FolderTally:
     :meth:`finish`.
 
     Attributes:
-        base: the folder; ``report``: its report; ``class_dirs``: the class folders in order.
+        base: the folder; ``report``: its report.
         classes: the classes in order (folders whose names are one label, such as ``1`` and ``1.0``, are one).
         files: ``(path, class)`` of every file to decode, in order.
         labels: the class of each kept file, in reading order; ``sources``: its path.
@@ -251,13 +251,15 @@ class FolderTally:
         base: Path,
         kind: FolderKind,
         report: FolderReport,
-        labels: dict[Path, str],
+        class_of: dict[Path, str],
         files: list[tuple[Path, str]],
     ) -> None:
         self.base, self.kind, self.report = base, kind, report
-        self.class_dirs, self.files = list(labels), files
-        self.classes = list(dict.fromkeys(labels.values()))
-        self._folders = {label: [d for d in labels if labels[d] == label] for label in self.classes}
+        self.files = files
+        self._folders: dict[str, list[Path]] = {}  # class -> its folders, in order
+        for folder, label in class_of.items():
+            self._folders.setdefault(label, []).append(folder)
+        self.classes = list(self._folders)
         self.labels: list[str] = []
         self.sources: list[str] = []
         self._first_error: dict[str, str] = {}  # class -> its first skipped file's message

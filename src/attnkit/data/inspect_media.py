@@ -12,17 +12,16 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from attnkit.data.errors import DataError, DatasetNotFoundError
-from attnkit.data.text.inspect import length_stats
+from attnkit.data.health import STATS, duplicate_counts, length_stats, shared_counts, table
+from attnkit.data.modality import source_modality
 
 # The audio defaults of a run (AudioConfig): a folder is inspected as a run with those options reads it.
 _AUDIO_SAMPLE_RATE = 8000
 _AUDIO_MAX_SECONDS = 10.0
-_STATS = ("min", "mean", "median", "p95", "max")
 
 
 @dataclass(frozen=True)
@@ -41,27 +40,6 @@ class MediaSplit:
 
     items: list[MediaItem]
     load: dict[str, Any] | None = None
-
-
-def source_modality(source: str) -> str | None:
-    """``image`` or ``audio`` for a built-in image or audio dataset (``name[:split]``, when no such path exists)
-    or a folder of image or audio class folders; ``None`` for anything else (text)."""
-    from attnkit.data.audio import AUDIO_DATASETS, is_audio_folder
-    from attnkit.data.vision import VISION_DATASETS, is_image_folder
-
-    path = Path(source)
-    name = source.split(":")[0].strip().lower().replace("_", "-")
-    if not path.exists():
-        if name in VISION_DATASETS:
-            return "image"
-        if name in AUDIO_DATASETS:
-            return "audio"
-        return None
-    if path.is_dir() and is_image_folder(path):
-        return "image"
-    if path.is_dir() and is_audio_folder(path):
-        return "audio"
-    return None
 
 
 def _digest(data: bytes) -> str:
@@ -142,16 +120,10 @@ def _load(
 def duplicate_stats(items: Sequence[MediaItem]) -> dict[str, int]:
     """Exact duplicates within one split: ``rows`` that repeat an earlier item's content, ``distinct`` contents
     that occur more than once, and of those, ``conflicting_labels``: contents seen with more than one label."""
-    counts = Counter(item.key for item in items)
-    labels: dict[str, set[str]] = {}
-    for item in items:
-        if counts[item.key] > 1:
-            labels.setdefault(item.key, set()).add(item.label)
-    return {
-        "rows": len(items) - len(counts),
-        "distinct": sum(1 for c in counts.values() if c > 1),
-        "conflicting_labels": sum(1 for s in labels.values() if len(s) > 1),
-    }
+    rows, distinct, conflicting = duplicate_counts(
+        [item.key for item in items], [item.label for item in items]
+    )
+    return {"rows": rows, "distinct": distinct, "conflicting_labels": conflicting}
 
 
 def inspect_media(
@@ -167,7 +139,7 @@ def inspect_media(
     Returns:
         ``{"source", "modality", "splits": {name: {"rows", "labels", "sizes", "duplicates"}}, "overlap",
         "load", "missing"}``: ``labels`` maps label -> count; ``sizes`` maps ``height`` / ``width`` (images)
-        or ``seconds`` (recordings) to :func:`~attnkit.data.text.inspect.length_stats`; ``overlap`` lists
+        or ``seconds`` (recordings) to :func:`~attnkit.data.health.length_stats`; ``overlap`` lists
         ``{"a", "b", "shared"}``: distinct contents present in both splits; ``load`` holds each folder's
         report (skipped files by reason, the first ones named).
 
@@ -199,22 +171,14 @@ def inspect_media(
         report["splits"][name] = {
             "rows": len(split.items),
             "labels": dict(sorted(Counter(item.label for item in split.items).items())),
-            "sizes": {key: length_stats([item.sizes[key] for item in split.items]) for key in keys},  # type: ignore[misc]
+            "sizes": {key: length_stats([item.sizes[key] for item in split.items]) for key in keys},
             "duplicates": duplicate_stats(split.items),
         }
     contents = {name: {item.key for item in split.items} for name, split in splits.items()}
-    for a, b in combinations(splits, 2):
-        report["overlap"].append({"a": a, "b": b, "shared": len(contents[a] & contents[b])})
+    report["overlap"] = [{"a": a, "b": b, "shared": n} for a, b, n in shared_counts(contents)]
     report["load"] = {name: split.load for name, split in splits.items() if split.load is not None}
     report["missing"] = missing
     return report
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
-    ]
 
 
 def _number(key: str, value: float) -> str:
@@ -234,7 +198,7 @@ def format_media_report(report: Mapping[str, Any]) -> str:
     test = f"  (test: {report['test_source']})" if "test_source" in report else ""
     lines = [f"source: {report['source']} ({noun}){test}", ""]
     load = report.get("load", {})
-    lines += _table(
+    lines += table(
         ["split", noun, "skipped", "classes"],
         [
             [name, f"{s['rows']:,}", f"{load.get(name, {}).get('skipped', 0):,}", str(len(s["labels"]))]
@@ -243,7 +207,7 @@ def format_media_report(report: Mapping[str, Any]) -> str:
     )
     labels = sorted({label for s in splits.values() for label in s["labels"]})
     lines += ["", "label counts"]
-    lines += _table(
+    lines += table(
         ["label", *splits],
         [[label, *[f"{s['labels'].get(label, 0):,}" for s in splits.values()]] for label in labels],
     )
@@ -255,13 +219,13 @@ def format_media_report(report: Mapping[str, Any]) -> str:
     for key, title in titles.items():
         if any(key in s["sizes"] for s in splits.values()):
             lines += ["", title]
-            lines += _table(
-                ["split", *_STATS],
-                [[name, *[_number(key, s["sizes"][key][k]) for k in _STATS]] for name, s in splits.items()],
+            lines += table(
+                ["split", *STATS],
+                [[name, *[_number(key, s["sizes"][key][k]) for k in STATS]] for name, s in splits.items()],
             )
     what = "same file bytes" if load else "same content"
     lines += ["", f"exact duplicates within a split ({what})"]
-    lines += _table(
+    lines += table(
         ["split", f"duplicate {noun}", "duplicated contents", "with conflicting labels"],
         [
             [name, f"{d['rows']:,}", f"{d['distinct']:,}", f"{d['conflicting_labels']:,}"]
@@ -271,7 +235,7 @@ def format_media_report(report: Mapping[str, Any]) -> str:
     )
     if report["overlap"]:
         lines += ["", f"{noun} shared between splits (distinct contents)"]
-        lines += _table(
+        lines += table(
             ["splits", "shared"], [[f"{o['a']} & {o['b']}", f"{o['shared']:,}"] for o in report["overlap"]]
         )
     for name, folder in load.items():

@@ -378,6 +378,11 @@ def with_unread(exp: dict[str, Any]) -> dict[str, Any]:
     return {**exp, "unread": [[start, end] for start, end in unread_spans_of(exp)]}
 
 
+def _with_derived(exp: dict[str, Any]) -> dict[str, Any]:
+    """``exp`` with what renderers derive rather than trust: its ``scale`` and its ``unread`` spans."""
+    return with_unread(with_scale(exp))
+
+
 def _is_unread(seg: Segment, unread: Sequence[tuple[int, int]]) -> bool:
     """True for a gap segment that overlaps text the model did not read (every other character is in a token)."""
     return seg.token is None and any(start < seg.end and seg.start < end for start, end in unread)
@@ -434,7 +439,7 @@ def _json_safe(obj: Any) -> Any:
 def render_json(explanations: list[dict[str, Any]]) -> str:
     """The explanations as pretty JSON (UTF-8 text kept as is; NaN/inf written as null), each with its
     ``scale`` recomputed from its scores and its ``unread`` spans (derived for files written without them)."""
-    data = [with_unread(with_scale(exp)) for exp in explanations]
+    data = [_with_derived(exp) for exp in explanations]
     return json.dumps(_json_safe(data), ensure_ascii=False, indent=2)
 
 
@@ -652,7 +657,7 @@ def render_html(explanations: list[dict[str, Any]], title: str = "attnkit explan
     for explanations with ``layers``, the head view and the model view.
     """
     body = "\n".join(_html_explanation(exp, i) for i, exp in enumerate(explanations))
-    data = [with_unread(with_scale(_round_layers(exp))) for exp in explanations]
+    data = [_with_derived(_round_layers(exp)) for exp in explanations]
     return _page(title, body, data, "window.attnkit.enhance(document);")
 
 
@@ -664,7 +669,7 @@ def head_view_html(explanation: dict[str, Any]) -> str:
         "var data = window.attnkit.loadData(document);\n"
         "window.attnkit.renderHeadView(document.getElementById('ak-view'), data[0]);"
     )
-    return _page("attnkit head view", body, [with_unread(with_scale(_round_layers(explanation)))], boot)
+    return _page("attnkit head view", body, [_with_derived(_round_layers(explanation))], boot)
 
 
 def model_view_html(explanation: dict[str, Any]) -> str:
@@ -676,7 +681,7 @@ def model_view_html(explanation: dict[str, Any]) -> str:
         "window.attnkit.renderLayerViews(document.getElementById('ak-view'), data[0], "
         "{modelViewFirst: true});"
     )
-    return _page("attnkit model view", body, [with_unread(with_scale(_round_layers(explanation)))], boot)
+    return _page("attnkit model view", body, [_with_derived(_round_layers(explanation))], boot)
 
 
 # ------------------------------------------------------------------------------------------------------- PNG

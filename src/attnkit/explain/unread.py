@@ -33,8 +33,3 @@ def unread_gaps(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int
 def unread_spans(text: str, offsets: Sequence[tuple[int, int]], max_length: int) -> list[tuple[int, int]]:
     """The spans of ``text`` the model did not read (:func:`unread_gaps`); none unless the encoding is full."""
     return unread_gaps(text, offsets) if len(offsets) >= max_length else []
-
-
-def is_truncated(text: str, offsets: Sequence[tuple[int, int]], max_length: int) -> bool:
-    """Whether tokens were cut: the encoding is full and some text other than spaces lies outside its tokens."""
-    return bool(unread_spans(text, offsets, max_length))

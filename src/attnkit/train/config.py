@@ -740,20 +740,12 @@ def resolve_modality(data: DataConfig, model_name: str) -> str:
     """``text``, ``image`` or ``audio`` for ``data.modality: auto``: the data's (a built-in image or audio
     dataset, a folder of image or audio folders), else the model's when only one modality has it, else
     ``text``."""
-    from attnkit.data.audio import AUDIO_DATASETS, is_audio_folder
-    from attnkit.data.vision import VISION_DATASETS, is_image_folder
+    from attnkit.data.modality import source_modality
     from attnkit.models.registry import modalities_of
 
-    name = data.train.split(":")[0]
-    path = Path(data.train)
-    if name in VISION_DATASETS and not path.exists():
-        return "image"
-    if name in AUDIO_DATASETS and not path.exists():
-        return "audio"
-    if path.is_dir() and is_image_folder(path):
-        return "image"
-    if path.is_dir() and is_audio_folder(path):
-        return "audio"
+    found = source_modality(data.train)
+    if found is not None:
+        return found
     owners = modalities_of(model_name)
     return owners[0] if len(owners) == 1 else "text"
 

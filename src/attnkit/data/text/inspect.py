@@ -9,31 +9,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from itertools import combinations
 from typing import Any
 
-import numpy as np
-
 from attnkit.data.errors import DataError, DatasetNotFoundError
+from attnkit.data.health import STATS, duplicate_counts, length_stats, shared_counts, table
 from attnkit.data.text.sources import LoadReport, TextExample, load_source_with_report, parse_source_name
 
 logger = logging.getLogger(__name__)
-
-_STATS = ("min", "mean", "median", "p95", "max")
-
-
-def length_stats(values: Sequence[int]) -> dict[str, float]:
-    """``min``, ``mean``, ``median``, ``p95`` (linear interpolation), ``max`` (all zero if empty)."""
-    if not values:
-        return dict.fromkeys(_STATS, 0.0)
-    arr = np.asarray(values, dtype=np.float64)
-    return {
-        "min": float(arr.min()),
-        "mean": float(arr.mean()),
-        "median": float(np.median(arr)),
-        "p95": float(np.percentile(arr, 95)),
-        "max": float(arr.max()),
-    }
 
 
 def duplicate_stats(examples: Sequence[TextExample]) -> dict[str, int]:
@@ -43,17 +25,10 @@ def duplicate_stats(examples: Sequence[TextExample]) -> dict[str, int]:
         ``rows``: rows that repeat an earlier row's text (``len - distinct texts``); ``distinct_texts``: texts
         that occur more than once; ``conflicting_labels``: of those, texts seen with more than one label.
     """
-    counts = Counter(ex.text.strip() for ex in examples)
-    labels: dict[str, set[str]] = {}
-    for ex in examples:
-        key = ex.text.strip()
-        if counts[key] > 1:
-            labels.setdefault(key, set()).add(ex.label)
-    return {
-        "rows": len(examples) - len(counts),
-        "distinct_texts": sum(1 for c in counts.values() if c > 1),
-        "conflicting_labels": sum(1 for s in labels.values() if len(s) > 1),
-    }
+    rows, distinct, conflicting = duplicate_counts(
+        [ex.text.strip() for ex in examples], [ex.label for ex in examples]
+    )
+    return {"rows": rows, "distinct_texts": distinct, "conflicting_labels": conflicting}
 
 
 def inspect_examples(splits: Mapping[str, Sequence[TextExample]]) -> dict[str, Any]:
@@ -80,8 +55,7 @@ def inspect_examples(splits: Mapping[str, Sequence[TextExample]]) -> dict[str, A
             "duplicates": duplicate_stats(examples),
         }
     texts = {name: {ex.text.strip() for ex in examples} for name, examples in splits.items()}
-    for a, b in combinations(splits, 2):
-        report["overlap"].append({"a": a, "b": b, "shared_texts": len(texts[a] & texts[b])})
+    report["overlap"] = [{"a": a, "b": b, "shared_texts": n} for a, b, n in shared_counts(texts)]
     return report
 
 
@@ -150,17 +124,6 @@ def _num(key: str, x: float) -> str:
     return f"{x:,.0f}" if key in ("min", "max") else f"{x:,.1f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return [line(header), "  ".join("-" * w for w in widths), *[line(row) for row in rows]]
-
-
 def format_report(report: Mapping[str, Any]) -> str:
     """A plain-text rendering of an :func:`inspect_examples` / :func:`inspect_source` report."""
     splits: Mapping[str, Any] = report["splits"]
@@ -170,7 +133,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         test = f"  (test: {report['test_source']})" if "test_source" in report else ""
         lines += [f"source: {report['source']}{test}", ""]
     load = report.get("load", {})
-    lines += _table(
+    lines += table(
         ["split", "rows", "skipped", "classes"],
         [
             [name, f"{s['rows']:,}", f"{load.get(name, {}).get('skipped', 0):,}", str(len(s["labels"]))]
@@ -179,7 +142,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     )
     labels = sorted({label for s in splits.values() for label in s["labels"]})
     lines += ["", "label counts"]
-    lines += _table(
+    lines += table(
         ["label", *names],
         [
             [label or "(unlabelled)", *[f"{s['labels'].get(label, 0):,}" for s in splits.values()]]
@@ -188,11 +151,11 @@ def format_report(report: Mapping[str, Any]) -> str:
     )
     for key, title in (("chars", "length in characters"), ("tokens", "length in whitespace tokens")):
         lines += ["", title]
-        lines += _table(
-            ["split", *_STATS], [[name, *[_num(k, s[key][k]) for k in _STATS]] for name, s in splits.items()]
+        lines += table(
+            ["split", *STATS], [[name, *[_num(k, s[key][k]) for k in STATS]] for name, s in splits.items()]
         )
     lines += ["", "exact duplicates within a split (after strip)"]
-    lines += _table(
+    lines += table(
         ["split", "duplicate rows", "duplicated texts", "with conflicting labels"],
         [
             [name, f"{d['rows']:,}", f"{d['distinct_texts']:,}", f"{d['conflicting_labels']:,}"]
@@ -202,7 +165,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     )
     if report["overlap"]:
         lines += ["", "texts shared between splits (distinct, after strip)"]
-        lines += _table(
+        lines += table(
             ["splits", "shared texts"],
             [[f"{o['a']} & {o['b']}", f"{o['shared_texts']:,}"] for o in report["overlap"]],
         )

@@ -154,9 +154,8 @@ def decode_with(data: bytes, options: DecodeOptions, *, where: str = "image") ->
             "too large",
         )
     try:
-        with (
-            warnings.catch_warnings()
-        ):  # the cap below decides; Pillow's warning above its own half-limit is noise
+        # The cap below decides; Pillow's warning above half its own limit is noise here.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:
